@@ -1,0 +1,102 @@
+# kiotviet-sync: plain Makefile, pkg-config for every library.
+# make            build build/kiotviet-syncd (installs missing Debian packages first)
+# make check      unit tests (cmocka) + integration tests (pytest, real PostgreSQL, simulator)
+# make check-asan the same under AddressSanitizer + UndefinedBehaviorSanitizer
+# make demo       throwaway PostgreSQL + simulator + one full sync, summarised
+# make bench      performance figures against the targets (see README)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+SAN     ?=
+
+CC      ?= cc
+PKGS    := libuv libcurl libpq libcjson libsystemd inih
+PYTHON  := /usr/bin/python3
+
+# Debian packages the build and the tests need; `make deps` installs what is missing.
+DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
+             libsystemd-dev libinih-dev libunistring-dev libcmocka-dev
+DEB_TEST  := postgresql-15 python3 python3-pytest python3-psycopg openssl systemd
+DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
+
+WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \
+           -Wno-format-nonliteral
+HARDEN  := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=3
+OPT     := -O2 -g
+ifneq ($(SAN),)
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+HARDEN  := -fPIE
+endif
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) -Iinclude -MMD -MP \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += $(if $(SAN),-fsanitize=address$(comma)undefined) -pie -Wl,-z,relro,-z,now
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lunistring -lpthread -lm
+comma   := ,
+
+SRCS     := $(sort $(wildcard src/*.c))
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/main.o
+BIN      := $(BUILD)/kiotviet-syncd
+LIB      := $(BUILD)/libkvsync.a
+
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check check-unit check-integration check-asan demo bench clean install fuzz check-fuzz
+all: deps $(BIN)
+
+# Installs missing Debian packages when run as root; otherwise prints the exact command.
+deps:
+	@missing=""; for p in $(DEB_ALL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || { echo "deps: apt-get install failed"; exit 1; }; \
+	  else \
+	    echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(BIN): $(MAIN_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+
+$(BUILD)/obj $(BUILD)/tests:
+	@mkdir -p $@
+
+check-unit: deps $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+check-integration: deps $(BIN)
+	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+# The README's test command: unit tests, then integration tests against a throwaway PostgreSQL.
+check: deps
+	$(MAKE) --no-print-directory check-unit check-integration
+
+check-asan: deps
+	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check-unit check-integration
+
+demo: deps $(BIN)
+	$(PYTHON) scripts/demo.py --bin $(abspath $(BIN))
+
+bench: deps $(BIN)
+	$(PYTHON) scripts/bench.py --bin $(abspath $(BIN))
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
