@@ -1,0 +1,86 @@
+/* Asynchronous PostgreSQL on the libuv loop, through libpq's non-blocking API and pipeline mode.
+ *
+ * A db_conn is one server connection owned by one user (the scheduler's control connection, or a
+ * sync run). Work is submitted as batches: a batch is a list of parameterised statements sent in
+ * pipeline mode and closed with one Sync, so the server runs it as ONE implicit transaction —
+ * either every statement commits or none does (do not put BEGIN/COMMIT in a batch). Batches run
+ * in submission order; several can be in flight at once on one connection.
+ *
+ * No named prepared statements and no session state beyond the settings made at connect, so it
+ * works through Supabase's session pooler as well as directly.
+ *
+ * Connecting is asynchronous (PQconnectStart/PQconnectPoll with a uv_timer deadline, because
+ * libpq ignores connect_timeout there). If the connection is lost, every batch in flight or
+ * queued fails with DB_E_CONN; the next submit reconnects. Nothing blocks the loop. */
+#ifndef KVS_DB_H
+#define KVS_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "util.h"
+
+typedef struct db_conn db_conn;
+typedef struct db_batch db_batch;
+
+enum db_status {
+    DB_OK = 0,
+    DB_E_SQL,        /* a statement failed: sqlstate/message say which (index in failed_stmt) */
+    DB_E_CONN,       /* connecting failed or the connection was lost; safe to retry later */
+    DB_E_TIMEOUT,    /* connect deadline passed */
+    DB_E_CANCELLED,  /* db_conn_close with work pending */
+};
+
+typedef struct db_result {
+    enum db_status status;
+    int nresults;            /* == number of statements in the batch */
+    PGresult **results;      /* results[i] for statement i; NULL for statements not run;
+                                owned by db, cleared after the callback returns */
+    int failed_stmt;         /* index of the failing statement, -1 if none */
+    char sqlstate[6];        /* "" unless DB_E_SQL */
+    const char *message;     /* human message (server's primary message, or libpq's); borrowed */
+    const char *detail;      /* server DETAIL or NULL; borrowed */
+} db_result;
+
+typedef void (*db_batch_cb)(db_result *res, void *arg);
+/* Called for each NOTIFY received on a connection that LISTENs. channel/payload borrowed. */
+typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
+
+typedef struct db_opts {
+    const char *conninfo;          /* libpq conninfo or URI; copied */
+    long connect_timeout_ms;       /* default 10000 */
+    long statement_timeout_ms;     /* 0 = server default; set with SET at connect */
+    const char *application_name;  /* default "kiotviet-syncd" */
+} db_opts;
+
+/* Creates the connection object; connecting starts on the first submit (or db_conn_connect). */
+db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts);
+/* Starts connecting now if not connected (e.g. for a LISTEN connection). */
+void db_conn_connect(db_conn *c);
+/* Fails all pending batches with DB_E_CANCELLED (callbacks run before this returns), closes the
+ * server connection, and frees c once libuv has closed its handles. */
+void db_conn_close(db_conn *c);
+bool db_conn_is_ready(const db_conn *c);   /* connected and idle or busy, not connecting */
+/* Last connection-level error text (never contains the password), or "". */
+const char *db_conn_last_error(const db_conn *c);
+void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg);
+
+db_batch *db_batch_new(void);
+/* Appends a statement; sql and params are copied. params[i] may be NULL (SQL NULL). All params
+ * are sent as text with server-inferred types: write casts in the SQL ($1::bigint). */
+void db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *params);
+int db_batch_count(const db_batch *b);
+void db_batch_free(db_batch *b);
+
+/* Queues the batch; takes ownership of b. cb is called exactly once on the loop thread. */
+void db_submit(db_conn *c, db_batch *b, db_batch_cb cb, void *arg);
+
+/* Convenience: a batch of one statement. */
+void db_exec(db_conn *c, const char *sql, int nparams, const char *const *params, db_batch_cb cb,
+             void *arg);
+
+/* Blocking helpers for start-up and CLI paths only (never on the loop thread while it runs). */
+PGconn *db_connect_blocking(const char *conninfo, kvs_err *err);
+
+#endif

@@ -1,0 +1,133 @@
+/* Logging to the journal or to stderr; see log.h for the record format. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SD_JOURNAL_SUPPRESS_LOCATION
+#include <systemd/sd-journal.h>
+
+int log_max_level = KVS_LOG_INFO;
+
+static int use_journal;
+static char **secrets;      /* owned; each entry owned */
+static size_t nsecrets;
+
+static const char *const level_names[] = {
+    [KVS_LOG_ERR] = "error",   [KVS_LOG_WARNING] = "warning", [KVS_LOG_NOTICE] = "notice",
+    [KVS_LOG_INFO] = "info",   [KVS_LOG_DEBUG] = "debug",
+};
+
+/* journald hands services a stream whose "device:inode" is in JOURNAL_STREAM; only when our
+ * stderr is that very stream do we talk to the journal directly (structured fields). */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2) return 0;
+    if (fstat(STDERR_FILENO, &st) != 0) return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_init(void) { use_journal = stderr_is_journal(); }
+
+void log_deinit(void) { log_secret_forget_all(); }
+
+void log_set_level(int level)
+{
+    if (level < KVS_LOG_ERR) level = KVS_LOG_ERR;
+    if (level > KVS_LOG_DEBUG) level = KVS_LOG_DEBUG;
+    log_max_level = level;
+}
+
+int log_level_parse(const char *name)
+{
+    if (!name) return -1;
+    for (int l = KVS_LOG_ERR; l <= KVS_LOG_DEBUG; l++)
+        if (kvs_strcaseeq(name, level_names[l])) return l;
+    if (kvs_strcaseeq(name, "warn")) return KVS_LOG_WARNING;
+    return -1;
+}
+
+const char *log_level_name(int level)
+{
+    if (level < KVS_LOG_ERR || level > KVS_LOG_DEBUG) return "?";
+    return level_names[level];
+}
+
+void log_secret_add(const char *s)
+{
+    if (!s || strlen(s) < 4) return;
+    for (size_t i = 0; i < nsecrets; i++)
+        if (strcmp(secrets[i], s) == 0) return;
+    secrets = kvs_xrealloc(secrets, (nsecrets + 1) * sizeof *secrets);
+    secrets[nsecrets++] = kvs_strdup(s);
+}
+
+void log_secret_forget_all(void)
+{
+    for (size_t i = 0; i < nsecrets; i++) free(secrets[i]);
+    free(secrets);
+    secrets = NULL;
+    nsecrets = 0;
+}
+
+void log_redact(char *buf, size_t cap)
+{
+    if (!buf || !cap) return;
+    for (size_t i = 0; i < nsecrets; i++) {
+        size_t sl = strlen(secrets[i]);
+        char *p;
+        while ((p = strstr(buf, secrets[i])) != NULL) {
+            /* "***" is never longer than a secret (>= 4 bytes), so this only shrinks. */
+            memcpy(p, "***", 3);
+            memmove(p + 3, p + sl, strlen(p + sl) + 1);
+        }
+    }
+}
+
+/* One record per line: control characters (newlines from server messages) become spaces. */
+static void flatten(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20) *s = ' ';
+}
+
+void log_msg(int level, const log_ctx *ctx, const char *fmt, ...)
+{
+    int saved = errno;
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    flatten(msg);
+    log_redact(msg, sizeof msg);
+
+    const char *integ = ctx && ctx->integration ? ctx->integration : NULL;
+    const char *run = ctx && ctx->run ? ctx->run : NULL;
+    if (use_journal) {
+        sd_journal_send("MESSAGE=%s%s%s%s%s%s", integ ? "[" : "", integ ? integ : "",
+                        run ? "#" : "", run ? run : "", integ ? "] " : "", msg,
+                        "PRIORITY=%d", level, "INTEGRATION=%s", integ ? integ : "",
+                        "RUN_ID=%s", run ? run : "", "SYSLOG_IDENTIFIER=kiotviet-syncd", NULL);
+    } else {
+        char line[2300];
+        if (integ)
+            snprintf(line, sizeof line, "<%d>%s [%s%s%s] %s\n", level, log_level_name(level), integ,
+                     run ? "#" : "", run ? run : "", msg);
+        else
+            snprintf(line, sizeof line, "<%d>%s %s\n", level, log_level_name(level), msg);
+        /* One write per record so concurrent writers never interleave within a line. */
+        ssize_t w = write(STDERR_FILENO, line, strlen(line));
+        (void)w;
+    }
+    errno = saved;
+}
