@@ -1,0 +1,104 @@
+/* store: all SQL the daemon sends, and the discovery of the shop's tables.
+ *
+ * The shop's `products` and `categories` are not ours: at start the daemon reads their columns
+ * from pg_catalog (store_discover_sql), decides which logical fields land in which column
+ * (sku or code, images as text[] / jsonb / text, is_active present or not, ...), checks that
+ * every NOT NULL column without a default is one it fills, and generates the page upserts once.
+ * Every write of a run carries the run's lease check, so a run whose lease was taken over
+ * writes nothing (see sync.c). Identifiers are quoted; all values are parameters. */
+#ifndef KVS_STORE_H
+#define KVS_STORE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "mapping.h"
+#include "util.h"
+
+typedef struct store store;
+
+/* SQL that lists the columns of the shop's and our tables in `schema` ($1). */
+extern const char store_discover_sql[];
+
+/* Builds the store from the discovery result. Returns NULL with err naming the problem (a
+ * missing table, a missing migration column, a NOT NULL column the daemon cannot fill). Each
+ * column the daemon would fill but the shop lacks is listed in *warnings (caller frees). */
+store *store_new(const char *schema, PGresult *discovery, char **warnings, kvs_err *err);
+void store_free(store *s);
+/* A one-line account of the mapping, e.g. "products: code->sku, images->images(text[]) ...". */
+const char *store_describe(const store *s);
+bool store_products_have_is_active(const store *s);
+
+/* One integration as read from third_party_integrations. All strings owned. */
+typedef struct integ_row {
+    char *id;               /* uuid text */
+    char *name;
+    char *api_url, *token_url, *client_id, *client_secret, *retailer;
+    char *access_token;     /* secret */
+    int64_t token_expires_us;   /* 0 = none */
+    bool is_active, sync_enabled;
+    int64_t last_sync_us;       /* 0 = never */
+    int interval_min;
+    char *lease_owner;
+    bool lease_live;            /* leased by someone and not expired */
+    int64_t products_cursor_us, categories_cursor_us, last_full_us; /* 0 = none */
+    int consecutive_failures;
+    int64_t requested_us;       /* sync_requested_at, 0 = none */
+    bool request_full;
+} integ_row;
+
+void integ_row_free(integ_row *r);
+/* Parses row i of a result of store_sql_list / claim; returns a new row. */
+integ_row *integ_row_parse(PGresult *res, int i);
+
+/* Integration-level statements, schema-qualified for this store. Parameters in order:
+ * ST_LIST            -> integrations named kiotviet or kiotviet*, columns for integ_row_parse
+ * ST_CLAIM           $1 id, $2 owner, $3 lease seconds -> the claimed row, or no row
+ * ST_RENEW           $1 id, $2 owner, $3 lease seconds -> one row while the lease is held
+ * ST_RELEASE         $1 id, $2 owner
+ * ST_LOG_START       $1 integration id, $2 sync_type, $3 daemon id -> sync_logs.id
+ * ST_LOG_PROGRESS    $1 log id, $2 counts (json object with the sync_logs count columns)
+ * ST_LOG_FINISH      $1 log id, $2 status, $3 counts json, $4 error_message, $5 error_details
+ * ST_LOG_ABANDONED   closes 'running' logs whose integration lease is gone -> count
+ * ST_TOKEN_SAVE      $1 id, $2 owner, $3 access token, $4 expiry (epoch seconds)
+ * ST_FINISH          $1 id, $2 owner, $3 products cursor or NULL (keep), $4 categories cursor
+ *                    or NULL, $5 full run (bool): success; resets failures, releases the lease
+ * ST_FAIL            $1 id, $2 owner: failure count + 1, releases the lease
+ * ST_LOG_PRUNE       $1 days -> count deleted
+ * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request */
+enum store_stmt {
+    ST_LIST,
+    ST_CLAIM,
+    ST_RENEW,
+    ST_RELEASE,
+    ST_LOG_START,
+    ST_LOG_PROGRESS,
+    ST_LOG_FINISH,
+    ST_LOG_ABANDONED,
+    ST_TOKEN_SAVE,
+    ST_FINISH,
+    ST_FAIL,
+    ST_LOG_PRUNE,
+    ST_REQUEST_CLEAR,
+    ST__COUNT
+};
+const char *store_sql(const store *s, enum store_stmt which);
+void store_sql_cache_free(void); /* at exit */
+
+/* Page upserts for the discovered schema. Parameters: $1 rows json, $2 integration id,
+ * $3 lease owner, $4 lease seconds. Result: one row (lease_ok, inserted, updated). */
+const char *store_products_upsert_sql(const store *s);
+const char *store_categories_upsert_sql(const store *s);
+/* $1 bigint[] text ("{1,2}"), $2..$4 as above -> (lease_ok, n) */
+const char *store_products_remove_sql(const store *s);
+const char *store_categories_remove_sql(const store *s);
+/* Reconciliation: mark synced rows NOT in $1 (bigint[]) deleted. -> (lease_ok, n) */
+const char *store_products_reconcile_sql(const store *s);
+/* Re-links categories' parents and products' categories from the kiotviet_* ids. $2..$4 as
+ * above. NULL when the shop has no such column. */
+const char *store_categories_relink_sql(const store *s);
+const char *store_products_relink_sql(const store *s);
+
+#endif

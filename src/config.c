@@ -1,0 +1,295 @@
+/* Configuration parsing and validation, driven by one key table. */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum key_type { K_STR, K_INT, K_LEVEL };
+enum { F_NORELOAD = 1, F_SECRET = 2, F_PATH = 4 };
+
+typedef struct key_def {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;   /* default as text (NULL = unset) */
+    long min, max;     /* for K_INT */
+    int flags;
+    const char *help;
+} key_def;
+
+#define OFF(f) offsetof(kvs_config, f)
+
+const char *const config_mapping_keys[KVS_MAPPING_KEYS] = {
+    "center_stone_size_mm", "shape",       "dimensions",       "stone_count", "carat_weight_ct",
+    "gold_purity",          "product_weight_g", "supplier_id", "serial_number", "name_scan",
+};
+
+static const key_def keys[] = {
+    {"database", "url", K_STR, OFF(db_url), NULL, 0, 0, F_NORELOAD | F_SECRET,
+     "libpq conninfo or URI; DATABASE_URL overrides"},
+    {"database", "schema", K_STR, OFF(db_schema), "public", 0, 0, F_NORELOAD, "schema of the tables"},
+    {"database", "connect_timeout", K_INT, OFF(db_connect_timeout_s), "10", 1, 600, 0, "seconds"},
+    {"database", "statement_timeout", K_INT, OFF(db_statement_timeout_s), "120", 0, 86400, 0,
+     "seconds, 0 = server default"},
+    {"sync", "max_concurrent_runs", K_INT, OFF(max_concurrent_runs), "4", 1, 64, 0, NULL},
+    {"sync", "page_size", K_INT, OFF(page_size), "100", 1, 100, 0, "KiotViet caps it at 100"},
+    {"sync", "pages_in_flight", K_INT, OFF(pages_in_flight), "4", 1, 16, 0, NULL},
+    {"sync", "overlap_minutes", K_INT, OFF(overlap_minutes), "10", 0, 1440, 0, NULL},
+    {"sync", "lease_seconds", K_INT, OFF(lease_seconds), "60", 6, 3600, 0, NULL},
+    {"sync", "hourly_get_budget", K_INT, OFF(hourly_get_budget), "4500", 10, 5000, 0,
+     "KiotViet allows 5000 GET/hour"},
+    {"sync", "reconcile_hours", K_INT, OFF(reconcile_hours), "24", 0, 8760, 0, NULL},
+    {"sync", "token_refresh_margin", K_INT, OFF(token_margin_s), "300", 0, 86400, 0, "seconds"},
+    {"sync", "poll_interval", K_INT, OFF(poll_interval_s), "30", 1, 3600, 0, "seconds"},
+    {"sync", "grace_period", K_INT, OFF(grace_period_s), "30", 0, 3600, 0, "seconds"},
+    {"sync", "log_retention_days", K_INT, OFF(log_retention_days), "90", 0, 36500, 0, NULL},
+    {"sync", "max_backoff_minutes", K_INT, OFF(max_backoff_minutes), "240", 1, 10080, 0, NULL},
+    {"kiotviet", "ca_file", K_STR, OFF(ca_file), NULL, 0, 0, F_PATH, "extra CA bundle (PEM)"},
+    {"kiotviet", "connect_timeout", K_INT, OFF(http_connect_timeout_s), "10", 1, 300, 0, "seconds"},
+    {"kiotviet", "request_timeout", K_INT, OFF(http_timeout_s), "60", 1, 3600, 0, "seconds"},
+    {"kiotviet", "max_page_bytes", K_INT, OFF(max_page_bytes), "33554432", 65536, 1073741824, 0,
+     NULL},
+    {"kiotviet", "max_retries", K_INT, OFF(max_retries), "4", 0, 20, 0, "per request"},
+    {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, 0, "error|warning|notice|info|debug"},
+    {"mapping", "branches", K_STR, OFF(branches), NULL, 0, 0, 0, "branch ids, comma-separated"},
+};
+
+typedef struct parse_state {
+    kvs_config *cfg;
+    const char *path;
+    FILE *fp;
+    int line;
+    kvs_err *err;
+    int failed;
+} parse_state;
+
+static const key_def *key_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+        if (kvs_strcaseeq(keys[i].section, section) && kvs_strcaseeq(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int parse_long(const char *v, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end) return -EINVAL;
+    *out = n;
+    return 0;
+}
+
+/* Sets one key; returns 0 or fills why. */
+static int key_set(kvs_config *c, const key_def *k, const char *value, char *why, size_t cap)
+{
+    char *base = (char *)c;
+    switch (k->type) {
+    case K_STR: {
+        char **slot = (char **)(base + k->offset);
+        free(*slot);
+        *slot = value && *value ? kvs_strdup(value) : NULL;
+        return 0;
+    }
+    case K_INT: {
+        long n;
+        if (parse_long(value, &n)) {
+            snprintf(why, cap, "'%s' is not a whole number", value);
+            return -EINVAL;
+        }
+        if (n < k->min || n > k->max) {
+            snprintf(why, cap, "%ld is out of range %ld..%ld", n, k->min, k->max);
+            return -EINVAL;
+        }
+        *(int *)(base + k->offset) = (int)n;
+        return 0;
+    }
+    case K_LEVEL: {
+        int l = log_level_parse(value);
+        if (l < 0) {
+            snprintf(why, cap, "'%s' is not one of error, warning, notice, info, debug", value);
+            return -EINVAL;
+        }
+        *(int *)(base + k->offset) = l;
+        return 0;
+    }
+    }
+    return -EINVAL;
+}
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+    parse_state *st = user;
+    char why[256];
+    if (st->failed) return 1; /* first error wins */
+    if (kvs_strcaseeq(section, "mapping")) {
+        for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
+            if (kvs_strcaseeq(name, config_mapping_keys[i])) {
+                free(st->cfg->mapping[i]);
+                st->cfg->mapping[i] = kvs_strdup(value);
+                return 1;
+            }
+        }
+    }
+    const key_def *k = key_find(section, name);
+    if (!k) {
+        kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: unknown key", st->path, st->line, section,
+                    name);
+        st->failed = 1;
+        return 0;
+    }
+    if (key_set(st->cfg, k, value, why, sizeof why)) {
+        kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: %s", st->path, st->line, section, name, why);
+        st->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* inih's reader callback; counting lines here gives the handler the current line number. */
+static char *line_reader(char *str, int num, void *stream)
+{
+    parse_state *st = stream;
+    char *r = fgets(str, num, st->fp);
+    if (r) st->line++;
+    return r;
+}
+
+static void defaults_apply(kvs_config *c)
+{
+    char why[256];
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+        if (keys[i].def) REQUIRE(key_set(c, &keys[i], keys[i].def, why, sizeof why) == 0);
+}
+
+static int validate(kvs_config *c, const char *path, kvs_err *err)
+{
+    if (!c->db_url || !*c->db_url) {
+        kvs_err_set(err, -EINVAL,
+                    "%s: [database] url: not set (set it in the file or in DATABASE_URL)", path);
+        return -EINVAL;
+    }
+    if (c->ca_file) {
+        FILE *f = fopen(c->ca_file, "r");
+        if (!f) {
+            kvs_err_set(err, -EINVAL, "%s: [kiotviet] ca_file: cannot read %s: %s", path, c->ca_file,
+                        strerror(errno));
+            return -EINVAL;
+        }
+        fclose(f);
+    }
+    if (c->branches) {
+        for (const char *p = c->branches; *p; p++) {
+            if (!strchr("0123456789, ", *p)) {
+                kvs_err_set(err, -EINVAL,
+                            "%s: [mapping] branches: '%s' is not a comma-separated list of ids", path,
+                            c->branches);
+                return -EINVAL;
+            }
+        }
+    }
+    for (const char *p = c->db_schema; *p; p++) {
+        if (*p == '"' || (unsigned char)*p < 0x20) {
+            kvs_err_set(err, -EINVAL, "%s: [database] schema: invalid name", path);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+kvs_config *config_load(const char *path, kvs_err *err)
+{
+    kvs_config *c = kvs_xcalloc(1, sizeof *c);
+    defaults_apply(c);
+    const char *shown = path ? path : "(defaults)";
+    if (path) {
+        c->path = kvs_strdup(path);
+        parse_state st = {.cfg = c, .path = path, .err = err};
+        st.fp = fopen(path, "r");
+        if (!st.fp) {
+            kvs_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+            goto fail;
+        }
+        int rc = ini_parse_stream(line_reader, &st, on_ini_entry, &st);
+        fclose(st.fp);
+        if (st.failed) goto fail;
+        if (rc != 0) {
+            kvs_err_set(err, -EINVAL, "%s:%d: syntax error", path, rc > 0 ? rc : st.line);
+            goto fail;
+        }
+    }
+    const char *env = getenv("DATABASE_URL");
+    if (env && *env) {
+        free(c->db_url);
+        c->db_url = kvs_strdup(env);
+        c->db_url_from_env = true;
+    }
+    if (validate(c, shown, err)) goto fail;
+    return c;
+fail:
+    config_free(c);
+    return NULL;
+}
+
+void config_free(kvs_config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+        if (keys[i].type == K_STR) free(*(char **)((char *)c + keys[i].offset));
+    for (int i = 0; i < KVS_MAPPING_KEYS; i++) free(c->mapping[i]);
+    free(c->path);
+    free(c);
+}
+
+static bool key_equal(const kvs_config *a, const kvs_config *b, const key_def *k)
+{
+    const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+    if (k->type == K_STR) return kvs_streq(*(char *const *)pa, *(char *const *)pb);
+    return *(const int *)pa == *(const int *)pb;
+}
+
+int config_diff_noreload(const kvs_config *old, const kvs_config *nw, char *buf, size_t cap)
+{
+    int n = 0;
+    size_t used = 0;
+    if (cap) buf[0] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        if (!(keys[i].flags & F_NORELOAD) || key_equal(old, nw, &keys[i])) continue;
+        int w = snprintf(buf + used, cap > used ? cap - used : 0, "%s[%s] %s", n ? ", " : "",
+                         keys[i].section, keys[i].name);
+        if (w > 0) used += (size_t)w;
+        n++;
+    }
+    return n;
+}
+
+void config_print(const kvs_config *c)
+{
+    printf("# effective configuration (%s)\n", c->path ? c->path : "defaults");
+    const char *last = "";
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        const key_def *k = &keys[i];
+        if (strcmp(last, k->section)) printf("[%s]\n", k->section);
+        last = k->section;
+        const char *p = (const char *)c + k->offset;
+        if (k->type == K_STR) {
+            const char *v = *(char *const *)p;
+            printf("%s = %s\n", k->name, !v ? "" : (k->flags & F_SECRET) ? "(set)" : v);
+        } else if (k->type == K_LEVEL) {
+            printf("%s = %s\n", k->name, log_level_name(*(const int *)p));
+        } else {
+            printf("%s = %d\n", k->name, *(const int *)p);
+        }
+    }
+    for (int i = 0; i < KVS_MAPPING_KEYS; i++)
+        if (c->mapping[i]) printf("%s = %s\n", config_mapping_keys[i], c->mapping[i]);
+}

@@ -1,0 +1,746 @@
+/* store: the SQL of the daemon, and the discovery of the shop's tables (see store.h). */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+const char store_discover_sql[] =
+    "SELECT c.relname::text, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),"
+    " t.typname::text, a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid),"
+    " (a.attidentity <> '' OR a.attgenerated <> ''),"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique"
+    "         AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)"
+    " FROM pg_catalog.pg_attribute a"
+    " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+    " LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
+    "   AND c.relname IN ('products', 'categories', 'third_party_integrations', 'sync_logs')"
+    "   AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY c.relname, a.attnum";
+
+typedef struct col {
+    char *name;
+    char *type;     /* format_type(), e.g. numeric(18,2), text[] */
+    char *typname;  /* pg_type.typname, e.g. numeric, _text */
+    bool notnull;
+    char *defexpr;  /* NULL when no default */
+    bool auto_value; /* identity or generated */
+    bool unique;    /* single-column unique index */
+} col;
+
+typedef struct table {
+    col *cols;
+    int ncols;
+} table;
+
+enum xform { X_PLAIN, X_IMAGES, X_CATEGORY };
+
+typedef struct target {
+    int field;
+    const char *cands[6];
+    enum xform xf;
+} target;
+
+static const target product_targets[] = {
+    {PF_CODE, {"sku", "code", "product_code"}, X_PLAIN},
+    {PF_NAME, {"name", "title"}, X_PLAIN},
+    {PF_FULL_NAME, {"full_name"}, X_PLAIN},
+    {PF_DESCRIPTION, {"description"}, X_PLAIN},
+    {PF_PRICE, {"price", "base_price"}, X_PLAIN},
+    {PF_CAT_KID, {"category_id"}, X_CATEGORY},
+    {PF_CAT_KID, {"kiotviet_category_id"}, X_PLAIN},
+    {PF_ACTIVE, {"is_active"}, X_PLAIN},
+    {PF_IMAGES, {"images"}, X_IMAGES},
+    {PF_STOCK, {"stock_quantity", "stock", "quantity", "on_hand", "stock_on_hand"}, X_PLAIN},
+    {PF_BARCODE, {"barcode", "bar_code"}, X_PLAIN},
+    {PF_WEIGHT_G, {"product_weight_g"}, X_PLAIN},
+    {PF_INV_VALUE, {"inventory_value"}, X_PLAIN},
+    {PF_SERIAL, {"serial_number"}, X_PLAIN},
+    {PF_SUPPLIER, {"supplier_id"}, X_PLAIN},
+    {PF_STONE_MM, {"center_stone_size_mm"}, X_PLAIN},
+    {PF_SHAPE, {"shape"}, X_PLAIN},
+    {PF_DIMENSIONS, {"dimensions"}, X_PLAIN},
+    {PF_STONE_COUNT, {"stone_count"}, X_PLAIN},
+    {PF_CARAT, {"carat_weight_ct"}, X_PLAIN},
+    {PF_PURITY, {"gold_purity"}, X_PLAIN},
+    {PF_MASTER_KID, {"kiotviet_master_id"}, X_PLAIN},
+    {PF_MODIFIED, {"kiotviet_modified_at"}, X_PLAIN},
+    {PF_STATUS, {"kiotviet_status"}, X_PLAIN},
+};
+
+static const target category_targets[] = {
+    {CF_NAME, {"name", "category_name", "title"}, X_PLAIN},
+    {CF_PARENT_KID, {"kiotviet_parent_id"}, X_PLAIN},
+    {CF_MODIFIED, {"kiotviet_modified_at"}, X_PLAIN},
+    {CF_STATUS, {"kiotviet_status"}, X_PLAIN},
+};
+
+const field_spec product_fields[PF__COUNT] = {
+    [PF_KID] = {"kid", "bigint"},          [PF_CODE] = {"code", "text"},
+    [PF_NAME] = {"name", "text"},          [PF_FULL_NAME] = {"full_name", "text"},
+    [PF_DESCRIPTION] = {"description", "text"}, [PF_PRICE] = {"price", "numeric"},
+    [PF_CAT_KID] = {"cat_kid", "bigint"},  [PF_ACTIVE] = {"active", "boolean"},
+    [PF_IMAGES] = {"images", "jsonb"},     [PF_STOCK] = {"stock", "numeric"},
+    [PF_BARCODE] = {"barcode", "text"},    [PF_WEIGHT_G] = {"weight_g", "numeric"},
+    [PF_INV_VALUE] = {"inv_value", "numeric"}, [PF_SERIAL] = {"serial", "text"},
+    [PF_SUPPLIER] = {"supplier", "text"},  [PF_STONE_MM] = {"stone_mm", "numeric"},
+    [PF_SHAPE] = {"shape", "text"},        [PF_DIMENSIONS] = {"dimensions", "text"},
+    [PF_STONE_COUNT] = {"stone_count", "integer"}, [PF_CARAT] = {"carat", "numeric"},
+    [PF_PURITY] = {"purity", "text"},      [PF_MASTER_KID] = {"master_kid", "bigint"},
+    [PF_MODIFIED] = {"modified", "timestamptz"}, [PF_STATUS] = {"status", "text"},
+};
+
+const field_spec category_fields[CF__COUNT] = {
+    [CF_KID] = {"kid", "bigint"},
+    [CF_NAME] = {"name", "text"},
+    [CF_PARENT_KID] = {"parent_kid", "bigint"},
+    [CF_MODIFIED] = {"modified", "timestamptz"},
+    [CF_STATUS] = {"status", "text"},
+};
+
+struct store {
+    char *schema_q;      /* quoted schema name */
+    table products, categories, integrations, logs;
+    char *products_upsert, *categories_upsert;
+    char *products_remove, *categories_remove, *products_reconcile;
+    char *categories_relink, *products_relink;
+    bool products_is_active, categories_is_active;
+    kvs_buf describe;
+};
+
+/* ---- identifiers ---------------------------------------------------------------------- */
+
+static char *quote_ident(const char *s)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    REQUIRE(kvs_buf_puts(&b, "\"") == 0);
+    for (; *s; s++) {
+        if (*s == '"') REQUIRE(kvs_buf_puts(&b, "\"") == 0);
+        REQUIRE(kvs_buf_append(&b, s, 1) == 0);
+    }
+    REQUIRE(kvs_buf_puts(&b, "\"") == 0);
+    return kvs_buf_steal(&b);
+}
+
+/* Appends formatted text; allocation failure is fatal here (SQL generation at start). */
+#define P(b, ...) REQUIRE(kvs_buf_printf((b), __VA_ARGS__) == 0)
+
+static void put_ident(kvs_buf *b, const char *name)
+{
+    char *q = quote_ident(name);
+    P(b, "%s", q);
+    free(q);
+}
+
+/* ---- discovery -------------------------------------------------------------------------- */
+
+static table *table_of(store *s, const char *relname)
+{
+    if (!strcmp(relname, "products")) return &s->products;
+    if (!strcmp(relname, "categories")) return &s->categories;
+    if (!strcmp(relname, "third_party_integrations")) return &s->integrations;
+    if (!strcmp(relname, "sync_logs")) return &s->logs;
+    return NULL;
+}
+
+static const col *col_find(const table *t, const char *name)
+{
+    for (int i = 0; i < t->ncols; i++)
+        if (!strcmp(t->cols[i].name, name)) return &t->cols[i];
+    return NULL;
+}
+
+static void table_free(table *t)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        free(t->cols[i].name);
+        free(t->cols[i].type);
+        free(t->cols[i].typname);
+        free(t->cols[i].defexpr);
+    }
+    free(t->cols);
+    memset(t, 0, sizeof *t);
+}
+
+void store_free(store *s)
+{
+    if (!s) return;
+    table_free(&s->products);
+    table_free(&s->categories);
+    table_free(&s->integrations);
+    table_free(&s->logs);
+    free(s->schema_q);
+    free(s->products_upsert);
+    free(s->categories_upsert);
+    free(s->products_remove);
+    free(s->categories_remove);
+    free(s->products_reconcile);
+    free(s->categories_relink);
+    free(s->products_relink);
+    kvs_buf_free(&s->describe);
+    free(s);
+}
+
+/* A column chosen for a target. */
+typedef struct chosen {
+    const target *t;
+    const col *c;
+} chosen;
+
+/* Value expression for one chosen column, typed as the column (so that change detection
+ * compares what would be stored, e.g. after numeric(18,2) rounding). */
+static void put_value_expr(kvs_buf *b, const store *s, const chosen *ch, const field_spec *fields)
+{
+    const col *c = ch->c;
+    const char *key = fields[ch->t->field].key;
+    bool coalesce = c->notnull && c->defexpr;
+    if (coalesce) P(b, "COALESCE(");
+    switch (ch->t->xf) {
+    case X_PLAIN:
+        P(b, "CAST(s.");
+        put_ident(b, key);
+        P(b, " AS %s)", c->type);
+        break;
+    case X_IMAGES:
+        if (!strcmp(c->typname, "_text") || !strcmp(c->typname, "_varchar")) {
+            P(b, "CAST(ARRAY(SELECT pg_catalog.jsonb_array_elements_text(s.\"images\")) AS %s)",
+              c->type);
+        } else if (!strcmp(c->typname, "jsonb") || !strcmp(c->typname, "json")) {
+            P(b, "CAST(s.\"images\" AS %s)", c->type);
+        } else {
+            P(b, "CAST(s.\"images\"->>0 AS %s)", c->type);
+        }
+        break;
+    case X_CATEGORY:
+        P(b, "CAST((SELECT k.\"id\" FROM %s.\"categories\" k WHERE k.\"kiotviet_id\" = s.", s->schema_q);
+        put_ident(b, key);
+        P(b, ") AS %s)", c->type);
+        break;
+    }
+    if (coalesce) P(b, ", %s)", c->defexpr);
+}
+
+static void put_lease_cte(kvs_buf *b, const store *s)
+{
+    P(b,
+      "WITH lease AS (UPDATE %s.\"third_party_integrations\" SET \"sync_lease_expires_at\" = "
+      "now() + make_interval(secs => $4::int) WHERE \"id\" = $2::uuid AND \"sync_lease_owner\" = $3"
+      " RETURNING 1)",
+      s->schema_q);
+}
+
+/* Generates the page upsert for one table. */
+static char *gen_upsert(const store *s, const char *tname, const table *t, const chosen *chs,
+                        int nch, const field_spec *fields, int nfields)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    bool has_updated_at = col_find(t, "updated_at") != NULL;
+    bool has_last_synced = col_find(t, "last_synced_at") != NULL;
+    bool has_sync_status = col_find(t, "sync_status") != NULL;
+
+    put_lease_cte(&b, s);
+    P(&b, ", s AS (SELECT * FROM pg_catalog.jsonb_to_recordset($1::jsonb) AS x(");
+    for (int i = 0; i < nfields; i++) {
+        if (i) P(&b, ", ");
+        put_ident(&b, fields[i].key);
+        P(&b, " %s", fields[i].sqltype);
+    }
+    P(&b, ")), v AS (SELECT s.\"kid\"");
+    for (int i = 0; i < nch; i++) {
+        P(&b, ", ");
+        put_value_expr(&b, s, &chs[i], fields);
+        P(&b, " AS c%d", i);
+    }
+    P(&b, " FROM s), w AS (SELECT v.* FROM v LEFT JOIN %s.", s->schema_q);
+    put_ident(&b, tname);
+    P(&b, " t ON t.\"kiotviet_id\" = v.\"kid\" WHERE EXISTS (SELECT 1 FROM lease) AND"
+          " (t.\"kiotviet_id\" IS NULL");
+    if (nch) {
+        P(&b, " OR (");
+        for (int i = 0; i < nch; i++) {
+            if (i) P(&b, ", ");
+            P(&b, "t.");
+            put_ident(&b, chs[i].c->name);
+        }
+        if (nch == 1) P(&b, ", NULL::int");
+        P(&b, ") IS DISTINCT FROM (");
+        for (int i = 0; i < nch; i++) P(&b, "%sv.c%d", i ? ", " : "", i);
+        if (nch == 1) P(&b, ", NULL::int");
+        P(&b, ")");
+    }
+    P(&b, ")), up AS (INSERT INTO %s.", s->schema_q);
+    put_ident(&b, tname);
+    P(&b, " AS t (\"kiotviet_id\"");
+    for (int i = 0; i < nch; i++) {
+        P(&b, ", ");
+        put_ident(&b, chs[i].c->name);
+    }
+    if (has_last_synced) P(&b, ", \"last_synced_at\"");
+    if (has_sync_status) P(&b, ", \"sync_status\"");
+    P(&b, ") SELECT w.\"kid\"");
+    for (int i = 0; i < nch; i++) P(&b, ", w.c%d", i);
+    if (has_last_synced) P(&b, ", now()");
+    if (has_sync_status) P(&b, ", 'synced'");
+    P(&b, " FROM w ON CONFLICT (\"kiotviet_id\") DO UPDATE SET ");
+    bool first = true;
+    for (int i = 0; i < nch; i++) {
+        P(&b, "%s", first ? "" : ", ");
+        first = false;
+        put_ident(&b, chs[i].c->name);
+        P(&b, " = EXCLUDED.");
+        put_ident(&b, chs[i].c->name);
+    }
+    if (has_last_synced) {
+        P(&b, "%s\"last_synced_at\" = now()", first ? "" : ", ");
+        first = false;
+    }
+    if (has_sync_status) {
+        P(&b, "%s\"sync_status\" = 'synced'", first ? "" : ", ");
+        first = false;
+    }
+    if (has_updated_at) {
+        P(&b, "%s\"updated_at\" = now()", first ? "" : ", ");
+        first = false;
+    }
+    if (first) P(&b, "\"kiotviet_id\" = EXCLUDED.\"kiotviet_id\"");
+    if (nch) {
+        P(&b, " WHERE (");
+        for (int i = 0; i < nch; i++) {
+            if (i) P(&b, ", ");
+            P(&b, "t.");
+            put_ident(&b, chs[i].c->name);
+        }
+        if (nch == 1) P(&b, ", NULL::int");
+        P(&b, ") IS DISTINCT FROM (");
+        for (int i = 0; i < nch; i++) {
+            if (i) P(&b, ", ");
+            P(&b, "EXCLUDED.");
+            put_ident(&b, chs[i].c->name);
+        }
+        if (nch == 1) P(&b, ", NULL::int");
+        P(&b, ")");
+    }
+    P(&b, " RETURNING (t.xmax = 0) AS ins) SELECT (SELECT count(*) FROM lease),"
+          " count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up");
+    return kvs_buf_steal(&b);
+}
+
+/* Marks rows removed in KiotViet: is_active false where the column exists, kiotviet_status
+ * 'deleted' where it exists (it does after the migration). Never deletes. */
+static char *gen_remove(const store *s, const char *tname, const table *t, const char *where)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    bool is_active = col_find(t, "is_active") != NULL;
+    bool status = col_find(t, "kiotviet_status") != NULL;
+    put_lease_cte(&b, s);
+    P(&b, ", up AS (UPDATE %s.", s->schema_q);
+    put_ident(&b, tname);
+    P(&b, " t SET \"kiotviet_id\" = t.\"kiotviet_id\"");
+    if (is_active) P(&b, ", \"is_active\" = false");
+    if (status) P(&b, ", \"kiotviet_status\" = 'deleted'");
+    if (col_find(t, "last_synced_at")) P(&b, ", \"last_synced_at\" = now()");
+    if (col_find(t, "sync_status")) P(&b, ", \"sync_status\" = 'synced'");
+    if (col_find(t, "updated_at")) P(&b, ", \"updated_at\" = now()");
+    P(&b, " WHERE EXISTS (SELECT 1 FROM lease) AND %s AND (", where);
+    if (is_active && status)
+        P(&b, "t.\"is_active\" IS DISTINCT FROM false OR t.\"kiotviet_status\" IS DISTINCT FROM 'deleted'");
+    else if (is_active)
+        P(&b, "t.\"is_active\" IS DISTINCT FROM false");
+    else if (status)
+        P(&b, "t.\"kiotviet_status\" IS DISTINCT FROM 'deleted'");
+    else
+        P(&b, "false");
+    P(&b, ") RETURNING 1) SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)");
+    return kvs_buf_steal(&b);
+}
+
+static int choose(const table *t, const target *targets, size_t ntargets, chosen *out,
+                  const char *tname, kvs_buf *warn, kvs_buf *desc)
+{
+    int n = 0;
+    for (size_t i = 0; i < ntargets; i++) {
+        const col *c = NULL;
+        for (int k = 0; k < 6 && targets[i].cands[k]; k++)
+            if ((c = col_find(t, targets[i].cands[k])) != NULL) break;
+        if (!c) {
+            P(warn, "%s%s.%s", warn->len ? ", " : "", tname, targets[i].cands[0]);
+            continue;
+        }
+        if (c->auto_value) continue;
+        /* The same column twice (e.g. a shop whose sku column is called code) is filled once. */
+        bool dup = false;
+        for (int k = 0; k < n; k++)
+            if (out[k].c == c) dup = true;
+        if (dup) continue;
+        out[n].t = &targets[i];
+        out[n].c = c;
+        P(desc, " %s(%s)", c->name, c->type);
+        n++;
+    }
+    return n;
+}
+
+/* Every NOT NULL column without a default must be filled by us (or be automatic). */
+static int check_required(const table *t, const char *tname, const chosen *chs, int nch,
+                          kvs_err *err)
+{
+    for (int i = 0; i < t->ncols; i++) {
+        const col *c = &t->cols[i];
+        if (!c->notnull || c->defexpr || c->auto_value) continue;
+        if (!strcmp(c->name, "kiotviet_id")) continue;
+        bool filled = false;
+        for (int k = 0; k < nch; k++)
+            if (chs[k].c == c) filled = true;
+        if (!filled) {
+            kvs_err_set(err, -EINVAL,
+                        "%s.%s is NOT NULL without a default and the daemon has no value for it: "
+                        "give it a default (ALTER TABLE %s ALTER COLUMN %s SET DEFAULT ...) or make "
+                        "it nullable",
+                        tname, c->name, tname, c->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const char *const integ_required[] = {
+    "id", "name", "api_url", "token_url", "client_id", "client_secret", "retailer",
+    "access_token", "token_expires_at", "is_active", "sync_enabled", "last_sync_at",
+    "sync_interval_minutes", "sync_lease_owner", "sync_lease_expires_at", "products_cursor",
+    "categories_cursor", "last_full_sync_at", "consecutive_failures", "sync_requested_at",
+    "sync_request_full",
+};
+
+store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *err)
+{
+    store *s = kvs_xcalloc(1, sizeof *s);
+    kvs_buf warn;
+    kvs_buf_init(&warn);
+    kvs_buf_init(&s->describe);
+    *warnings = NULL;
+    s->schema_q = quote_ident(schema);
+
+    for (int i = 0; i < PQntuples(res); i++) {
+        table *t = table_of(s, PQgetvalue(res, i, 0));
+        if (!t) continue;
+        t->cols = kvs_xrealloc(t->cols, (size_t)(t->ncols + 1) * sizeof *t->cols);
+        col *c = &t->cols[t->ncols++];
+        c->name = kvs_strdup(PQgetvalue(res, i, 1));
+        c->type = kvs_strdup(PQgetvalue(res, i, 2));
+        c->typname = kvs_strdup(PQgetvalue(res, i, 3));
+        c->notnull = PQgetvalue(res, i, 4)[0] == 't';
+        c->defexpr = PQgetisnull(res, i, 5) ? NULL : kvs_strdup(PQgetvalue(res, i, 5));
+        c->auto_value = PQgetvalue(res, i, 6)[0] == 't';
+        c->unique = PQgetvalue(res, i, 7)[0] == 't';
+    }
+
+    static const char *const tabs[] = {"products", "categories", "third_party_integrations",
+                                       "sync_logs"};
+    for (size_t i = 0; i < ARRAY_SIZE(tabs); i++) {
+        if (table_of(s, tabs[i])->ncols == 0) {
+            kvs_err_set(err, -ENOENT,
+                        "table %s.%s not found: apply db/migrations/add_kiotviet_integration.sql "
+                        "(and the shop's own tables must exist)",
+                        schema, tabs[i]);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(integ_required); i++) {
+        if (!col_find(&s->integrations, integ_required[i])) {
+            kvs_err_set(err, -ENOENT,
+                        "third_party_integrations.%s is missing: apply the migrations in "
+                        "db/migrations (in order)",
+                        integ_required[i]);
+            goto fail;
+        }
+    }
+    const table *pc[2] = {&s->products, &s->categories};
+    for (int i = 0; i < 2; i++) {
+        const col *k = col_find(pc[i], "kiotviet_id");
+        if (!k || !k->unique) {
+            kvs_err_set(err, -ENOENT,
+                        "%s.kiotviet_id %s: apply db/migrations/add_kiotviet_integration.sql",
+                        tabs[i], k ? "has no unique index" : "is missing");
+            goto fail;
+        }
+    }
+
+    chosen pch[ARRAY_SIZE(product_targets)], cch[ARRAY_SIZE(category_targets)];
+    P(&s->describe, "products:");
+    int np = choose(&s->products, product_targets, ARRAY_SIZE(product_targets), pch, "products",
+                    &warn, &s->describe);
+    P(&s->describe, "; categories:");
+    int nc = choose(&s->categories, category_targets, ARRAY_SIZE(category_targets), cch,
+                    "categories", &warn, &s->describe);
+    if (check_required(&s->products, "products", pch, np, err) ||
+        check_required(&s->categories, "categories", cch, nc, err))
+        goto fail;
+    /* The category link needs the categories' own id. */
+    if (!col_find(&s->categories, "id")) {
+        for (int i = 0; i < np; i++)
+            if (pch[i].t->xf == X_CATEGORY) {
+                memmove(&pch[i], &pch[i + 1], (size_t)(np - i - 1) * sizeof *pch);
+                np--;
+                P(&warn, "%sproducts.category_id (categories has no id column)",
+                  warn.len ? ", " : "");
+                break;
+            }
+    }
+
+    s->products_upsert =
+        gen_upsert(s, "products", &s->products, pch, np, product_fields, PF__COUNT);
+    s->categories_upsert =
+        gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT);
+    s->products_remove = gen_remove(s, "products", &s->products,
+                                    "t.\"kiotviet_id\" = ANY($1::bigint[])");
+    s->categories_remove = gen_remove(s, "categories", &s->categories,
+                                      "t.\"kiotviet_id\" = ANY($1::bigint[])");
+    s->products_reconcile = gen_remove(
+        s, "products", &s->products,
+        "t.\"kiotviet_id\" IS NOT NULL AND NOT (t.\"kiotviet_id\" = ANY($1::bigint[]))");
+    s->products_is_active = col_find(&s->products, "is_active") != NULL;
+    s->categories_is_active = col_find(&s->categories, "is_active") != NULL;
+
+    kvs_buf b;
+    if (col_find(&s->categories, "parent_id") && col_find(&s->categories, "id") &&
+        col_find(&s->categories, "kiotviet_parent_id")) {
+        kvs_buf_init(&b);
+        put_lease_cte(&b, s);
+        P(&b,
+          ", up AS (UPDATE %s.\"categories\" c SET \"parent_id\" = m.pid FROM (SELECT c2.\"id\" AS"
+          " cid, p.\"id\" AS pid FROM %s.\"categories\" c2 LEFT JOIN %s.\"categories\" p ON"
+          " p.\"kiotviet_id\" = c2.\"kiotviet_parent_id\" WHERE c2.\"kiotviet_id\" IS NOT NULL) m"
+          " WHERE EXISTS (SELECT 1 FROM lease) AND c.\"id\" = m.cid AND c.\"parent_id\" IS DISTINCT"
+          " FROM m.pid AND $1::text IS NOT NULL RETURNING 1)"
+          " SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)",
+          s->schema_q, s->schema_q, s->schema_q);
+        s->categories_relink = kvs_buf_steal(&b);
+    } else {
+        P(&warn, "%scategories.parent_id (no parent link kept)", warn.len ? ", " : "");
+    }
+    const col *pcat = col_find(&s->products, "category_id");
+    if (pcat && col_find(&s->products, "kiotviet_category_id") && col_find(&s->categories, "id")) {
+        kvs_buf_init(&b);
+        put_lease_cte(&b, s);
+        P(&b,
+          ", up AS (UPDATE %s.\"products\" p SET \"category_id\" = CAST(k.\"id\" AS %s) FROM"
+          " %s.\"categories\" k WHERE EXISTS (SELECT 1 FROM lease) AND k.\"kiotviet_id\" ="
+          " p.\"kiotviet_category_id\" AND p.\"category_id\" IS DISTINCT FROM CAST(k.\"id\" AS %s)"
+          " AND $1::text IS NOT NULL RETURNING 1)"
+          " SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)",
+          s->schema_q, pcat->type, s->schema_q, pcat->type);
+        s->products_relink = kvs_buf_steal(&b);
+    }
+
+    if (warn.len) *warnings = kvs_buf_steal(&warn);
+    kvs_buf_free(&warn);
+    return s;
+fail:
+    kvs_buf_free(&warn);
+    store_free(s);
+    return NULL;
+}
+
+const char *store_describe(const store *s) { return s->describe.data ? s->describe.data : ""; }
+bool store_products_have_is_active(const store *s) { return s->products_is_active; }
+const char *store_products_upsert_sql(const store *s) { return s->products_upsert; }
+const char *store_categories_upsert_sql(const store *s) { return s->categories_upsert; }
+const char *store_products_remove_sql(const store *s) { return s->products_remove; }
+const char *store_categories_remove_sql(const store *s) { return s->categories_remove; }
+const char *store_products_reconcile_sql(const store *s) { return s->products_reconcile; }
+const char *store_categories_relink_sql(const store *s) { return s->categories_relink; }
+const char *store_products_relink_sql(const store *s) { return s->products_relink; }
+
+/* ---- integration-level statements ------------------------------------------------------ */
+
+#define INTEG_COLS                                                                              \
+    "\"id\"::text, \"name\", \"api_url\", \"token_url\", \"client_id\", \"client_secret\","     \
+    " \"retailer\", \"access_token\","                                                          \
+    " (extract(epoch from \"token_expires_at\") * 1000000)::bigint, \"is_active\","              \
+    " \"sync_enabled\", (extract(epoch from \"last_sync_at\") * 1000000)::bigint,"              \
+    " \"sync_interval_minutes\", \"sync_lease_owner\","                                         \
+    " coalesce(\"sync_lease_owner\" IS NOT NULL AND \"sync_lease_expires_at\" > now(), false),"  \
+    " (extract(epoch from \"products_cursor\") * 1000000)::bigint,"                             \
+    " (extract(epoch from \"categories_cursor\") * 1000000)::bigint,"                           \
+    " (extract(epoch from \"last_full_sync_at\") * 1000000)::bigint, \"consecutive_failures\","  \
+    " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint, \"sync_request_full\""
+
+/* "@" stands for the quoted schema. */
+static const char *const stmt_templates[ST__COUNT] = {
+    [ST_LIST] = "SELECT " INTEG_COLS " FROM @.\"third_party_integrations\""
+                " WHERE \"name\" LIKE 'kiotviet%' ORDER BY \"name\"",
+    [ST_CLAIM] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
+                 " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int)"
+                 " WHERE \"id\" = $1::uuid AND (\"sync_lease_owner\" IS NULL OR"
+                 " \"sync_lease_expires_at\" IS NULL OR \"sync_lease_expires_at\" <= now() OR"
+                 " \"sync_lease_owner\" = $2) RETURNING " INTEG_COLS,
+    [ST_RENEW] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_expires_at\" = now() +"
+                 " make_interval(secs => $3::int) WHERE \"id\" = $1::uuid AND"
+                 " \"sync_lease_owner\" = $2 RETURNING 1",
+    [ST_RELEASE] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = NULL,"
+                   " \"sync_lease_expires_at\" = NULL WHERE \"id\" = $1::uuid AND"
+                   " \"sync_lease_owner\" = $2",
+    [ST_LOG_START] = "INSERT INTO @.\"sync_logs\" (\"integration_id\", \"sync_type\", \"status\","
+                     " \"daemon_id\") VALUES ($1::uuid, $2, 'running', $3) RETURNING \"id\"::text",
+    [ST_LOG_PROGRESS] =
+        "UPDATE @.\"sync_logs\" l SET \"products_synced\" = j.products_synced,"
+        " \"products_created\" = j.products_created, \"products_updated\" = j.products_updated,"
+        " \"products_failed\" = j.products_failed, \"products_deactivated\" ="
+        " j.products_deactivated, \"categories_synced\" = j.categories_synced,"
+        " \"categories_created\" = j.categories_created, \"categories_updated\" ="
+        " j.categories_updated, \"categories_failed\" = j.categories_failed,"
+        " \"categories_deactivated\" = j.categories_deactivated, \"requests_made\" ="
+        " j.requests_made FROM pg_catalog.jsonb_to_record($2::jsonb) AS j(products_synced int,"
+        " products_created int, products_updated int, products_failed int, products_deactivated"
+        " int, categories_synced int, categories_created int, categories_updated int,"
+        " categories_failed int, categories_deactivated int, requests_made int)"
+        " WHERE l.\"id\" = $1::bigint",
+    [ST_LOG_FINISH] =
+        "UPDATE @.\"sync_logs\" l SET \"status\" = $2, \"products_synced\" = j.products_synced,"
+        " \"products_created\" = j.products_created, \"products_updated\" = j.products_updated,"
+        " \"products_failed\" = j.products_failed, \"products_deactivated\" ="
+        " j.products_deactivated, \"categories_synced\" = j.categories_synced,"
+        " \"categories_created\" = j.categories_created, \"categories_updated\" ="
+        " j.categories_updated, \"categories_failed\" = j.categories_failed,"
+        " \"categories_deactivated\" = j.categories_deactivated, \"requests_made\" ="
+        " j.requests_made, \"error_message\" = $4, \"error_details\" = $5::jsonb,"
+        " \"completed_at\" = now() FROM pg_catalog.jsonb_to_record($3::jsonb) AS"
+        " j(products_synced int, products_created int, products_updated int, products_failed int,"
+        " products_deactivated int, categories_synced int, categories_created int,"
+        " categories_updated int, categories_failed int, categories_deactivated int,"
+        " requests_made int) WHERE l.\"id\" = $1::bigint",
+    [ST_LOG_ABANDONED] =
+        "WITH up AS (UPDATE @.\"sync_logs\" l SET \"status\" = 'failed', \"completed_at\" = now(),"
+        " \"error_message\" = 'abandoned: the daemon running it stopped before it finished'"
+        " FROM @.\"third_party_integrations\" i WHERE l.\"integration_id\" = i.\"id\" AND"
+        " l.\"status\" = 'running' AND (i.\"sync_lease_owner\" IS NULL OR"
+        " i.\"sync_lease_owner\" IS DISTINCT FROM l.\"daemon_id\" OR i.\"sync_lease_expires_at\""
+        " IS NULL OR i.\"sync_lease_expires_at\" <= now()) RETURNING 1) SELECT count(*) FROM up",
+    [ST_TOKEN_SAVE] = "UPDATE @.\"third_party_integrations\" SET \"access_token\" = $3,"
+                      " \"token_expires_at\" = to_timestamp($4::double precision),"
+                      " \"updated_at\" = now() WHERE \"id\" = $1::uuid AND"
+                      " \"sync_lease_owner\" = $2",
+    [ST_FINISH] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
+                  " \"products_cursor\" = coalesce($3::timestamptz, \"products_cursor\"),"
+                  " \"categories_cursor\" = coalesce($4::timestamptz, \"categories_cursor\"),"
+                  " \"last_full_sync_at\" = CASE WHEN $5::boolean THEN now() ELSE"
+                  " \"last_full_sync_at\" END, \"consecutive_failures\" = 0,"
+                  " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL"
+                  " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
+    [ST_FAIL] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
+                " \"consecutive_failures\" = \"consecutive_failures\" + 1,"
+                " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL"
+                " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
+    [ST_LOG_PRUNE] = "WITH d AS (DELETE FROM @.\"sync_logs\" WHERE \"status\" <> 'running' AND"
+                     " \"started_at\" < now() - make_interval(days => $1::int) RETURNING 1)"
+                     " SELECT count(*) FROM d",
+    [ST_REQUEST_CLEAR] =
+        "UPDATE @.\"third_party_integrations\" SET \"sync_requested_at\" = NULL,"
+        " \"sync_request_full\" = false WHERE \"id\" = $1::uuid AND"
+        " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint <= $2::bigint",
+};
+
+static char *stmts_cache[ST__COUNT];
+static char *stmts_schema;
+
+/* Statements depend only on the schema; they are built once per schema. */
+const char *store_sql(const store *s, enum store_stmt which)
+{
+    REQUIRE(which < ST__COUNT);
+    if (!stmts_schema || strcmp(stmts_schema, s->schema_q)) {
+        for (int i = 0; i < ST__COUNT; i++) {
+            free(stmts_cache[i]);
+            kvs_buf b;
+            kvs_buf_init(&b);
+            for (const char *p = stmt_templates[i]; *p; p++) {
+                if (*p == '@')
+                    REQUIRE(kvs_buf_puts(&b, s->schema_q) == 0);
+                else
+                    REQUIRE(kvs_buf_append(&b, p, 1) == 0);
+            }
+            stmts_cache[i] = kvs_buf_steal(&b);
+        }
+        free(stmts_schema);
+        stmts_schema = kvs_strdup(s->schema_q);
+    }
+    return stmts_cache[which];
+}
+
+void store_sql_cache_free(void)
+{
+    for (int i = 0; i < ST__COUNT; i++) {
+        free(stmts_cache[i]);
+        stmts_cache[i] = NULL;
+    }
+    free(stmts_schema);
+    stmts_schema = NULL;
+}
+
+static char *dup_or_null(PGresult *r, int i, int j)
+{
+    return PQgetisnull(r, i, j) ? NULL : kvs_strdup(PQgetvalue(r, i, j));
+}
+
+static int64_t i64_or_zero(PGresult *r, int i, int j)
+{
+    return PQgetisnull(r, i, j) ? 0 : strtoll(PQgetvalue(r, i, j), NULL, 10);
+}
+
+static bool bool_of(PGresult *r, int i, int j)
+{
+    return !PQgetisnull(r, i, j) && PQgetvalue(r, i, j)[0] == 't';
+}
+
+integ_row *integ_row_parse(PGresult *r, int i)
+{
+    integ_row *x = kvs_xcalloc(1, sizeof *x);
+    x->id = dup_or_null(r, i, 0);
+    x->name = dup_or_null(r, i, 1);
+    x->api_url = dup_or_null(r, i, 2);
+    x->token_url = dup_or_null(r, i, 3);
+    x->client_id = dup_or_null(r, i, 4);
+    x->client_secret = dup_or_null(r, i, 5);
+    x->retailer = dup_or_null(r, i, 6);
+    x->access_token = dup_or_null(r, i, 7);
+    x->token_expires_us = i64_or_zero(r, i, 8);
+    x->is_active = bool_of(r, i, 9);
+    x->sync_enabled = bool_of(r, i, 10);
+    x->last_sync_us = i64_or_zero(r, i, 11);
+    x->interval_min = (int)i64_or_zero(r, i, 12);
+    x->lease_owner = dup_or_null(r, i, 13);
+    x->lease_live = bool_of(r, i, 14);
+    x->products_cursor_us = i64_or_zero(r, i, 15);
+    x->categories_cursor_us = i64_or_zero(r, i, 16);
+    x->last_full_us = i64_or_zero(r, i, 17);
+    x->consecutive_failures = (int)i64_or_zero(r, i, 18);
+    x->requested_us = i64_or_zero(r, i, 19);
+    x->request_full = bool_of(r, i, 20);
+    if (x->client_secret) log_secret_add(x->client_secret);
+    if (x->access_token) log_secret_add(x->access_token);
+    return x;
+}
+
+void integ_row_free(integ_row *x)
+{
+    if (!x) return;
+    free(x->id);
+    free(x->name);
+    free(x->api_url);
+    free(x->token_url);
+    free(x->client_id);
+    free(x->client_secret);
+    free(x->retailer);
+    free(x->access_token);
+    free(x->lease_owner);
+    free(x);
+}
