@@ -1,0 +1,68 @@
+"""pytest fixtures over pgharness: one PostgreSQL cluster per session, one database per test.
+
+  pg         the session's cluster (.host .port .sockdir .dsn(dbname) .superuser_dsn .connect())
+  fresh_db   an empty database (.name .dsn .conn .sql(q, *params) .value(q, *params) .run_file(p)),
+             dropped after the test (its sessions terminated first)
+  shop_shape "uuid" / "bigint" (parametrizes the test)
+  shop_db    like fresh_db, plus the shop schema of that shape and the migration(s); .shape
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pgharness  # noqa: E402
+
+SHOP_SHAPES = ["uuid", "bigint"]
+
+
+@pytest.fixture(scope="session")
+def pg():
+    cluster = pgharness.PgCluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fresh_db(pg, request):
+    db = pgharness.new_database(pg)
+    try:
+        yield db
+    finally:
+        if getattr(request.node, "rep_call_failed", False):
+            pg.print_log_tail()
+        pgharness.drop_database(db)
+
+
+@pytest.fixture(params=SHOP_SHAPES)
+def shop_shape(request):
+    return request.param
+
+
+@pytest.fixture
+def shop_db(pg, shop_shape, request):
+    # A copy of a per-session template built with the shop schema and the migrations: the same
+    # result as fresh_db + both files, ~0.15 s faster per test.
+    db = pgharness.new_shop_database(pg, shop_shape)
+    try:
+        yield db
+    finally:
+        if getattr(request.node, "rep_call_failed", False):
+            pg.print_log_tail()
+        pgharness.drop_database(db)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Lets fresh_db print the server log tail when the test body failed.
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call_failed = rep.failed
