@@ -79,6 +79,8 @@ typedef struct map_page {
     kvs_buf failures;     /* JSON array text: [{"id":..,"code":..,"error":..}] (without []) */
     kvs_buf notes;        /* JSON array text of {"code","column","attribute","value"} (without []) */
     int64_t *ids;         /* ids of mapped rows, in page order */
+    size_t *row_start;    /* row i is rows.data[row_start[i] .. row_start[i] + row_len[i]) */
+    size_t *row_len;
     int64_t first_id, last_id; /* first/last id of the page as served (for gap checks) */
     bool ascending;       /* ids ascending across the page as served */
     int nrecords;         /* records in the page as served */
