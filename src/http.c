@@ -361,6 +361,7 @@ static void req_deliver(http_req *r, enum http_result result, long status, const
     double t = 0.0;
     if (r->easy && curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME, &t) == CURLE_OK)
         resp.elapsed_s = t;
+    if (r->body.data) r->body.data[r->body.len] = '\0'; /* also after a bare reserve */
     resp.body = kvs_buf_steal(&r->body); /* "" when nothing arrived; NUL-terminated */
 
     r->in_cb = true;
