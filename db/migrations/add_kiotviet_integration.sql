@@ -293,7 +293,9 @@ COMMIT;
 
 /* -----------------------------------------------------------------------------
 VERIFICATION QUERIES: run each one after the migration (select it in the Supabase SQL editor and
-Run, or paste it into psql). The expected result is written above each query.
+Run, or paste it into psql). The expected result is written after "expect:" above each query,
+as psql prints it: columns separated by " | ", booleans as t/f (the Supabase editor shows
+true/false).
 
 -- (a) the 16 new products columns exist.                      expect: 16
 SELECT count(*) FROM information_schema.columns

@@ -119,9 +119,13 @@ def test_migration_applies_and_is_idempotent(fresh_db, shop_shape):
     db.run_file(MIGRATION)
     first = catalog_snapshot(db)
     assert first != before
+    ours = lambda: (dump_rows(db, "third_party_integrations", table_columns(db, "third_party_integrations")),  # noqa: E731
+                    dump_rows(db, "sync_logs", table_columns(db, "sync_logs")))
+    ours_first = ours()
     for run in (2, 3):
         db.run_file(MIGRATION)
         assert catalog_snapshot(db) == first, f"run {run} changed the catalog"
+        assert ours() == ours_first, f"run {run} changed the integration row"
         assert db.value("SELECT count(*) FROM third_party_integrations WHERE name = 'kiotviet'") == 1
 
     # Existing shop rows: same values, not even rewritten (same xmin/ctid).
