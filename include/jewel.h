@@ -102,7 +102,8 @@ char *jewel_key_normalize(const char *s);
  * gives JV_INVALID, never a truncated value. Numeric outputs need at most DEC_BUFSZ bytes. */
 
 /* Centre-stone size in mm. Units: mm, ly, li (ly/li = mm in Vietnamese jewellery), milimet,
- * millimeter(s), cm (x10). Optional prefix "Ø", "⌀", "phi", "d", "size".
+ * millimeter(s), cm (x10), and "rưỡi" after the unit adds a half ("5 ly rưỡi" -> 5.5).
+ * Optional prefix "Ø", "⌀", "phi", "d", "size", "đường kính".
  * DECISION: a bare number ("6.3") is accepted as mm — the attribute name already says
  * "size" and mm/ly are the only units shops use for stones.
  * Two numbers ("6.5x4.5mm", "6-6.5ly", "5 ly 4") -> JV_AMBIGUOUS. Zero -> JV_EMPTY.
@@ -117,15 +118,17 @@ enum jewel_status jewel_parse_carat(const char *value, char *out, size_t outsz);
 
 /* Product weight in grams. Units: g, gr, gram(s), gam, gramme, mg, kg, kilo(gram); the
  * Vietnamese gold units lượng/cây = 37.5 g, chỉ = 3.75 g, phân = 0.375 g, ly/li = 0.0375 g
- * (1 lượng = 10 chỉ = 100 phân = 1000 ly). Compounds add up: "1 chỉ 2 phân" -> 4.5.
+ * (1 lượng = 10 chỉ = 100 phân = 1000 ly). Compounds add up: "1 chỉ 2 phân" -> 4.5;
+ * "rưỡi" after a unit adds half of it ("1 chỉ rưỡi" -> 5.625).
  * A number without unit ("5.2", or the colloquial "1 chỉ 2") -> JV_AMBIGUOUS (grams or
  * chỉ?). Carats -> JV_INVALID (stone weight, not product weight). Zero -> JV_EMPTY. */
 enum jewel_status jewel_parse_weight_g(const char *value, char *out, size_t outsz);
 
 /* Gold purity -> "<karat>K" (e.g. "18K", "14.6K"), "Silver[ NNN]", "PT<NNN>" or "Platinum".
  * Accepted forms, with colour/material words ignored (vàng, trắng, hồng, tây, gold, white,
- * rose, yellow, Au...): "18K", "18 k", "18KT", "18 kara(t)", "18ct"; a bare integer karat
- * 1..24 ("vàng 18"); fineness per mille; percent ("75%"); "7.5 tuổi" (tenths).
+ * rose, yellow, Au...): "18K", "18 k", "18KT", "18 kara(t)", "18ct"; a bare karat
+ * ("vàng 18"); fineness per mille; percent ("75%", "99.99"); "7.5 tuổi" (tenths of pure).
+ * Karats must lie in 8..24 (8K = 333 is the lowest gold alloy sold), else JV_INVALID.
  * Fineness table (per mille -> karat):
  *   333->8K 375->9K 416,417->10K 583,585->14K 610->14.6K (Vietnamese "vàng tây 610")
  *   680->16.3K ("vàng 680") 700->16.8K ("vàng 7 tuổi") 750->18K 833->20K 875->21K
@@ -135,9 +138,14 @@ enum jewel_status jewel_parse_weight_g(const char *value, char *out, size_t outs
  * Platinum ("bạch kim", "platinum", "plat", "pt"): fineness 850/900/950/999 -> "PT950" etc.
  *   DECISION: without a fineness -> "Platinum" (we do not invent PT950; Vietnamese shops
  *   also say "bạch kim" loosely for white gold).
+ * Plating words (mạ, xi, plated, vermeil): metal words and karats after them describe the
+ *   coating and are ignored ("Bạc xi vàng 925" -> "Silver 925", "Bạc 925 xi bạch kim" ->
+ *   "Silver 925", "Vàng 18K xi trắng" -> "18K"); with no metal named before the plating
+ *   word -> JV_AMBIGUOUS ("Mạ vàng 18K" is not an 18K item). Gold and silver/platinum both
+ *   named outside a coating -> JV_INVALID.
  * The colour is dropped ("Vàng trắng 14K" -> "14K"). Gold words without a karat ("vàng",
  * "vàng tây"), a bare 25..100 without '%', or conflicting karats ("18K 585") ->
- * JV_AMBIGUOUS; unknown fineness, karat > 24, other metals -> JV_INVALID. */
+ * JV_AMBIGUOUS; unknown fineness, karat outside 8..24, other metals -> JV_INVALID. */
 enum jewel_status jewel_parse_gold_purity(const char *value, char *out, size_t outsz);
 
 /* Shape -> one of: Round, Princess, Oval, Cushion, Emerald, Pear, Marquise, Heart, Asscher,

@@ -565,6 +565,14 @@ static int dec_mul_text(const kvs_dec *a, const char *factor, kvs_dec *out)
     return dec_mul(a, &f, out);
 }
 
+/* v += 0.5, for the Vietnamese "rưỡi" ("1 chỉ rưỡi" = 1.5 chỉ). */
+static int add_half(kvs_dec *v)
+{
+    kvs_dec half;
+    dec_const("0.5", &half);
+    return dec_add(v, &half, v);
+}
+
 /* a/b as an exact decimal; -EDOM when it has no finite decimal expansion. */
 static int dec_fraction(long long a, long long b, kvs_dec *out)
 {
@@ -621,12 +629,14 @@ enum jewel_status jewel_parse_size_mm(const char *value, char *out, size_t outsz
         return has_number_pair(toks + i, nt - i, true) ? JV_AMBIGUOUS : JV_INVALID;
     if (i >= nt || toks[i].kind != T_NUM) return JV_INVALID;
     const struct unit *u = NULL;
+    kvs_dec v = toks[i].num;
     if (i + 1 < nt) {
         u = unit_find(size_units, &toks[i + 1]);
-        if (!u || i + 2 != nt) return JV_INVALID;
+        bool half = u && i + 3 == nt && word_is(&toks[i + 2], "ruoi"); /* "5 ly rưỡi" */
+        if (!u || (i + 2 != nt && !half)) return JV_INVALID;
+        if (half && add_half(&v) != 0) return JV_INVALID;
     }
-    kvs_dec v = toks[i].num;
-    if (u && dec_mul_text(&toks[i].num, u->factor, &v) != 0) return JV_INVALID;
+    if (u && dec_mul_text(&v, u->factor, &v) != 0) return JV_INVALID;
     if (dec_is_zero(&v)) return JV_EMPTY;
     return emit_dec(&v, out, outsz);
 }
@@ -688,13 +698,18 @@ enum jewel_status jewel_parse_weight_g(const char *value, char *out, size_t outs
 
     kvs_dec total;
     dec_from_int(0, &total);
-    for (int i = 0; i < nt; i += 2) {
+    for (int i = 0; i < nt;) {
         if (toks[i].kind != T_NUM) return has_number_pair(toks, nt, true) ? JV_AMBIGUOUS : JV_INVALID;
         if (i + 1 == nt) return JV_AMBIGUOUS; /* "5.2" or "1 chỉ 2": grams or chỉ/phân? */
         const struct unit *u = unit_find(weight_units, &toks[i + 1]);
         if (!u) return has_number_pair(toks, nt, true) ? JV_AMBIGUOUS : JV_INVALID;
-        kvs_dec part;
-        if (dec_mul_text(&toks[i].num, u->factor, &part) != 0 || dec_add(&total, &part, &total) != 0)
+        kvs_dec amount = toks[i].num, part;
+        i += 2;
+        if (i < nt && word_is(&toks[i], "ruoi")) { /* "1 chỉ rưỡi": and a half */
+            if (add_half(&amount) != 0) return JV_INVALID;
+            i++;
+        }
+        if (dec_mul_text(&amount, u->factor, &part) != 0 || dec_add(&total, &part, &total) != 0)
             return JV_INVALID;
     }
     if (dec_is_zero(&total)) return JV_EMPTY;
@@ -730,6 +745,15 @@ static int gold_karat10(long long fine10)
     return -1;
 }
 
+/* Gold alloys run from 8K (333) to 24K; anything else is a misread ("0.5 ct", "vàng 1"). */
+static bool karat_in_range(const kvs_dec *k)
+{
+    kvs_dec lo, hi;
+    dec_from_int(8, &lo);
+    dec_from_int(24, &hi);
+    return dec_cmp(k, &lo) >= 0 && dec_cmp(k, &hi) <= 0;
+}
+
 static bool int_in(long long v, const int *set, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -742,8 +766,10 @@ enum metal { M_UNKNOWN, M_SILVER, M_PLATINUM };
 static const char *const karat_words[] = {"k", "kt", "kr", "kara", "karat", "karats", "ct", NULL};
 /* Colour and material words that say nothing about the purity. */
 static const char *const colour_words[] = {"trang", "white", "hong", "rose", "pink", "yellow", "do",
-                                           "red", "y", "w", "r", "yg", "wg", "rg", "mau", "xi",
-                                           "ma", "tay", "ta", NULL};
+                                           "red", "y", "w", "r", "yg", "wg", "rg", "mau", "tay",
+                                           "ta", NULL};
+/* Plating: the karat is the coating's, not the item's. */
+static const char *const plated_words[] = {"ma", "xi", "plated", "gp", "vermeil", NULL};
 static const char *const gold_words[] = {"vang", "gold", "au", NULL};
 static const char *const silver_words[] = {"bac", "silver", "sterling", "s", NULL};
 static const char *const plat_words[] = {"platinum", "plat", "pt", NULL};
@@ -802,7 +828,10 @@ enum jewel_status jewel_parse_gold_purity(const char *value, char *out, size_t o
     struct tok toks[MAX_TOKS];
     struct purity_acc a;
     int nt = 0;
-    bool gold = false, vang_ta = false, unclear = false;
+    /* coating: we are past a plating word ("bạc xi vàng 18K"); metal words and karats from
+     * there on describe the coating, not the item. Bare numbers still count ("Bạc xi vàng
+     * 925" is 925 silver). */
+    bool gold = false, vang_ta = false, unclear = false, coating = false;
     enum metal metal = M_UNKNOWN;
 
     set_out(out, outsz, "");
@@ -812,44 +841,58 @@ enum jewel_status jewel_parse_gold_purity(const char *value, char *out, size_t o
 
     for (int i = 0; i < nt; i++) {
         const struct tok *t = &toks[i], *next = i + 1 < nt ? &toks[i + 1] : NULL;
+        enum metal named = M_UNKNOWN;
+        bool is_gold = false;
         if (t->kind == T_PUNCT) {
             if (!punct_in(t, purity_puncts)) return JV_INVALID;
-        } else if (t->kind == T_NUM) {
+            continue;
+        }
+        if (t->kind == T_NUM) {
             if (next && word_in(next, karat_words)) {
-                a.karats[a.nk++] = t->num;
+                if (!coating) a.karats[a.nk++] = t->num;
                 i++;
             } else if (next && punct_is(next, "%")) {
-                if (dec_mul_text(&t->num, "10", &a.fines[a.nf++]) != 0) return JV_INVALID;
+                if (!coating && dec_mul_text(&t->num, "10", &a.fines[a.nf++]) != 0) return JV_INVALID;
                 i++;
             } else if (next && word_is(next, "tuoi")) { /* "7.5 tuổi": tenths of pure */
-                if (dec_mul_text(&t->num, "100", &a.fines[a.nf++]) != 0) return JV_INVALID;
+                if (!coating && dec_mul_text(&t->num, "100", &a.fines[a.nf++]) != 0) return JV_INVALID;
                 i++;
             } else {
                 a.bare[a.nb++] = t->num;
             }
-        } else if (word_is(t, "vang")) {
-            gold = true;
+            continue;
+        }
+        if (word_is(t, "vang")) {
+            is_gold = true;
             if (next && word_is(next, "ta")) { /* "vàng ta": pure gold */
-                vang_ta = true;
+                if (!coating) vang_ta = true;
                 i++;
             }
         } else if (word_is(t, "bach") && next && word_is(next, "kim")) {
-            if (metal == M_SILVER) return JV_INVALID;
-            metal = M_PLATINUM;
+            named = M_PLATINUM;
             i++;
         } else if (word_in(t, plat_words)) {
-            if (metal == M_SILVER) return JV_INVALID;
-            metal = M_PLATINUM;
+            named = M_PLATINUM;
         } else if (word_in(t, silver_words)) {
-            if (metal == M_PLATINUM) return JV_INVALID;
-            metal = M_SILVER;
+            named = M_SILVER;
         } else if (word_in(t, gold_words)) {
-            gold = true;
+            is_gold = true;
+        } else if (word_in(t, plated_words)) {
+            coating = true;
         } else if (!word_in(t, colour_words)) {
             return JV_INVALID;
         }
+        if (coating) continue;
+        gold |= is_gold;
+        if (named != M_UNKNOWN) {
+            if (metal != M_UNKNOWN && metal != named) return JV_INVALID; /* "bạc bạch kim" */
+            metal = named;
+        }
     }
-    /* Silver/platinum words win over gold words ("bạc xi vàng" is plated silver). */
+    /* "Mạ vàng 18K" on an unnamed base metal: the item is not 18K gold. */
+    if (coating && !gold && metal == M_UNKNOWN) return JV_AMBIGUOUS;
+    /* Silver/platinum named with gold outside a coating ("vàng bạc"?) is not a purity. */
+    if (metal != M_UNKNOWN && gold) return JV_INVALID;
     if (metal != M_UNKNOWN) return purity_other_metal(&a, metal, out, outsz);
     /* A bare 925 is sterling silver: no gold alloy has that fineness. */
     if (!gold && a.nk == 0 && a.nf == 0 && a.nb == 1 && dec_to_small_int(&a.bare[0]) == 925)
@@ -858,9 +901,7 @@ enum jewel_status jewel_parse_gold_purity(const char *value, char *out, size_t o
     kvs_dec karat[2 * MAX_TOKS + 1]; /* every reading of the value, as karats */
     int n = 0;
     for (int i = 0; i < a.nk; i++) {
-        kvs_dec max;
-        dec_from_int(24, &max);
-        if (dec_is_zero(&a.karats[i]) || dec_cmp(&a.karats[i], &max) > 0) return JV_INVALID;
+        if (!karat_in_range(&a.karats[i])) return JV_INVALID;
         karat[n++] = a.karats[i];
     }
     for (int i = 0; i < a.nb; i++) {
@@ -868,8 +909,8 @@ enum jewel_status jewel_parse_gold_purity(const char *value, char *out, size_t o
         dec_from_int(24, &k24);
         dec_from_int(100, &k100);
         const kvs_dec *b = &a.bare[i];
-        if (dec_is_zero(b)) return JV_INVALID;
         if (dec_cmp(b, &k24) <= 0) { /* "vàng 18": a karat */
+            if (!karat_in_range(b)) return JV_INVALID;
             karat[n++] = *b;
         } else if (dec_cmp(b, &k100) > 0) { /* fineness per mille; 9999 means 999.9 */
             if (dec_to_small_int(b) == 9999)
