@@ -3,11 +3,15 @@
 -- =============================================================================
 --
 -- What it does (only ADDS; never changes an existing shop row or shop column):
---   * products   gains 16 nullable columns: the KiotViet/jewellery fields the daemon fills
+--   * products   gains 17 nullable columns: the KiotViet/jewellery fields the daemon fills
 --                (kiotviet_id, serial_number, ...) and its bookkeeping (kiotviet_category_id,
---                kiotviet_master_id, kiotviet_modified_at), plus a CHECK on sync_status.
---   * categories gains 4 nullable columns: kiotviet_id, kiotviet_parent_id, last_synced_at,
---                sync_status (same CHECK).
+--                kiotviet_master_id, kiotviet_modified_at, kiotviet_status), plus CHECKs on
+--                sync_status and kiotviet_status.
+--   * categories gains 6 nullable columns: kiotviet_id, kiotviet_parent_id, last_synced_at,
+--                sync_status, kiotviet_modified_at, kiotviet_status (same CHECKs).
+--   kiotviet_status says what KiotViet thinks of the row: 'active', 'inactive' (stopped selling)
+--   or 'deleted' (in removedIds). The daemon never deletes rows; a shop whose products table has
+--   no is_active column filters on kiotviet_status = 'active' instead.
 --   * UNIQUE indexes products_kiotviet_id_key / categories_kiotviet_id_key: the daemon's
 --     ON CONFLICT (kiotviet_id) target. NULLs stay allowed, so the shop's own rows are unaffected.
 --   * new tables third_party_integrations (credentials, tokens, sync settings, the daemon's lease and
@@ -59,7 +63,8 @@ ALTER TABLE public.products
     ADD COLUMN IF NOT EXISTS sync_status          text,
     ADD COLUMN IF NOT EXISTS kiotviet_category_id bigint,      -- KiotViet categoryId as sent
     ADD COLUMN IF NOT EXISTS kiotviet_master_id   bigint,      -- variant group master (masterProductId)
-    ADD COLUMN IF NOT EXISTS kiotviet_modified_at timestamptz; -- KiotViet modifiedDate of the stored version
+    ADD COLUMN IF NOT EXISTS kiotviet_modified_at timestamptz, -- KiotViet modifiedDate of the stored version
+    ADD COLUMN IF NOT EXISTS kiotviet_status      text;        -- active | inactive | deleted (in KiotViet)
 
 DO $$
 BEGIN
@@ -68,6 +73,12 @@ BEGIN
                       AND conname = 'products_sync_status_check') THEN
         ALTER TABLE public.products ADD CONSTRAINT products_sync_status_check
             CHECK (sync_status IN ('pending', 'synced', 'failed', 'syncing'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                    WHERE conrelid = 'public.products'::regclass
+                      AND conname = 'products_kiotviet_status_check') THEN
+        ALTER TABLE public.products ADD CONSTRAINT products_kiotviet_status_check
+            CHECK (kiotviet_status IN ('active', 'inactive', 'deleted'));
     END IF;
 END
 $$;
@@ -79,7 +90,9 @@ ALTER TABLE public.categories
     ADD COLUMN IF NOT EXISTS kiotviet_id        bigint,
     ADD COLUMN IF NOT EXISTS kiotviet_parent_id bigint,
     ADD COLUMN IF NOT EXISTS last_synced_at     timestamptz,
-    ADD COLUMN IF NOT EXISTS sync_status        text;
+    ADD COLUMN IF NOT EXISTS sync_status        text,
+    ADD COLUMN IF NOT EXISTS kiotviet_modified_at timestamptz,
+    ADD COLUMN IF NOT EXISTS kiotviet_status    text;
 
 DO $$
 BEGIN
@@ -88,6 +101,12 @@ BEGIN
                       AND conname = 'categories_sync_status_check') THEN
         ALTER TABLE public.categories ADD CONSTRAINT categories_sync_status_check
             CHECK (sync_status IN ('pending', 'synced', 'failed', 'syncing'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                    WHERE conrelid = 'public.categories'::regclass
+                      AND conname = 'categories_kiotviet_status_check') THEN
+        ALTER TABLE public.categories ADD CONSTRAINT categories_kiotviet_status_check
+            CHECK (kiotviet_status IN ('active', 'inactive', 'deleted'));
     END IF;
 END
 $$;
@@ -297,18 +316,20 @@ Run, or paste it into psql). The expected result is written after "expect:" abov
 as psql prints it: columns separated by " | ", booleans as t/f (the Supabase editor shows
 true/false).
 
--- (a) the 16 new products columns exist.                      expect: 16
+-- (a) the 17 new products columns exist.                      expect: 17
 SELECT count(*) FROM information_schema.columns
  WHERE table_schema = 'public' AND table_name = 'products'
    AND column_name IN ('kiotviet_id', 'serial_number', 'supplier_id', 'center_stone_size_mm',
                        'shape', 'dimensions', 'stone_count', 'carat_weight_ct', 'gold_purity',
                        'product_weight_g', 'inventory_value', 'last_synced_at', 'sync_status',
-                       'kiotviet_category_id', 'kiotviet_master_id', 'kiotviet_modified_at');
+                       'kiotviet_category_id', 'kiotviet_master_id', 'kiotviet_modified_at',
+                       'kiotviet_status');
 
--- (b) the 4 new categories columns exist.                      expect: 4
+-- (b) the 6 new categories columns exist.                      expect: 6
 SELECT count(*) FROM information_schema.columns
  WHERE table_schema = 'public' AND table_name = 'categories'
-   AND column_name IN ('kiotviet_id', 'kiotviet_parent_id', 'last_synced_at', 'sync_status');
+   AND column_name IN ('kiotviet_id', 'kiotviet_parent_id', 'last_synced_at', 'sync_status',
+                       'kiotviet_modified_at', 'kiotviet_status');
 
 -- (c) the KiotViet row exists once and is still disabled.     expect: 1 | f
 SELECT count(*), bool_and(sync_enabled) FROM public.third_party_integrations

@@ -22,11 +22,12 @@ NEW_PRODUCT_COLUMNS = {
     "product_weight_g": "numeric", "inventory_value": "numeric",
     "last_synced_at": "timestamp with time zone", "sync_status": "text",
     "kiotviet_category_id": "bigint", "kiotviet_master_id": "bigint",
-    "kiotviet_modified_at": "timestamp with time zone",
+    "kiotviet_modified_at": "timestamp with time zone", "kiotviet_status": "text",
 }
 NEW_CATEGORY_COLUMNS = {
     "kiotviet_id": "bigint", "kiotviet_parent_id": "bigint",
     "last_synced_at": "timestamp with time zone", "sync_status": "text",
+    "kiotviet_modified_at": "timestamp with time zone", "kiotviet_status": "text",
 }
 TS = "timestamp with time zone"
 # name: (type, not null, default)
@@ -102,7 +103,7 @@ def test_verification_block_is_complete():
     assert [q[0] for q in qs] == ["a", "b", "c", "d"]
     by = {q[0]: q[2] for q in qs}
     # The spec's numbers, and the same lists of names the migration must add.
-    assert by["a"] == [["16"]] and by["b"] == [["4"]]
+    assert by["a"] == [["17"]] and by["b"] == [["6"]]
     assert by["c"] == [["1", "f"]]
     assert by["d"] == [["sync_logs", "t"], ["third_party_integrations", "t"]]
     sql_a = qs[0][1]
@@ -146,7 +147,9 @@ def test_migration_applies_and_is_idempotent(fresh_db, shop_shape):
         assert all(not v[4] and v[5] is None for v in new.values()), "added columns must be nullable, no default"
     added_constraints = {c[1] for c in set(first["constraints"]) - set(before["constraints"])
                          if c[0] in ("products", "categories")}
-    assert added_constraints == {"products_sync_status_check", "categories_sync_status_check"}
+    assert added_constraints == {"products_sync_status_check", "categories_sync_status_check",
+                                 "products_kiotviet_status_check",
+                                 "categories_kiotviet_status_check"}
 
 
 def test_verification_queries_give_documented_results(fresh_db, shop_shape):

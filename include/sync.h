@@ -1,0 +1,76 @@
+/* sync: one run of one integration, as a state machine on the loop.
+ *
+ *   claim lease -> sync_logs 'running' -> token -> categories pages -> relink -> products pages
+ *   -> removals -> (full runs: reconcile) -> finish sync_logs + cursors + release lease
+ *
+ * Pages are fetched pages_in_flight at a time, ordered by id, with an overlap of a few rows
+ * between neighbours so that a catalogue that shrinks while we page is noticed (a neighbour
+ * whose first id lies beyond our last id) and the gap is fetched again. Each page is stored in
+ * one transaction that also renews the lease; a run whose lease was taken over stops writing.
+ * The cursor advances only when the run succeeded (success or partial). */
+#ifndef KVS_SYNC_H
+#define KVS_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "http.h"
+#include "mapping.h"
+#include "store.h"
+
+typedef struct sync_run sync_run;
+
+/* Shared services a run borrows; all must outlive the run. */
+typedef struct sync_env {
+    uv_loop_t *loop;
+    http_client *http;
+    const kvs_config *cfg;
+    const store *store;
+    const map_opts *mopts;
+    const char *daemon_id;   /* lease owner and sync_logs.daemon_id */
+} sync_env;
+
+enum sync_status {
+    SYNC_SUCCESS,
+    SYNC_PARTIAL,    /* stored, but some records failed */
+    SYNC_FAILED,
+    SYNC_CANCELLED,
+    SYNC_SKIPPED,    /* leased by another live daemon, or not claimable */
+    SYNC_NO_DB,      /* could not reach the database to claim it */
+};
+
+typedef struct sync_counts {
+    int products_synced, products_created, products_updated, products_failed,
+        products_deactivated;
+    int categories_synced, categories_created, categories_updated, categories_failed,
+        categories_deactivated;
+    int requests, token_requests, attribute_notes, skipped;
+} sync_counts;
+
+typedef struct sync_result {
+    enum sync_status status;
+    char log_id[32];         /* sync_logs.id, "" when none was written */
+    char message[512];       /* why it failed / was skipped */
+    sync_counts counts;
+    bool full;               /* a full (non-incremental) read */
+} sync_result;
+
+/* Called once when the run is over; the run is freed right after it returns. */
+typedef void (*sync_done_cb)(const sync_result *res, void *arg);
+
+/* Starts a run of integration `id` (name for logs). force_full ignores cursors. budget is the
+ * integration's hourly GET budget (borrowed). */
+sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
+                         kv_budget *budget, sync_done_cb cb, void *arg);
+/* Asks the run to stop: in-flight page transactions finish, nothing new starts, the log row
+ * says 'cancelled', the lease is released; cb is still called. */
+void sync_run_cancel(sync_run *r);
+/* One line of progress for STATUS= and the demo ("products 3400/10000"). */
+void sync_run_progress(const sync_run *r, char *buf, size_t cap);
+
+const char *sync_status_name(enum sync_status st);
+
+#endif

@@ -1,0 +1,1093 @@
+/* One sync run of one integration (see sync.h). */
+#include "sync.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "kiotviet.h"
+#include "kvtime.h"
+#include "log.h"
+
+#define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
+#define MAX_DB_RETRIES 6    /* per batch, on a lost connection */
+#define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
+
+enum entity { ENT_CATEGORIES, ENT_PRODUCTS };
+enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
+             PH_CLOSING };
+
+typedef struct slot {
+    int64_t offset;
+    int64_t first, last;    /* ids served first and last (valid when n > 0) */
+    int n;                  /* records served */
+    bool fetched, inflight;
+    uint64_t seq;           /* fetch order, to know which of two neighbours is newer */
+    int64_t total;          /* total reported with it */
+} slot;
+
+typedef struct fetch fetch;
+
+typedef struct pager {
+    enum entity ent;
+    slot *slots;
+    int nslots;
+    int next;               /* next slot to issue in order */
+    int inflight;
+    int64_t total;          /* latest reported total, -1 unknown */
+    uint64_t seq;
+    int refetches;
+    bool unordered;         /* the server ignored orderBy=id: gap checks are off */
+    bool done;
+    int64_t server_ts;      /* "timestamp" of the first page, 0 if none */
+    int64_t started_us;     /* our clock when paging began */
+} pager;
+
+/* A page being fetched; owned by the run's fetch list. */
+struct fetch {
+    sync_run *run;
+    fetch *next, *prev;
+    kv_req *req;
+    int slot;
+    enum entity ent;
+};
+
+/* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
+typedef struct store_job {
+    sync_run *run;
+    enum entity ent;
+    enum { JOB_UPSERT, JOB_ROW, JOB_REMOVE, JOB_RELINK, JOB_RECONCILE } kind;
+    char *rows;             /* JSON array text or bigint[] literal; owned */
+    int nrows;
+    int64_t row_id;         /* JOB_ROW: the row's id */
+    int attempt;
+    uv_timer_t *timer;      /* retry timer, NULL unless waiting */
+} store_job;
+
+/* Set of ids seen in this run (open addressing; 0 is the empty marker, ids are > 0). */
+typedef struct idset {
+    int64_t *v;
+    size_t cap, n;
+    bool has_zero;
+} idset;
+
+struct sync_run {
+    sync_env env;
+    char *id, *name;
+    bool force_full;
+    kv_budget *budget;
+    sync_done_cb cb;
+    void *cb_arg;
+
+    enum phase phase;
+    bool cancelled, failing;
+    db_conn *db;
+    kv_client *kv;
+    integ_row *row;
+    char log_id[32];
+    log_ctx lctx;
+    uv_timer_t lease_timer;
+    bool lease_timer_on;
+    int handles_open;
+
+    bool full;              /* no lastModifiedFrom */
+    bool reconcile_ok;      /* full read whose every record had an id */
+    pager pg;
+    fetch *fetches;
+    int jobs;               /* store jobs not yet done */
+    idset seen[2];          /* ids stored per entity */
+    int64_t cursor_us[2];   /* new cursors, set when an entity completes */
+    int64_t *removed[2];
+    int nremoved[2];
+
+    sync_counts counts;
+    int failures_listed, notes_listed;
+    kvs_buf failures, notes;
+    sync_result res;
+};
+
+static void phase_next(sync_run *r);
+static void run_finish(sync_run *r);
+static void pager_pump(sync_run *r);
+static void job_submit(store_job *j);
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static void idset_free(idset *s) { free(s->v); memset(s, 0, sizeof *s); }
+
+/* Returns true when id was new. */
+static bool idset_add(idset *s, int64_t id)
+{
+    if (id == 0) {
+        bool was = s->has_zero;
+        s->has_zero = true;
+        return !was;
+    }
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        int64_t *nv = kvs_xcalloc(ncap, sizeof *nv);
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->v[i]) continue;
+            size_t h = ((uint64_t)s->v[i] * 0x9E3779B97F4A7C15ull) & (ncap - 1);
+            while (nv[h]) h = (h + 1) & (ncap - 1);
+            nv[h] = s->v[i];
+        }
+        free(s->v);
+        s->v = nv;
+        s->cap = ncap;
+    }
+    size_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
+    while (s->v[h]) {
+        if (s->v[h] == id) return false;
+        h = (h + 1) & (s->cap - 1);
+    }
+    s->v[h] = id;
+    s->n++;
+    return true;
+}
+
+const char *sync_status_name(enum sync_status st)
+{
+    switch (st) {
+    case SYNC_SUCCESS: return "success";
+    case SYNC_PARTIAL: return "partial";
+    case SYNC_FAILED: return "failed";
+    case SYNC_CANCELLED: return "cancelled";
+    case SYNC_SKIPPED: return "skipped";
+    case SYNC_NO_DB: return "no-db";
+    }
+    return "?";
+}
+
+/* Fails the run (first reason wins) and stops fetching; pending stores drain, then finish. */
+static void run_fail(sync_run *r, const char *fmt, ...) KVS_PRINTF(2, 3);
+static void run_fail(sync_run *r, const char *fmt, ...)
+{
+    if (!r->failing && !r->cancelled) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->res.message, sizeof r->res.message, fmt, ap);
+        va_end(ap);
+        log_redact(r->res.message, sizeof r->res.message);
+        rlog_err(&r->lctx, "run failed: %s", r->res.message);
+    }
+    r->failing = true;
+    while (r->fetches) {
+        fetch *f = r->fetches;
+        r->fetches = f->next;
+        kv_req_cancel(f->req);
+        free(f);
+    }
+    r->pg.inflight = 0;
+    if (r->jobs == 0 && r->phase < PH_FINISH) run_finish(r);
+}
+
+static bool run_stopping(const sync_run *r) { return r->failing || r->cancelled; }
+
+static void counts_json(const sync_run *r, kvs_buf *b)
+{
+    const sync_counts *c = &r->counts;
+    REQUIRE(kvs_buf_printf(
+                b,
+                "{\"products_synced\":%d,\"products_created\":%d,\"products_updated\":%d,"
+                "\"products_failed\":%d,\"products_deactivated\":%d,\"categories_synced\":%d,"
+                "\"categories_created\":%d,\"categories_updated\":%d,\"categories_failed\":%d,"
+                "\"categories_deactivated\":%d,\"requests_made\":%d}",
+                c->products_synced, c->products_created, c->products_updated, c->products_failed,
+                c->products_deactivated, c->categories_synced, c->categories_created,
+                c->categories_updated, c->categories_failed, c->categories_deactivated,
+                r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0) == 0);
+}
+
+static void list_append(kvs_buf *dst, int *listed, const kvs_buf *items, int nitems)
+{
+    /* items is a comma-separated list of JSON objects; keep the first MAX_LISTED overall. */
+    if (!items->len || *listed >= MAX_LISTED) return;
+    const char *p = items->data;
+    int depth = 0;
+    bool in_str = false, esc = false;
+    const char *start = p;
+    for (; *p && *listed < MAX_LISTED; p++) {
+        char ch = *p;
+        if (in_str) {
+            if (esc) esc = false;
+            else if (ch == '\\') esc = true;
+            else if (ch == '"') in_str = false;
+            continue;
+        }
+        if (ch == '"') in_str = true;
+        else if (ch == '{') depth++;
+        else if (ch == '}' && --depth == 0) {
+            if (dst->len) REQUIRE(kvs_buf_puts(dst, ",") == 0);
+            REQUIRE(kvs_buf_append(dst, start, (size_t)(p + 1 - start)) == 0);
+            (*listed)++;
+            start = p + 2; /* skip the comma */
+        }
+    }
+    (void)nitems;
+}
+
+/* ---- database plumbing ---------------------------------------------------------------- */
+
+static void lease_params(sync_run *r, const char **p, char *secs)
+{
+    snprintf(secs, 16, "%d", r->env.cfg->lease_seconds);
+    p[0] = r->row ? r->row->id : r->id;
+    p[1] = r->env.daemon_id;
+    p[2] = secs;
+}
+
+static void log_db_error(sync_run *r, const char *what, const db_result *res)
+{
+    rlog_err(&r->lctx, "%s: %s%s%s%s", what, res->message ? res->message : "error",
+             res->sqlstate[0] ? " (SQLSTATE " : "", res->sqlstate, res->sqlstate[0] ? ")" : "");
+}
+
+/* ---- finishing ----------------------------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h)
+{
+    sync_run *r = h->data;
+    if (--r->handles_open > 0) return;
+    sync_result res = r->res;
+    res.counts = r->counts;
+    res.full = r->full;
+    snprintf(res.log_id, sizeof res.log_id, "%s", r->log_id);
+    sync_done_cb cb = r->cb;
+    void *arg = r->cb_arg;
+    kvs_buf_free(&r->failures);
+    kvs_buf_free(&r->notes);
+    idset_free(&r->seen[0]);
+    idset_free(&r->seen[1]);
+    free(r->removed[0]);
+    free(r->removed[1]);
+    free(r->pg.slots);
+    integ_row_free(r->row);
+    free(r->id);
+    free(r->name);
+    free(r);
+    cb(&res, arg);
+}
+
+static void run_close(sync_run *r)
+{
+    r->phase = PH_CLOSING;
+    if (r->kv) {
+        r->counts.requests = kv_client_gets(r->kv);
+        r->counts.token_requests = kv_client_token_requests(r->kv);
+        kv_client_free(r->kv);
+        r->kv = NULL;
+    }
+    if (r->db) {
+        db_conn_close(r->db);
+        r->db = NULL;
+    }
+    uv_timer_stop(&r->lease_timer);
+    r->handles_open = 1;
+    uv_close((uv_handle_t *)&r->lease_timer, handle_closed);
+}
+
+static void finish_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK) log_db_error(r, "could not record the end of the run", res);
+    rlog_notice(&r->lctx,
+                "run %s: categories %d synced (%d new, %d changed, %d failed, %d removed), "
+                "products %d synced (%d new, %d changed, %d failed, %d removed), %d requests%s%s",
+                sync_status_name(r->res.status), r->counts.categories_synced,
+                r->counts.categories_created, r->counts.categories_updated,
+                r->counts.categories_failed, r->counts.categories_deactivated,
+                r->counts.products_synced, r->counts.products_created,
+                r->counts.products_updated, r->counts.products_failed,
+                r->counts.products_deactivated,
+                r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0,
+                r->res.message[0] ? ": " : "", r->res.message);
+    run_close(r);
+}
+
+static void run_finish(sync_run *r)
+{
+    if (r->phase >= PH_FINISH) return;
+    r->phase = PH_FINISH;
+    if (r->cancelled)
+        r->res.status = SYNC_CANCELLED;
+    else if (r->failing)
+        r->res.status = SYNC_FAILED;
+    else if (r->counts.products_failed || r->counts.categories_failed)
+        r->res.status = SYNC_PARTIAL;
+    else
+        r->res.status = SYNC_SUCCESS;
+    if (r->cancelled && !r->res.message[0])
+        snprintf(r->res.message, sizeof r->res.message, "cancelled: the daemon is stopping");
+
+    if (!r->log_id[0]) { /* never got as far as a log row */
+        run_close(r);
+        return;
+    }
+    kvs_buf counts, details;
+    kvs_buf_init(&counts);
+    kvs_buf_init(&details);
+    counts_json(r, &counts);
+    REQUIRE(kvs_buf_printf(&details, "{\"sync_type\":\"%s\",\"failures_total\":%d,",
+                           r->full ? "full" : "incremental",
+                           r->counts.products_failed + r->counts.categories_failed) == 0);
+    REQUIRE(kvs_buf_printf(&details, "\"failures\":[%s],\"attribute_notes_total\":%d,",
+                           kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
+    REQUIRE(kvs_buf_printf(&details, "\"attribute_notes\":[%s],\"skipped_unit_products\":%d",
+                           kvs_buf_cstr(&r->notes), r->counts.skipped) == 0);
+    if (r->failing) {
+        REQUIRE(kvs_buf_puts(&details, ",\"error\":") == 0);
+        REQUIRE(kvs_buf_json_str(&details, r->res.message) == 0);
+        static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
+                                         "reconcile", "finish", "closing"};
+        REQUIRE(kvs_buf_printf(&details, ",\"phase\":\"%s\"", ph[r->pg.ent == ENT_PRODUCTS ? 4 : 2]) ==
+                0);
+    }
+    REQUIRE(kvs_buf_puts(&details, "}") == 0);
+    log_redact(details.data, details.len + 1);
+
+    db_batch *b = db_batch_new();
+    const char *st = sync_status_name(r->res.status);
+    const char *lp[5] = {r->log_id, st, counts.data, r->res.message[0] ? r->res.message : NULL,
+                         details.data};
+    db_batch_add(b, store_sql(r->env.store, ST_LOG_FINISH), 5, lp);
+    bool ok = r->res.status == SYNC_SUCCESS || r->res.status == SYNC_PARTIAL;
+    if (ok) {
+        char pc[KVTIME_BUFSZ], cc[KVTIME_BUFSZ];
+        const char *fp[5];
+        fp[0] = r->row->id;
+        fp[1] = r->env.daemon_id;
+        fp[2] = r->cursor_us[ENT_PRODUCTS] ? (kvtime_format_utc(r->cursor_us[ENT_PRODUCTS], pc), pc)
+                                           : NULL;
+        fp[3] = r->cursor_us[ENT_CATEGORIES]
+                    ? (kvtime_format_utc(r->cursor_us[ENT_CATEGORIES], cc), cc)
+                    : NULL;
+        fp[4] = r->full ? "true" : "false";
+        db_batch_add(b, store_sql(r->env.store, ST_FINISH), 5, fp);
+    } else if (r->res.status == SYNC_CANCELLED) {
+        const char *fp[2] = {r->row->id, r->env.daemon_id};
+        db_batch_add(b, store_sql(r->env.store, ST_RELEASE), 2, fp);
+    } else {
+        const char *fp[2] = {r->row->id, r->env.daemon_id};
+        db_batch_add(b, store_sql(r->env.store, ST_FAIL), 2, fp);
+    }
+    db_submit(r->db, b, finish_cb, r);
+    kvs_buf_free(&counts);
+    kvs_buf_free(&details);
+}
+
+/* ---- store jobs ------------------------------------------------------------------------ */
+
+static void job_free(store_job *j)
+{
+    free(j->rows);
+    free(j);
+}
+
+static void job_timer_closed(uv_handle_t *h) { free(h); }
+
+/* Every asynchronous database job of a run ends here: it moves the run on. */
+static void jobs_dec(sync_run *r)
+{
+    r->jobs--;
+    if (r->phase >= PH_FINISH) return;
+    if (run_stopping(r)) {
+        if (r->jobs == 0) run_finish(r);
+        return;
+    }
+    if ((r->phase == PH_CATEGORIES || r->phase == PH_PRODUCTS) && !r->pg.done)
+        pager_pump(r);
+    else if (r->jobs == 0 && r->phase > PH_START)
+        phase_next(r);
+}
+
+static void job_done(store_job *j)
+{
+    sync_run *r = j->run;
+    job_free(j);
+    jobs_dec(r);
+}
+
+static void job_retry_cb(uv_timer_t *t)
+{
+    store_job *j = t->data;
+    uv_close((uv_handle_t *)t, job_timer_closed);
+    j->timer = NULL;
+    job_submit(j);
+}
+
+static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *msg)
+{
+    if (ent == ENT_PRODUCTS)
+        r->counts.products_failed++;
+    else
+        r->counts.categories_failed++;
+    if (r->failures_listed >= MAX_LISTED) return;
+    if (r->failures.len) REQUIRE(kvs_buf_puts(&r->failures, ",") == 0);
+    REQUIRE(kvs_buf_printf(&r->failures, "{\"%s\":%" PRId64 ",\"error\":",
+                           ent == ENT_PRODUCTS ? "id" : "category_id", id) == 0);
+    REQUIRE(kvs_buf_json_str(&r->failures, msg) == 0);
+    REQUIRE(kvs_buf_puts(&r->failures, "}") == 0);
+    r->failures_listed++;
+}
+
+/* Splits a page whose statement failed on one row's data into one batch per row. */
+static void job_split(store_job *j)
+{
+    sync_run *r = j->run;
+    /* rows is a JSON array of objects: walk it with cJSON to get each row's text. */
+    cJSON *arr = cJSON_Parse(j->rows);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char *one = cJSON_PrintUnformatted(it);
+        const cJSON *kid = cJSON_GetObjectItem(it, "kid");
+        store_job *k = kvs_xcalloc(1, sizeof *k);
+        k->run = r;
+        k->ent = j->ent;
+        k->kind = JOB_ROW;
+        size_t n = strlen(one) + 3;
+        k->rows = kvs_xmalloc(n);
+        snprintf(k->rows, n, "[%s]", one);
+        free(one);
+        k->nrows = 1;
+        k->row_id = cJSON_IsNumber(kid) ? (int64_t)kid->valuedouble : 0;
+        r->jobs++;
+        job_submit(k);
+    }
+    cJSON_Delete(arr);
+}
+
+static void job_cb(db_result *res, void *arg)
+{
+    store_job *j = arg;
+    sync_run *r = j->run;
+    if (res->status == DB_OK) {
+        PGresult *pr = res->results[0];
+        bool lease_ok = PQntuples(pr) == 1 && atoi(PQgetvalue(pr, 0, 0)) > 0;
+        if (!lease_ok) {
+            run_fail(r, "the integration's lease was taken over by another daemon: stopped "
+                        "writing");
+            job_done(j);
+            return;
+        }
+        int a = atoi(PQgetvalue(pr, 0, 1));
+        int b = PQnfields(pr) > 2 ? atoi(PQgetvalue(pr, 0, 2)) : 0;
+        bool prod = j->ent == ENT_PRODUCTS;
+        switch (j->kind) {
+        case JOB_UPSERT:
+        case JOB_ROW:
+            if (prod) {
+                r->counts.products_created += a;
+                r->counts.products_updated += b;
+            } else {
+                r->counts.categories_created += a;
+                r->counts.categories_updated += b;
+            }
+            break;
+        case JOB_REMOVE:
+        case JOB_RECONCILE:
+            if (prod)
+                r->counts.products_deactivated += a;
+            else
+                r->counts.categories_deactivated += a;
+            break;
+        case JOB_RELINK:
+            break;
+        }
+        job_done(j);
+        return;
+    }
+    if (res->status == DB_E_CONN && !r->cancelled && j->attempt < MAX_DB_RETRIES) {
+        uint64_t wait = backoff_delay_ms((unsigned)j->attempt, 1000, 30000,
+                                         (uint32_t)kvs_now_mono_ms());
+        j->attempt++;
+        rlog_warn(&r->lctx, "database connection lost (%s); retrying the batch in %llu ms",
+                  res->message ? res->message : "?", (unsigned long long)wait);
+        j->timer = kvs_xmalloc(sizeof *j->timer);
+        uv_timer_init(r->env.loop, j->timer);
+        j->timer->data = j;
+        uv_timer_start(j->timer, job_retry_cb, wait, 0);
+        return;
+    }
+    /* Data and constraint errors (classes 22, 23) belong to one row: find it. */
+    bool row_error = res->status == DB_E_SQL &&
+                     (!strncmp(res->sqlstate, "22", 2) || !strncmp(res->sqlstate, "23", 2));
+    if (row_error && j->kind == JOB_UPSERT && j->nrows > 1) {
+        rlog_info(&r->lctx, "a page failed on one row (%s); storing its rows one by one",
+                  res->message ? res->message : "?");
+        job_split(j);
+        job_done(j);
+        return;
+    }
+    if (row_error && (j->kind == JOB_ROW || j->kind == JOB_UPSERT)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s%s%s", res->message ? res->message : "database error",
+                 res->detail ? ": " : "", res->detail ? res->detail : "");
+        log_redact(msg, sizeof msg);
+        int64_t id = j->row_id;
+        if (!id) {
+            cJSON *arr = cJSON_Parse(j->rows);
+            const cJSON *k = arr ? cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "kid") : NULL;
+            if (cJSON_IsNumber(k)) id = (int64_t)k->valuedouble;
+            cJSON_Delete(arr);
+        }
+        rlog_warn(&r->lctx, "%s %" PRId64 " not stored: %s",
+                  j->ent == ENT_PRODUCTS ? "product" : "category", id, msg);
+        row_failure(r, j->ent, id, msg);
+        if (j->ent == ENT_PRODUCTS)
+            r->counts.products_synced--;
+        else
+            r->counts.categories_synced--;
+        job_done(j);
+        return;
+    }
+    if (r->cancelled) {
+        job_done(j);
+        return;
+    }
+    log_db_error(r, "storing a page failed", res);
+    run_fail(r, "database error while storing %s: %s%s%s",
+             j->ent == ENT_PRODUCTS ? "products" : "categories",
+             res->message ? res->message : "unknown", res->sqlstate[0] ? " SQLSTATE " : "",
+             res->sqlstate);
+    job_done(j);
+}
+
+static void job_submit(store_job *j)
+{
+    sync_run *r = j->run;
+    const char *sql = NULL;
+    const store *s = r->env.store;
+    bool prod = j->ent == ENT_PRODUCTS;
+    switch (j->kind) {
+    case JOB_UPSERT:
+    case JOB_ROW:
+        sql = prod ? store_products_upsert_sql(s) : store_categories_upsert_sql(s);
+        break;
+    case JOB_REMOVE:
+        sql = prod ? store_products_remove_sql(s) : store_categories_remove_sql(s);
+        break;
+    case JOB_RECONCILE:
+        sql = store_products_reconcile_sql(s);
+        break;
+    case JOB_RELINK:
+        sql = prod ? store_products_relink_sql(s) : store_categories_relink_sql(s);
+        break;
+    }
+    char secs[16];
+    const char *p[4];
+    p[0] = j->rows;
+    lease_params(r, p + 1, secs);
+    db_batch *b = db_batch_new();
+    db_batch_add(b, sql, 4, p);
+    if (r->log_id[0]) {
+        kvs_buf counts;
+        kvs_buf_init(&counts);
+        counts_json(r, &counts);
+        const char *lp[2] = {r->log_id, counts.data};
+        db_batch_add(b, store_sql(s, ST_LOG_PROGRESS), 2, lp);
+        kvs_buf_free(&counts);
+    }
+    db_submit(r->db, b, job_cb, j);
+}
+
+static void job_start(sync_run *r, enum entity ent, int kind, char *rows, int nrows)
+{
+    store_job *j = kvs_xcalloc(1, sizeof *j);
+    j->run = r;
+    j->ent = ent;
+    j->kind = kind;
+    j->rows = rows;
+    j->nrows = nrows;
+    r->jobs++;
+    job_submit(j);
+}
+
+/* "{1,2,3}" from ids. */
+static char *array_literal(const int64_t *ids, int n)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    REQUIRE(kvs_buf_puts(&b, "{") == 0);
+    for (int i = 0; i < n; i++) REQUIRE(kvs_buf_printf(&b, "%s%" PRId64, i ? "," : "", ids[i]) == 0);
+    REQUIRE(kvs_buf_puts(&b, "}") == 0);
+    return kvs_buf_steal(&b);
+}
+
+/* ---- paging -------------------------------------------------------------------------------- */
+
+/* Rows shared by neighbouring pages: a neighbour that starts beyond our last id then proves
+ * rows were missed (the catalogue shrank in between). Without overlap nothing can be proved. */
+static int overlap_of(int page_size) { return page_size >= 8 ? 3 : page_size >= 2 ? 1 : 0; }
+
+static int step_of(const sync_run *r)
+{
+    return r->env.cfg->page_size - overlap_of(r->env.cfg->page_size);
+}
+
+static void slot_ensure(pager *pg, int i, int step)
+{
+    while (pg->nslots <= i) {
+        pg->slots = kvs_xrealloc(pg->slots, (size_t)(pg->nslots + 1) * sizeof *pg->slots);
+        slot *s = &pg->slots[pg->nslots];
+        memset(s, 0, sizeof *s);
+        s->offset = (int64_t)pg->nslots * step;
+        pg->nslots++;
+    }
+}
+
+static void page_cb(int rc, kv_page *page, const char *err, void *arg);
+
+static void fetch_start(sync_run *r, int si)
+{
+    pager *pg = &r->pg;
+    const kvs_config *cfg = r->env.cfg;
+    slot *s = &pg->slots[si];
+    char q[512], from[KVTIME_BUFSZ + 24] = "";
+    int64_t cursor = r->pg.ent == ENT_PRODUCTS ? r->row->products_cursor_us
+                                               : r->row->categories_cursor_us;
+    if (!r->full && cursor) {
+        char t[KVTIME_BUFSZ];
+        kvtime_format_vn_local(cursor - (int64_t)cfg->overlap_minutes * 60 * 1000000, t);
+        snprintf(from, sizeof from, "&lastModifiedFrom=%s", t);
+    }
+    if (pg->ent == ENT_PRODUCTS)
+        snprintf(q, sizeof q,
+                 "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
+                 "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
+                 "&includeSoftDeletedAttribute=false%s",
+                 cfg->page_size, s->offset, from);
+    else
+        snprintf(q, sizeof q,
+                 "/categories?pageSize=%d&currentItem=%" PRId64 "&orderBy=categoryId"
+                 "&orderDirection=Asc&hierachicalData=false&includeRemoveIds=true%s",
+                 cfg->page_size, s->offset, from);
+    fetch *f = kvs_xcalloc(1, sizeof *f);
+    f->run = r;
+    f->slot = si;
+    f->ent = pg->ent;
+    f->next = r->fetches;
+    if (r->fetches) r->fetches->prev = f;
+    r->fetches = f;
+    s->inflight = true;
+    pg->inflight++;
+    f->req = kv_get(r->kv, q, page_cb, f);
+}
+
+/* Checks the pair (i, i+1); on a gap schedules a refetch. Returns true when the pair is fine
+ * or cannot be judged yet. */
+static bool pair_check(sync_run *r, int i)
+{
+    pager *pg = &r->pg;
+    if (pg->unordered || i + 1 >= pg->nslots || !overlap_of(r->env.cfg->page_size)) return true;
+    slot *a = &pg->slots[i], *b = &pg->slots[i + 1];
+    if (!a->fetched || !b->fetched || a->inflight || b->inflight) return true;
+    if (a->n < r->env.cfg->page_size) return true; /* a reached the end when it was fetched */
+    int which;
+    if (b->n == 0)
+        which = b->seq > a->seq ? i : i + 1; /* b is newer and empty: a's view is stale */
+    else if (b->first <= a->last)
+        return true;
+    else
+        which = i; /* rows between a.last and b.first were missed: fetch a again */
+    if (++pg->refetches > MAX_REFETCH) {
+        run_fail(r, "the KiotViet catalogue kept changing while it was paged (%d gap repairs); "
+                    "the next run tries again",
+                 pg->refetches - 1);
+        return false;
+    }
+    rlog_info(&r->lctx, "catalogue shifted while paging (offset %" PRId64 "); fetching again",
+              pg->slots[which].offset);
+    pg->slots[which].fetched = false;
+    fetch_start(r, which);
+    return false;
+}
+
+static void entity_done(sync_run *r)
+{
+    pager *pg = &r->pg;
+    pg->done = true;
+    /* The next incremental read starts from the server's time at our first page (or our own
+     * clock when the server sends none), minus the overlap window. */
+    r->cursor_us[pg->ent] = pg->server_ts ? pg->server_ts : pg->started_us;
+    int n = r->nremoved[pg->ent];
+    if (n > 0) job_start(r, pg->ent, JOB_REMOVE, array_literal(r->removed[pg->ent], n), n);
+    if (r->jobs == 0) phase_next(r);
+}
+
+/* Issues pages while there is room, and decides when the entity is complete. */
+static void pager_pump(sync_run *r)
+{
+    pager *pg = &r->pg;
+    if (run_stopping(r) || pg->done) return;
+    int K = r->env.cfg->pages_in_flight, step = step_of(r);
+    while (pg->inflight < K && r->jobs < 2 * K && pg->total >= 0 &&
+           (int64_t)pg->next * step < pg->total) {
+        slot_ensure(pg, pg->next, step);
+        fetch_start(r, pg->next++);
+        if (run_stopping(r)) return;
+    }
+    if (pg->inflight > 0) return;
+    for (int i = 0; i + 1 < pg->nslots; i++)
+        if (!pair_check(r, i)) return;
+    /* All issued pages are in; a last page that came back full may have successors. */
+    if (pg->nslots > 0) {
+        slot *last = &pg->slots[pg->nslots - 1];
+        if (last->n >= r->env.cfg->page_size && pg->nslots == pg->next) {
+            slot_ensure(pg, pg->next, step);
+            fetch_start(r, pg->next++);
+            return;
+        }
+    }
+    if (r->jobs > 0) return; /* wait for the stores; job_done pumps again */
+    entity_done(r);
+}
+
+static void page_cb(int rc, kv_page *page, const char *err, void *arg)
+{
+    fetch *f = arg;
+    sync_run *r = f->run;
+    pager *pg = &r->pg;
+    if (f->prev) f->prev->next = f->next;
+    else r->fetches = f->next;
+    if (f->next) f->next->prev = f->prev;
+    int si = f->slot;
+    enum entity ent = f->ent;
+    free(f);
+    pg->inflight--;
+    slot *s = &pg->slots[si];
+    s->inflight = false;
+    if (rc != KV_OK) {
+        run_fail(r, "%s page at offset %" PRId64 ": %s",
+                 ent == ENT_PRODUCTS ? "products" : "categories", s->offset,
+                 err ? err : "error");
+        return;
+    }
+    if (run_stopping(r)) {
+        kv_page_free(page);
+        return;
+    }
+    if (si == 0 && s->seq == 0 && page->timestamp_us) pg->server_ts = page->timestamp_us;
+    s->fetched = true;
+    s->seq = ++pg->seq;
+    s->total = page->total;
+    if (page->total >= 0) pg->total = page->total;
+    else if (pg->total < 0) pg->total = 0; /* no total: rely on short pages to stop */
+
+    map_page mp;
+    map_page_init(&mp);
+    if (page->data) {
+        if (ent == ENT_PRODUCTS)
+            map_products(page->data, r->env.mopts, &mp);
+        else
+            map_categories(page->data, &mp);
+    } else {
+        REQUIRE(kvs_buf_puts(&mp.rows, "[]") == 0);
+    }
+    s->n = mp.nrecords;
+    s->first = mp.first_id;
+    s->last = mp.last_id;
+    if (!mp.ascending && !pg->unordered) {
+        pg->unordered = true;
+        rlog_warn(&r->lctx, "KiotViet did not order %s by id: gap detection is off for this run",
+                  ent == ENT_PRODUCTS ? "products" : "categories");
+    }
+    /* A total that grows past what we planned, when there is no total, keeps paging. */
+    if (page->total < 0 && mp.nrecords >= r->env.cfg->page_size)
+        pg->total = s->offset + mp.nrecords + 1;
+
+    /* removedIds (the first page carries them; accept them on any page). */
+    if (page->removed) {
+        int n, nbad;
+        int64_t *ids = map_removed_ids(page->removed, &n, &nbad);
+        for (int i = 0; i < n; i++) {
+            bool dup = false;
+            for (int k = 0; k < r->nremoved[ent] && !dup; k++) dup = r->removed[ent][k] == ids[i];
+            if (dup) continue;
+            r->removed[ent] = kvs_xrealloc(r->removed[ent],
+                                           (size_t)(r->nremoved[ent] + 1) * sizeof(int64_t));
+            r->removed[ent][r->nremoved[ent]++] = ids[i];
+        }
+        free(ids);
+    }
+    kv_page_free(page);
+
+    /* Counts: a record counts as synced the first time this run stores it. */
+    int fresh = 0;
+    for (int i = 0; i < mp.nrows; i++)
+        if (idset_add(&r->seen[ent], mp.ids[i])) fresh++;
+    if (ent == ENT_PRODUCTS) {
+        r->counts.products_synced += fresh;
+        r->counts.attribute_notes += mp.nnotes;
+        r->counts.skipped += mp.nskipped;
+        list_append(&r->notes, &r->notes_listed, &mp.notes, mp.nnotes);
+    } else {
+        r->counts.categories_synced += fresh;
+    }
+    if (mp.nfailed) {
+        if (ent == ENT_PRODUCTS)
+            r->counts.products_failed += mp.nfailed;
+        else
+            r->counts.categories_failed += mp.nfailed;
+        list_append(&r->failures, &r->failures_listed, &mp.failures, mp.nfailed);
+        rlog_warn(&r->lctx, "%d record(s) at offset %" PRId64 " could not be mapped", mp.nfailed,
+                  s->offset);
+        /* A record without an id might be one we hold: reconciliation would be unsafe. */
+        if (strstr(kvs_buf_cstr(&mp.failures), "\"id\":null")) r->reconcile_ok = false;
+    }
+    if (mp.nrows > 0) {
+        int n = mp.nrows;
+        job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), n);
+    }
+    map_page_free(&mp);
+    pager_pump(r);
+}
+
+static void pager_begin(sync_run *r, enum entity ent)
+{
+    pager *pg = &r->pg;
+    free(pg->slots);
+    memset(pg, 0, sizeof *pg);
+    pg->ent = ent;
+    pg->total = -1;
+    pg->started_us = kvs_now_wall_ms() * 1000;
+    slot_ensure(pg, 0, step_of(r));
+    pg->next = 1;
+    fetch_start(r, 0);
+}
+
+/* ---- phases -------------------------------------------------------------------------------- */
+
+static void on_token(const char *token, int64_t expires_wall_s, void *arg);
+
+static void token_saved_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK) log_db_error(r, "could not store the new token", res);
+    jobs_dec(r);
+}
+
+static void on_token(const char *token, int64_t expires_wall_s, void *arg)
+{
+    sync_run *r = arg;
+    char exp[32];
+    snprintf(exp, sizeof exp, "%" PRId64, expires_wall_s);
+    const char *p[4] = {r->row->id, r->env.daemon_id, token, exp};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_TOKEN_SAVE), 4, p, token_saved_cb, r);
+}
+
+static void lease_renew_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status == DB_OK && PQntuples(res->results[0]) == 0 && r->phase < PH_FINISH)
+        run_fail(r, "the integration's lease was lost (taken over by another daemon)");
+    else if (res->status != DB_OK && res->status != DB_E_CANCELLED)
+        rlog_warn(&r->lctx, "lease renewal failed: %s", res->message ? res->message : "?");
+    jobs_dec(r);
+}
+
+static void lease_timer_cb(uv_timer_t *t)
+{
+    sync_run *r = t->data;
+    if (r->phase >= PH_FINISH) return;
+    char secs[16];
+    const char *p[3];
+    lease_params(r, p, secs);
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_RENEW), 3, p, lease_renew_cb, r);
+}
+
+static void start_fetching(sync_run *r)
+{
+    kvs_err e;
+    kvs_err_clear(&e);
+    kv_client_opts o = {
+        .loop = r->env.loop,
+        .http = r->env.http,
+        .budget = r->budget,
+        .lctx = &r->lctx,
+        .api_url = r->row->api_url,
+        .token_url = r->row->token_url,
+        .client_id = r->row->client_id,
+        .client_secret = r->row->client_secret,
+        .retailer = r->row->retailer,
+        .access_token = r->row->access_token,
+        .token_expires_wall_s = r->row->token_expires_us / 1000000,
+        .token_margin_s = r->env.cfg->token_margin_s,
+        .max_retries = r->env.cfg->max_retries,
+        .on_token = on_token,
+        .arg = r,
+    };
+    r->kv = kv_client_new(&o, &e);
+    if (!r->kv) {
+        run_fail(r, "integration %s is not usable: %s", r->name, e.msg);
+        return;
+    }
+    phase_next(r);
+}
+
+static void log_start_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK) {
+        log_db_error(r, "could not write the sync_logs row", res);
+        snprintf(r->res.message, sizeof r->res.message, "could not write sync_logs: %s",
+                 res->message ? res->message : "?");
+        r->failing = true;
+        run_finish(r);
+        return;
+    }
+    snprintf(r->log_id, sizeof r->log_id, "%s", PQgetvalue(res->results[0], 0, 0));
+    r->lctx.run = r->log_id;
+    rlog_notice(&r->lctx, "%s sync started", r->full ? "full" : "incremental");
+    if (r->cancelled) {
+        run_finish(r);
+        return;
+    }
+    start_fetching(r);
+}
+
+static void claim_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK) {
+        snprintf(r->res.message, sizeof r->res.message, "database unavailable: %s",
+                 res->message ? res->message : "?");
+        log_redact(r->res.message, sizeof r->res.message);
+        r->res.status = SYNC_NO_DB;
+        rlog_warn(&r->lctx, "cannot claim the integration: %s", r->res.message);
+        r->phase = PH_FINISH;
+        run_close(r);
+        return;
+    }
+    PGresult *pr = res->results[0];
+    if (PQntuples(pr) != 1) {
+        snprintf(r->res.message, sizeof r->res.message,
+                 "leased by another daemon (or removed); skipped");
+        r->res.status = SYNC_SKIPPED;
+        rlog_info(&r->lctx, "%s", r->res.message);
+        r->phase = PH_FINISH;
+        run_close(r);
+        return;
+    }
+    r->row = integ_row_parse(pr, 0);
+    const kvs_config *cfg = r->env.cfg;
+    bool reconcile_due = cfg->reconcile_hours > 0 && r->row->last_full_us &&
+                         kvs_now_wall_ms() * 1000 - r->row->last_full_us >=
+                             (int64_t)cfg->reconcile_hours * 3600 * 1000000;
+    r->full = r->force_full || !r->row->products_cursor_us || !r->row->categories_cursor_us ||
+              reconcile_due;
+    r->reconcile_ok = r->full;
+    uv_timer_start(&r->lease_timer, lease_timer_cb, (uint64_t)cfg->lease_seconds * 1000 / 3,
+                   (uint64_t)cfg->lease_seconds * 1000 / 3);
+    const char *p[3] = {r->row->id, r->full ? (reconcile_due && !r->force_full ? "reconcile" : "full")
+                                            : "incremental",
+                        r->env.daemon_id};
+    r->phase = PH_START;
+    db_exec(r->db, store_sql(r->env.store, ST_LOG_START), 3, p, log_start_cb, r);
+}
+
+static void phase_next(sync_run *r)
+{
+    if (run_stopping(r)) {
+        if (r->jobs == 0) run_finish(r);
+        return;
+    }
+    switch (r->phase) {
+    case PH_START:
+        r->phase = PH_CATEGORIES;
+        pager_begin(r, ENT_CATEGORIES);
+        break;
+    case PH_CATEGORIES:
+        r->phase = PH_RELINK;
+        if (r->counts.categories_created || r->counts.categories_updated) {
+            if (store_categories_relink_sql(r->env.store))
+                job_start(r, ENT_CATEGORIES, JOB_RELINK, kvs_strdup("{}"), 0);
+            if (store_products_relink_sql(r->env.store))
+                job_start(r, ENT_PRODUCTS, JOB_RELINK, kvs_strdup("{}"), 0);
+        }
+        if (r->jobs == 0) phase_next(r);
+        break;
+    case PH_RELINK:
+        r->phase = PH_PRODUCTS;
+        pager_begin(r, ENT_PRODUCTS);
+        break;
+    case PH_PRODUCTS:
+        r->phase = PH_RECONCILE;
+        if (r->full && r->reconcile_ok && !r->pg.unordered) {
+            /* Every product KiotViet still has was seen: synced rows not seen are gone. */
+            idset *s = &r->seen[ENT_PRODUCTS];
+            int64_t *ids = kvs_xmalloc((s->n + 1) * sizeof *ids);
+            int n = 0;
+            for (size_t i = 0; i < s->cap; i++)
+                if (s->v[i]) ids[n++] = s->v[i];
+            job_start(r, ENT_PRODUCTS, JOB_RECONCILE, array_literal(ids, n), n);
+            free(ids);
+        }
+        if (r->jobs == 0) phase_next(r);
+        break;
+    case PH_RECONCILE:
+        run_finish(r);
+        break;
+    default:
+        break;
+    }
+}
+
+sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
+                         kv_budget *budget, sync_done_cb cb, void *arg)
+{
+    sync_run *r = kvs_xcalloc(1, sizeof *r);
+    r->env = *env;
+    r->id = kvs_strdup(id);
+    r->name = kvs_strdup(name);
+    r->force_full = force_full;
+    r->budget = budget;
+    r->cb = cb;
+    r->cb_arg = arg;
+    r->lctx.integration = r->name;
+    kvs_buf_init(&r->failures);
+    kvs_buf_init(&r->notes);
+    uv_timer_init(env->loop, &r->lease_timer);
+    r->lease_timer.data = r;
+    db_opts dopts = {
+        .conninfo = env->cfg->db_url,
+        .connect_timeout_ms = (long)env->cfg->db_connect_timeout_s * 1000,
+        .statement_timeout_ms = (long)env->cfg->db_statement_timeout_s * 1000,
+        .application_name = "kiotviet-syncd",
+    };
+    r->db = db_conn_new(env->loop, &dopts);
+    char secs[16];
+    const char *p[3];
+    lease_params(r, p, secs);
+    r->phase = PH_CLAIM;
+    db_exec(r->db, store_sql(env->store, ST_CLAIM), 3, p, claim_cb, r);
+    return r;
+}
+
+void sync_run_cancel(sync_run *r)
+{
+    if (r->cancelled || r->phase >= PH_FINISH) return;
+    r->cancelled = true;
+    rlog_notice(&r->lctx, "cancelling the run");
+    if (r->phase == PH_CLAIM || r->phase == PH_START) return; /* their callbacks finish */
+    run_fail(r, "cancelled");
+}
+
+void sync_run_progress(const sync_run *r, char *buf, size_t cap)
+{
+    const pager *pg = &r->pg;
+    if (r->phase == PH_PRODUCTS || r->phase == PH_CATEGORIES) {
+        snprintf(buf, cap, "%s %d/%" PRId64, pg->ent == ENT_PRODUCTS ? "products" : "categories",
+                 pg->ent == ENT_PRODUCTS ? r->counts.products_synced : r->counts.categories_synced,
+                 pg->total < 0 ? (int64_t)0 : pg->total);
+    } else {
+        snprintf(buf, cap, "%s", r->phase <= PH_START ? "starting" : "finishing");
+    }
+}
