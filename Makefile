@@ -21,7 +21,7 @@ DEB_TEST  := postgresql-15 python3 python3-pytest python3-psycopg openssl system
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \
-           -Wno-format-nonliteral
+           -Wno-format-nonliteral -Wno-format-truncation
 HARDEN  := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=3
 OPT     := -O2 -g
 ifneq ($(SAN),)

@@ -101,4 +101,12 @@ int64_t *map_removed_ids(const cJSON *arr, int *n, int *nbad);
 /* For --explain-product: writes a human-readable account of how one product maps. */
 void map_explain_product(const cJSON *product, const map_opts *o, kvs_buf *out);
 
+
+
+#include "config.h"
+/* Builds mapping options from the config: the default jewellery aliases with the [mapping]
+ * overrides applied, the branch list, name scanning. Fails with err naming the key. The
+ * caller frees with map_opts_free. */
+int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err) KVS_MUSTCHECK;
+void map_opts_free(map_opts *o);
 #endif

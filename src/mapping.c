@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "decimal.h"
 #include "kvjson.h"
@@ -637,4 +638,64 @@ void map_explain_product(const cJSON *rec, const map_opts *o, kvs_buf *out)
 done:
     kvs_buf_free(&row);
     map_page_free(&p);
+}
+
+int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
+{
+    memset(o, 0, sizeof *o);
+    jewel_map *m = jewel_map_new_defaults();
+    o->name_scan = true;
+    for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
+        const char *v = cfg->mapping[i];
+        if (!v) continue;
+        if (!strcmp(config_mapping_keys[i], "name_scan")) {
+            if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes"))
+                o->name_scan = true;
+            else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no"))
+                o->name_scan = false;
+            else {
+                kvs_err_set(err, -EINVAL, "%s: [mapping] name_scan: '%s' is not true or false",
+                            cfg->path ? cfg->path : "config", v);
+                goto fail;
+            }
+            continue;
+        }
+        int f = jewel_field_from_name(config_mapping_keys[i]);
+        kvs_err e;
+        kvs_err_clear(&e);
+        if (f < 0 || jewel_map_set_aliases(m, f, v, &e)) {
+            kvs_err_set(err, -EINVAL, "%s: [mapping] %s: %s", cfg->path ? cfg->path : "config",
+                        config_mapping_keys[i], e.msg[0] ? e.msg : "unknown column");
+            goto fail;
+        }
+    }
+    if (cfg->branches) {
+        int64_t *b = NULL;
+        int n = 0;
+        const char *p = cfg->branches;
+        while (*p) {
+            while (*p == ' ' || *p == ',') p++;
+            if (!*p) break;
+            char *end;
+            long long v = strtoll(p, &end, 10);
+            if (end == p) break;
+            b = kvs_xrealloc(b, (size_t)(n + 1) * sizeof *b);
+            b[n++] = v;
+            p = end;
+        }
+        o->branches = b;
+        o->nbranches = n;
+    }
+    o->jewel = m;
+    return 0;
+fail:
+    jewel_map_free(m);
+    return -EINVAL;
+}
+
+void map_opts_free(map_opts *o)
+{
+    jewel_map_free((jewel_map *)o->jewel);
+    free((void *)o->branches);
+    memset(o, 0, sizeof *o);
 }
