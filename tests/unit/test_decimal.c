@@ -412,41 +412,54 @@ static void test_format_double_table(void **state)
     assert_int_equal(dec_format_double(-INFINITY, buf), -EINVAL);
 }
 
-/* Property: for random finite doubles (random bit patterns, so every exponent), the text
- * reads back exactly, is JSON number syntax, and nothing shorter would have. */
+/* Checks one double: the text reads back exactly, is JSON number syntax, and with one
+ * significant digit fewer %e (the header's search) would not have round-tripped. */
+static void check_double(double d)
+{
+    char buf[DEC_BUFSZ], tmp[40];
+    int n = dec_format_double(d, buf);
+    assert_true(n > 0 && n < DEC_BUFSZ);
+    if (strtod(buf, NULL) != d) fail_msg("%.17g -> \"%s\" does not read back", d, buf);
+    kvs_dec x;
+    int rc = dec_parse(buf, false, &x);
+    if (rc != 0 && rc != -ERANGE) fail_msg("\"%s\" is not JSON number text", buf);
+    /* Plain notation exactly for 1e-6 <= |d| < 1e21, like JavaScript. */
+    bool plain = strchr(buf, 'e') == NULL;
+    if (plain != (fabs(d) >= 1e-6 && fabs(d) < 1e21)) fail_msg("%.17g -> \"%s\"", d, buf);
+    /* Significant digits run from the first to the last non-zero digit. */
+    int first = -1, last = -1, pos = 0;
+    for (const char *p = buf; *p && *p != 'e'; p++) {
+        if (*p < '0' || *p > '9') continue;
+        if (*p != '0') {
+            if (first < 0) first = pos;
+            last = pos;
+        }
+        pos++;
+    }
+    int k = last - first + 1;
+    if (k > 1) {
+        snprintf(tmp, sizeof tmp, "%.*e", k - 2, d);
+        if (strtod(tmp, NULL) == d) fail_msg("%.17g -> \"%s\" is not the shortest", d, buf);
+    }
+}
+
+/* Property over random finite doubles: random bit patterns (every exponent) and random
+ * mantissas scaled around the plain-notation range. */
 static void test_format_double_roundtrip(void **state)
 {
     (void)state;
-    char buf[DEC_BUFSZ], tmp[40];
     int checked = 0;
     while (checked < 20000) {
         uint64_t bits = rng();
         double d;
         memcpy(&d, &bits, sizeof d);
-        if (!isfinite(d)) continue;
+        if (!isfinite(d) || d == 0) continue;
+        check_double(d);
         checked++;
-        int n = dec_format_double(d, buf);
-        assert_true(n > 0 && n < DEC_BUFSZ);
-        assert_true(strtod(buf, NULL) == d);
-        kvs_dec x;
-        int rc = dec_parse(buf, false, &x);
-        if (rc != 0 && rc != -ERANGE) fail_msg("\"%s\" is not JSON number text", buf);
-        /* Shortest: with one significant digit fewer, %e (the header's search) does not
-         * round-trip. Significant digits run from the first to the last non-zero digit. */
-        int first = -1, last = -1, pos = 0;
-        for (const char *p = buf; *p && *p != 'e'; p++) {
-            if (*p < '0' || *p > '9') continue;
-            if (*p != '0') {
-                if (first < 0) first = pos;
-                last = pos;
-            }
-            pos++;
-        }
-        int k = last - first + 1;
-        if (k > 1) {
-            snprintf(tmp, sizeof tmp, "%.*e", k - 2, d);
-            assert_false(strtod(tmp, NULL) == d);
-        }
+    }
+    for (int i = 0; i < 20000; i++) {
+        double d = ldexp((double)(rng() >> (11 + rng() % 40)), (int)(rng() % 130) - 90);
+        if (d != 0) check_double(rng() & 1 ? d : -d);
     }
 }
 
