@@ -39,7 +39,7 @@ PAGE_CACHE_BYTES = 96 * 1024 * 1024
 
 
 def _json(obj):
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return catmod.dumps(obj)
 
 
 def _err(code, msg):
@@ -78,10 +78,19 @@ class Retailer:
         self.client_secret = "secret-%s-0123456789abcdef" % self.name
 
     def regenerate(self):
+        old_stop = getattr(self, "prewarm_stop", None)
+        if old_stop is not None:
+            old_stop.set()  # the old catalogue's background rendering is moot
         self.catalog = catmod.Catalog(seed=self.seed, products=self.products,
                                       retailer=self.name, retailer_id=self.retailer_id)
-        if self.prewarm:
+        self.prewarm_stop = threading.Event()
+        if self.prewarm == "sync":
             self.catalog.prewarm()
+        elif self.prewarm == "background":
+            # Rendering JSON is the costly part of a cold page; do it while the client is
+            # still starting up rather than on its first full sync.
+            threading.Thread(target=self.catalog.prewarm, args=(self.prewarm_stop,),
+                             daemon=True).start()
         self.page_cache = collections.OrderedDict()
         self.page_cache_bytes = 0
         self.page_cache_version = self.catalog.version
@@ -967,8 +976,9 @@ def parse_args(argv=None):
     p.add_argument("--token-ttl", type=float, default=86400)
     p.add_argument("--https", action="store_true")
     p.add_argument("--cert-dir", default=None)
-    p.add_argument("--prewarm", action="store_true",
-                   help="render every product's JSON before reporting ready (for benchmarks)")
+    p.add_argument("--prewarm", choices=("background", "sync", "off"), default="background",
+                   help="render every product's JSON in a background thread after startup "
+                   "(default), before reporting ready (sync), or only on demand (off)")
     p.add_argument("--stdin-watch", action="store_true",
                    help="exit when stdin reaches EOF (the parent died)")
     p.add_argument("--verbose", action="store_true")
