@@ -1,0 +1,54 @@
+/* scheduler: the daemon's life between start and stop.
+ *
+ * Owns the control database connection (schema discovery, the integration list, closing
+ * abandoned sync_logs rows, pruning old ones), one timer per integration, and the runs.
+ *
+ * - An integration is due sync_interval_minutes after its last_sync_at (doubling while it keeps
+ *   failing, up to [sync] max_backoff_minutes); one that never synced is due at once; a few
+ *   seconds of jitter spread simultaneous starts. A run never overlaps another of the same
+ *   integration, and at most [sync] max_concurrent_runs run at once.
+ * - The integration list is re-read every [sync] poll_interval seconds and on reload, so
+ *   added, removed, disabled and re-timed integrations apply without a restart; a run-now
+ *   request (sync_requested_at) is picked up the same way.
+ * - In --once mode every active, sync-enabled integration runs once, now, and the scheduler
+ *   reports when all are done.
+ *
+ * Config, discovered schema and mapping form a "generation": runs keep the generation they
+ * started with, and a reload swaps in a new one only when it was built completely. */
+#ifndef KVS_SCHEDULER_H
+#define KVS_SCHEDULER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+
+typedef struct sched sched;
+
+typedef struct sched_opts {
+    bool once;          /* run every enabled integration once, then finish */
+    bool full;          /* with once: ignore cursors */
+    const char *only;   /* with once: only this integration name (NULL = all) */
+    const char *daemon_id;
+} sched_opts;
+
+/* Called when the scheduler has finished (once mode: all runs done; daemon: after stop).
+ * exit_code: 0 all good, 1 a run failed or the database was unusable, 78 bad schema. */
+typedef void (*sched_done_cb)(int exit_code, void *arg);
+
+/* Takes ownership of cfg. Starts connecting at once. */
+sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sched_opts *o,
+                 sched_done_cb done, void *arg);
+/* Reload: takes ownership of cfg (already validated); builds a new generation and swaps it in
+ * when complete; on failure keeps the old one and logs why. READY=1 is sent either way. */
+void sched_reload(sched *s, kvs_config *cfg);
+/* Re-reads the integration list now (SIGHUP without a config change, NOTIFY). */
+void sched_poll_now(sched *s);
+/* Graceful stop: no new runs; in-flight runs get grace_s, then are cancelled. done is called
+ * when everything is closed. A second call stops at once (runs cancelled now). */
+void sched_stop(sched *s);
+/* Frees the scheduler after done was called. */
+void sched_free(sched *s);
+
+#endif
