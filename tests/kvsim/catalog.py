@@ -357,7 +357,12 @@ class Catalog:
             if rng.random() < 0.5:
                 parts.append(_pick(rng, ATTRIBUTE_VALUES["stone_size"]))
         mat = _pick(rng, _MATERIALS)
-        parts.append(mat)
+        low = cname.lower()
+        if "vàng" in low or "bạc" in low:  # the category already names the metal
+            mat = "vàng 18K" if "18k" in low else "vàng 24K" if "24k" in low else \
+                "vàng Ý 750" if "750" in low else "bạc 925" if "bạc" in low else mat
+        else:
+            parts.append(mat)
         name = " ".join(parts)
         if rng.random() < 0.012:
             name += " " + _pick(rng, _EMOJI)
@@ -534,14 +539,18 @@ class Catalog:
             d["productSerials"] = [dict(x) for x in self.serials[pid]]
         return d
 
-    def prewarm(self, stop=None, chunk=200):
-        """Render every product's JSON fragments ahead of time, a chunk per lock hold so
-        requests are served meanwhile. `stop` (an Event) aborts, e.g. when regenerated."""
+    def prewarm(self, stop=None, chunk=100):
+        """Render every product's JSON fragments ahead of time, a chunk (~2 ms) per lock
+        hold. `stop` (an Event) aborts, e.g. when the catalogue is regenerated."""
         with self.lock:
             ids = list(self.products)
         for k in range(0, len(ids), chunk):
-            if stop is not None and stop.is_set():
-                return
+            if stop is not None:
+                if stop.is_set():
+                    return
+                # Locks are not fair: without a pause this loop would re-take the lock
+                # before a waiting request thread wakes up, and starve it for seconds.
+                time.sleep(0.0005)
             with self.lock:
                 for pid in ids[k:k + chunk]:
                     if pid in self.products and pid not in self._json_inv:

@@ -422,7 +422,7 @@ class Handler(BaseHTTPRequestHandler):
             self._api(method, path, lpath, q, body)
         except ApiError as e:
             self._send(e.status, e.body, e.headers)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        except (ConnectionError, ssl.SSLError, TimeoutError):
             self.close_connection = True
         except Exception as e:  # a simulator bug: say so loudly, answer 500
             import traceback
