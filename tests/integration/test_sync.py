@@ -1,0 +1,266 @@
+"""The sync engine end to end: the real binary, a real PostgreSQL (both shop shapes), the simulator."""
+
+import json
+import os
+import sys
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kvsim.client import Sim  # noqa: E402
+
+import kvsd  # noqa: E402
+from pgharness import dump_rows  # noqa: E402
+
+VN = timezone(timedelta(hours=7))
+
+
+def catalog_exact(sim, retailer="demoshop"):
+    """The simulator's truth, with numbers parsed as exact decimals."""
+    with urllib.request.urlopen(f"{sim.url}/_sim/catalog?retailer={retailer}",
+                                context=sim._ssl) as r:
+        return json.loads(r.read(), parse_float=Decimal)
+
+
+def parse_kv_date(s):
+    """KiotViet local time without offset -> aware datetime (+07:00), microseconds truncated."""
+    if "." in s:
+        head, frac = s.split(".")
+        s = head + "." + (frac + "000000")[:6]
+        fmt = "%Y-%m-%dT%H:%M:%S.%f"
+    else:
+        fmt = "%Y-%m-%dT%H:%M:%S"
+    return datetime.strptime(s, fmt).replace(tzinfo=VN)
+
+
+def shop_columns(db, table):
+    return {r[0] for r in db.sql("SELECT column_name FROM information_schema.columns"
+                                 " WHERE table_schema = 'public' AND table_name = %s", table)}
+
+
+def check_catalog(db, cat, shape):
+    """Every category and product of the catalogue is in the shop's tables with its values."""
+    cats = {c["categoryId"]: c for c in cat["categories"]}
+    rows = db.sql("SELECT kiotviet_id, name, kiotviet_parent_id, parent_id, id, kiotviet_status,"
+                  " sync_status, last_synced_at IS NOT NULL FROM public.categories"
+                  " WHERE kiotviet_id IS NOT NULL")
+    by_kid = {r[0]: r for r in rows}
+    shop_id = {r[0]: r[4] for r in rows}
+    live = [c for c in cats.values()]
+    assert set(by_kid) >= set(cats), "categories missing"
+    for kid, c in cats.items():
+        r = by_kid[kid]
+        assert r[1] == c["categoryName"]
+        assert r[2] == c.get("parentId")
+        assert r[3] == (shop_id[c["parentId"]] if c.get("parentId") else None)
+        assert r[5] == "active" and r[6] == "synced" and r[7]
+    del live
+
+    pcols = shop_columns(db, "products")
+    sku = "sku" if "sku" in pcols else "code"
+    img = "images"
+    rows = db.sql(f"SELECT kiotviet_id, {sku}, name, price, category_id, {img},"
+                  " inventory_value, kiotviet_category_id, kiotviet_master_id,"
+                  " kiotviet_modified_at, kiotviet_status, sync_status, last_synced_at,"
+                  + ("is_active, stock_quantity, full_name, description"
+                     if shape == "uuid" else "NULL, NULL, NULL, NULL")
+                  + " FROM public.products WHERE kiotviet_id IS NOT NULL")
+    got = {r[0]: r for r in rows}
+    expected = [p for p in cat["products"] if "masterUnitId" not in p]
+    assert set(got) == {p["id"] for p in expected}
+    for p in expected:
+        r = got[p["id"]]
+        where = f"product {p['id']} ({p.get('code')})"
+        assert r[1] == p.get("code"), where
+        assert r[2] == p["name"], where
+        price = p.get("basePrice")
+        if shape == "uuid":   # numeric(18,2), nullable
+            assert r[3] == (None if price is None else Decimal(price).quantize(Decimal("0.01"))), where
+        else:                 # numeric NOT NULL DEFAULT 0
+            assert r[3] == (Decimal(0) if price is None else Decimal(price)), where
+        assert r[7] == p.get("categoryId"), where
+        assert r[4] == (shop_id.get(p["categoryId"]) if p.get("categoryId") else None), where
+        urls = [i if isinstance(i, str) else i["Image"] for i in p.get("images", [])]
+        if "images" in p:
+            assert list(r[5]) == urls, where
+        inv = p.get("inventories")
+        if inv is not None:
+            value = sum((Decimal(i["onHand"]) * Decimal(i.get("cost", 0)) for i in inv
+                         if "onHand" in i), Decimal(0))
+            assert r[6] == value, where
+            if shape == "uuid":
+                assert r[14] == sum((Decimal(i["onHand"]) for i in inv if "onHand" in i),
+                                    Decimal(0)), where
+        assert r[8] == p.get("masterProductId"), where
+        when = p.get("modifiedDate") or p.get("createdDate")
+        assert r[9] == parse_kv_date(when), where
+        assert r[10] == ("active" if p.get("isActive", True) else "inactive"), where
+        assert r[11] == "synced" and r[12] is not None, where
+        if shape == "uuid":
+            assert r[13] == p.get("isActive", True), where
+            assert r[15] == p.get("fullName"), where
+            assert r[16] == p.get("description"), where
+
+
+@pytest.fixture
+def sim():
+    s = Sim(products=300, seed=7)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    return tmp_path
+
+
+def shop_rows_snapshot(db):
+    out = {}
+    for table in ("products", "categories"):
+        cols = sorted(shop_columns(db, table))
+        out[table] = db.sql(f"SELECT {', '.join(cols)} FROM public.{table}"
+                            " WHERE kiotviet_id IS NULL ORDER BY id")
+    return out
+
+
+def test_first_full_sync_then_token_reuse(shop_db, sim, workdir):
+    db = shop_db
+    before = shop_rows_snapshot(db)
+    kvsd.setup_integration(db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, log={"level": "debug"})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
+    assert "kiotviet: success" in res.out, res
+
+    cat = catalog_exact(sim)
+    check_catalog(db, cat, shop_db.shape)
+    # the shop's own rows are untouched
+    assert shop_rows_snapshot(db) == before
+
+    log = kvsd.last_log(db)
+    nprod = len([p for p in cat["products"] if "masterUnitId" not in p])
+    assert log["status"] == "success" and log["completed"]
+    assert log["sync_type"] == "full"
+    assert log["products_synced"] == nprod and log["products_created"] == nprod
+    assert log["categories_synced"] == len(cat["categories"])
+    assert log["categories_created"] == len(cat["categories"])
+    assert log["products_failed"] == 0 and log["error_message"] is None
+
+    token, expires = db.sql("SELECT access_token, token_expires_at FROM"
+                            " public.third_party_integrations WHERE name = 'kiotviet'")[0]
+    assert token and expires > datetime.now(timezone.utc) + timedelta(hours=1)
+
+    # Second run: incremental, the stored token is reused, nothing rewritten.
+    xmins = db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                   " WHERE kiotviet_id IS NOT NULL ORDER BY 1")
+    res2 = kvsd.run_once(cfg)
+    assert res2.rc == 0, res2
+    assert sim.stats("demoshop")["token_requests"] == 1
+    log2 = kvsd.last_log(db)
+    assert log2["sync_type"] == "incremental" and log2["status"] == "success"
+    assert log2["products_created"] == 0 and log2["products_updated"] == 0
+    assert db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                  " WHERE kiotviet_id IS NOT NULL ORDER BY 1") == xmins
+    check_catalog(db, catalog_exact(sim), shop_db.shape)
+
+    # secrets never appear in logs, output or sync_logs
+    cid, secret = sim.credentials("demoshop")
+    logs = json.dumps(db.sql("SELECT error_message, error_details::text FROM public.sync_logs"))
+    for text in (res.out, res.err, res2.out, res2.err, logs):
+        assert secret not in text and token not in text
+
+
+def test_incremental_writes_exactly_the_changes(shop_db, sim, workdir):
+    db = shop_db
+    kvsd.setup_integration(db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    assert kvsd.run_once(cfg).rc == 0
+    changed = sim.mutate(retailer="demoshop", edit=5, add=4, delete=3, deactivate=2)
+    xmins = dict(db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                        " WHERE kiotviet_id IS NOT NULL"))
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
+    cat = catalog_exact(sim)
+    # deleted products stay, marked deleted (and inactive where the shop has is_active)
+    deleted = set(changed["deleted"])
+    live = {p["id"] for p in cat["products"]}
+    rows = dict(db.sql("SELECT kiotviet_id, kiotviet_status FROM public.products"
+                       " WHERE kiotviet_id = ANY(%s)", list(deleted)))
+    assert set(rows) == deleted and set(rows.values()) == {"deleted"}
+    if shop_db.shape == "uuid":
+        assert {r[0] for r in db.sql("SELECT is_active FROM public.products"
+                                     " WHERE kiotviet_id = ANY(%s)", list(deleted))} == {False}
+    cat["products"] = [p for p in cat["products"]]
+    # everything else matches the catalogue
+    db_ids = {r[0] for r in db.sql("SELECT kiotviet_id FROM public.products"
+                                   " WHERE kiotviet_id IS NOT NULL AND kiotviet_status <> 'deleted'")}
+    assert db_ids == {p["id"] for p in cat["products"] if "masterUnitId" not in p}
+    # exactly the touched rows were rewritten
+    after = dict(db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                        " WHERE kiotviet_id IS NOT NULL"))
+    rewritten = {k for k, v in after.items() if xmins.get(k) != v}
+    touched = set(changed["edited"]) | set(changed["added"]) | deleted | set(changed["deactivated"])
+    assert rewritten == touched
+    log = kvsd.last_log(db)
+    assert log["sync_type"] == "incremental"
+    assert log["products_created"] == 4
+    assert log["products_updated"] == len(set(changed["edited"]) | set(changed["deactivated"]))
+    assert log["products_deactivated"] == 3
+    del live
+
+
+def test_catalogue_shrinking_while_paging_loses_nothing(shop_db, workdir):
+    db = shop_db
+    with Sim(products=1000, seed=11) as sim:
+        kvsd.setup_integration(db, sim)
+        cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, sync={"pages_in_flight": 1})
+        # Before the 4th products page, 10 products at the lowest positions disappear: without
+        # gap detection the rows that shift across the page boundary would be skipped.
+        sim.faults([{"match": "/products", "after": 3, "times": 1, "kind": "drift",
+                     "mutation": {"delete": 10}}])
+        res = kvsd.run_once(cfg)
+        assert res.rc == 0, res
+        cat = catalog_exact(sim)
+        live = {p["id"] for p in cat["products"] if "masterUnitId" not in p}
+        stored = {r[0] for r in db.sql("SELECT kiotviet_id FROM public.products"
+                                       " WHERE kiotviet_id IS NOT NULL")}
+        assert live <= stored, f"missing: {sorted(live - stored)[:10]}"
+        assert "shifted while paging" in res.err
+
+
+def test_bad_integration_fails_alone(shop_db, sim, workdir):
+    db = shop_db
+    kvsd.setup_integration(db, sim)
+    db.sql("INSERT INTO public.third_party_integrations (name, api_url, token_url, client_id,"
+           " client_secret, retailer, sync_enabled) VALUES ('kiotviet-broken', %s, %s, 'x', 'y',"
+           " 'demoshop', true)", "http://example.com/api", sim.url + "/connect/token")
+    db.sql("INSERT INTO public.third_party_integrations (name, api_url, token_url, client_id,"
+           " client_secret, retailer, sync_enabled) VALUES ('kiotviet-nocreds', %s, %s, '', '',"
+           " 'demoshop', true)", sim.url, sim.url + "/connect/token")
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    res = kvsd.run_once(cfg)
+    assert res.rc == 1, res
+    assert kvsd.last_log(db)["status"] == "success"
+    broken = kvsd.last_log(db, "kiotviet-broken")
+    assert broken["status"] == "failed" and "https" in broken["error_message"]
+    nocreds = kvsd.last_log(db, "kiotviet-nocreds")
+    assert nocreds["status"] == "failed" and "client_id" in nocreds["error_message"]
+    check_catalog(db, catalog_exact(sim), shop_db.shape)
+
+
+def test_wrong_secret_is_a_clear_failure(shop_db, sim, workdir):
+    db = shop_db
+    kvsd.setup_integration(db, sim)
+    db.sql("UPDATE public.third_party_integrations SET client_secret = 'wrong-secret-123'")
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    res = kvsd.run_once(cfg)
+    assert res.rc == 1
+    log = kvsd.last_log(db)
+    assert log["status"] == "failed"
+    assert "credentials" in log["error_message"]
+    assert "wrong-secret-123" not in res.err + res.out + log["error_message"]
