@@ -45,7 +45,8 @@ LIB      := $(BUILD)/libkvsync.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check check-unit check-integration check-asan demo bench clean install fuzz check-fuzz
+.PHONY: all deps check check-unit check-integration check-systemd check-asan demo bench clean \
+        install fuzz check-fuzz
 all: deps $(BIN)
 
 # Installs missing Debian packages when run as root; otherwise prints the exact command.
@@ -83,12 +84,25 @@ check-unit: deps $(UNIT_BINS)
 check-integration: deps $(BIN)
 	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
+# The systemd unit must verify and keep its exposure score low (see scripts/check-systemd.sh).
+check-systemd: deps
+	sh scripts/check-systemd.sh systemd/kiotviet-sync.service
+
 # The README's test command: unit tests, then integration tests against a throwaway PostgreSQL.
 check: deps
-	$(MAKE) --no-print-directory check-unit check-integration
+	$(MAKE) --no-print-directory check-unit check-integration check-systemd
 
 check-asan: deps
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check-unit check-integration
+
+# Fuzzing (clang + libFuzzer): `make fuzz` runs each target for FUZZ_SECONDS (default 600);
+# `make check-fuzz` is the CI-sized run (60 s each). Not part of `make check`.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
+check-fuzz: deps
+	sh scripts/fuzz.sh 60
 
 demo: deps $(BIN)
 	$(PYTHON) scripts/demo.py --bin $(abspath $(BIN))
@@ -98,5 +112,21 @@ bench: deps $(BIN)
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: binary, unit, example config (0640), migrations,
+# man page.
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
+install: $(BIN)
+	install -Dm0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kiotviet-syncd
+	install -Dm0644 systemd/kiotviet-sync.service $(DESTDIR)$(UNITDIR)/kiotviet-sync.service
+	sed -i 's|/usr/local/bin/kiotviet-syncd|$(PREFIX)/bin/kiotviet-syncd|' \
+	    $(DESTDIR)$(UNITDIR)/kiotviet-sync.service
+	install -d $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync
+	test -e $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync/kiotviet-sync.conf || \
+	    install -m0640 config/kiotviet-sync.conf $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync/kiotviet-sync.conf
+	install -d $(DESTDIR)$(PREFIX)/share/kiotviet-sync/migrations
+	install -m0644 db/migrations/*.sql $(DESTDIR)$(PREFIX)/share/kiotviet-sync/migrations/
+	install -Dm0644 doc/kiotviet-syncd.8 $(DESTDIR)$(PREFIX)/share/man/man8/kiotviet-syncd.8
 
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
