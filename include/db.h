@@ -11,7 +11,11 @@
  *
  * Connecting is asynchronous (PQconnectStart/PQconnectPoll with a uv_timer deadline, because
  * libpq ignores connect_timeout there). If the connection is lost, every batch in flight or
- * queued fails with DB_E_CONN; the next submit reconnects. Nothing blocks the loop. */
+ * queued fails with DB_E_CONN; the next submit reconnects (a failed connect attempt also fails
+ * the queued batches: retrying with backoff is the caller's job). Nothing blocks the loop, except
+ * that libpq resolves host names synchronously: configure an address or a socket directory.
+ * Every connection gets search_path '' (so all SQL must schema-qualify names), timezone UTC,
+ * application_name and statement_timeout before the first batch. */
 #ifndef KVS_DB_H
 #define KVS_DB_H
 
@@ -43,28 +47,47 @@ typedef struct db_result {
     const char *detail;      /* server DETAIL or NULL; borrowed */
 } db_result;
 
+/* Batch callback contract: called exactly once per batch, on the loop thread, never from inside
+ * db_submit/db_exec themselves (work is sent on the next loop turn). res and everything it points
+ * to are valid until the callback returns; PGresults are PQclear'ed then (the callback must not
+ * PQclear them). The callback may submit new batches or call db_conn_close on its connection. */
 typedef void (*db_batch_cb)(db_result *res, void *arg);
 /* Called for each NOTIFY received on a connection that LISTENs. channel/payload borrowed. */
 typedef void (*db_notify_cb)(const char *channel, const char *payload, void *arg);
 
+/* Counters for tests and status lines. */
+typedef struct db_conn_stats {
+    uint64_t connects;       /* connections that reached READY */
+    uint64_t batches_ok;     /* user batches completed with DB_OK */
+    uint64_t batches_failed; /* user batches completed with any error */
+    uint64_t flush_waits;    /* times PQflush left data unsent and we waited for UV_WRITABLE */
+    uint64_t max_in_flight;  /* most batches sent and awaiting results at once (incl. setup) */
+} db_conn_stats;
+
 typedef struct db_opts {
     const char *conninfo;          /* libpq conninfo or URI; copied */
     long connect_timeout_ms;       /* default 10000 */
-    long statement_timeout_ms;     /* 0 = server default; set with SET at connect */
+    long statement_timeout_ms;     /* 0 = server (or role) default; set_config at connect */
     const char *application_name;  /* default "kiotviet-syncd" */
 } db_opts;
 
 /* Creates the connection object; connecting starts on the first submit (or db_conn_connect). */
 db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts);
-/* Starts connecting now if not connected (e.g. for a LISTEN connection). */
+/* Starts connecting (on the next loop turn) if not connected, e.g. for a LISTEN connection.
+ * A failed attempt is only visible through db_conn_last_error / db_conn_is_ready. */
 void db_conn_connect(db_conn *c);
 /* Fails all pending batches with DB_E_CANCELLED (callbacks run before this returns), closes the
- * server connection, and frees c once libuv has closed its handles. */
+ * server connection, and frees c once libuv has closed its handles (run the loop to let it).
+ * May be called from a db callback. A batch submitted from one of those final callbacks fails
+ * at once with DB_E_CANCELLED. c must not be used after this returns. */
 void db_conn_close(db_conn *c);
 bool db_conn_is_ready(const db_conn *c);   /* connected and idle or busy, not connecting */
-/* Last connection-level error text (never contains the password), or "". */
+/* Last connection-level error text (never contains the password; kept after a later successful
+ * connect), or "" if there never was one. */
 const char *db_conn_last_error(const db_conn *c);
+/* LISTEN state is lost with the connection: a LISTEN user must LISTEN again after reconnecting. */
 void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg);
+void db_conn_get_stats(const db_conn *c, db_conn_stats *out);
 
 db_batch *db_batch_new(void);
 /* Appends a statement; sql and params are copied. params[i] may be NULL (SQL NULL). All params
@@ -73,14 +96,23 @@ void db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *
 int db_batch_count(const db_batch *b);
 void db_batch_free(db_batch *b);
 
-/* Queues the batch; takes ownership of b. cb is called exactly once on the loop thread. */
+/* Queues the batch; takes ownership of b. cb is called exactly once on the loop thread (see
+ * db_batch_cb); cb may be NULL to discard the outcome. An empty batch completes with DB_OK. */
 void db_submit(db_conn *c, db_batch *b, db_batch_cb cb, void *arg);
 
 /* Convenience: a batch of one statement. */
 void db_exec(db_conn *c, const char *sql, int nparams, const char *const *params, db_batch_cb cb,
              void *arg);
 
-/* Blocking helpers for start-up and CLI paths only (never on the loop thread while it runs). */
+/* Blocking helpers for start-up and CLI paths only (never on the loop thread while it runs).
+ * PQconnectdb, then the same session settings as the asynchronous path (search_path '',
+ * application_name, timezone UTC). Returns the connection (caller PQfinish'es) or NULL with err
+ * filled (the message never contains the password). */
 PGconn *db_connect_blocking(const char *conninfo, kvs_err *err);
+
+/* Quotes an SQL identifier like PQescapeIdentifier, without a connection: always wrapped in
+ * double quotes, embedded double quotes doubled. name must be valid in the database encoding
+ * (UTF-8). Returns a new string (caller frees). */
+char *db_quote_ident(const char *name);
 
 #endif

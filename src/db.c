@@ -1,0 +1,818 @@
+/* Asynchronous PostgreSQL on the libuv loop: libpq non-blocking connect, pipeline mode, a FIFO
+ * of batches in flight. See include/db.h for the contract.
+ *
+ * State machine of a db_conn (events in brackets):
+ *
+ *   IDLE --[kick timer, queued work or db_conn_connect]--> CONNECTING
+ *   CONNECTING --[PQconnectPoll OK]--> SETUP        (session settings sent as the first batch)
+ *   SETUP --[its Sync arrives, no error]--> READY   (queued batches are sent)
+ *   CONNECTING/SETUP --[poll failure]--> IDLE       (all work fails with DB_E_CONN)
+ *   CONNECTING/SETUP --[deadline timer]--> IDLE     (all work fails with DB_E_TIMEOUT)
+ *   READY --[read/write/send failure, CONNECTION_BAD]--> IDLE (all work fails with DB_E_CONN)
+ *   any --[db_conn_close]--> closed                 (all work fails with DB_E_CANCELLED)
+ *
+ * One uv_timer serves two purposes that never overlap: the connect deadline while CONNECTING or
+ * SETUP, and a zero-delay "kick" in IDLE/READY that starts connecting or sends queued batches on
+ * the next loop turn. The kick is why db_submit never calls a callback itself.
+ *
+ * Re-entrancy: user callbacks may submit (that only queues and kicks) or close the connection.
+ * Every loop that calls a callback re-checks c->closing and c->gen (bumped whenever the server
+ * connection is torn down) afterwards, and never touches a batch that a callback could have
+ * freed: a batch is unlinked from every list before its callback runs and freed by the code that
+ * called it. The db_conn itself is freed only when its last libuv handle has closed, which is
+ * never inside one of our own callbacks. */
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DB_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define DB_DEFAULT_APP_NAME "kiotviet-syncd"
+#define DB_MAX_PARAMS 65535 /* the protocol's limit (16-bit parameter count) */
+
+/* Session settings, sent first on every new connection. $2 NULL resets statement_timeout to the
+ * server's (or role's) default. */
+static const char setup_sql[] =
+    "SELECT pg_catalog.set_config('search_path', '', false),"
+    " pg_catalog.set_config('application_name', $1, false),"
+    " pg_catalog.set_config('statement_timeout', $2, false),"
+    " pg_catalog.set_config('timezone', 'UTC', false)";
+
+enum db_state {
+    DB_ST_IDLE,       /* no server connection */
+    DB_ST_CONNECTING, /* PQconnectPoll in progress */
+    DB_ST_SETUP,      /* connected, pipeline on, session settings in flight */
+    DB_ST_READY,      /* user batches may be sent */
+};
+
+typedef struct db_stmt {
+    char *sql;      /* owned */
+    int nparams;
+    char **params;  /* owned array of owned strings (or NULL = SQL NULL) */
+} db_stmt;
+
+struct db_batch {
+    db_stmt *stmts; /* owned array */
+    int n, cap;
+    db_batch_cb cb;
+    void *arg;
+    db_batch *next; /* link in the conn's queue or sent FIFO */
+
+    /* Result bookkeeping, valid once sent. */
+    PGresult **results;    /* owned array of n; entries owned until after the callback */
+    int cur;               /* statement whose results PQgetResult is delivering */
+    bool cur_started;      /* a result for `cur` arrived; the next NULL moves to cur + 1 */
+    enum db_status status;
+    int failed_stmt;
+    char sqlstate[6];
+    const char *message;   /* borrowed from results[failed_stmt] */
+    const char *detail;    /* borrowed from results[failed_stmt] */
+};
+
+typedef struct db_list {
+    db_batch *head, *tail;
+} db_list;
+
+struct db_conn {
+    uv_loop_t *loop;           /* borrowed */
+    char *conninfo;            /* owned; never logged or shown (it may hold the password) */
+    char *password;            /* owned copy from conninfo, for scrubbing messages; may be NULL */
+    char *app_name;            /* owned */
+    char stmt_timeout[24];     /* statement_timeout in ms as text; "" = server default */
+    long connect_timeout_ms;
+
+    enum db_state state;
+    PGconn *pg;                /* owned; NULL in IDLE */
+    uv_poll_t *poll;           /* owned; freed in poll_close_cb; NULL when not watching */
+    int poll_fd;               /* fd c->poll was initialised with */
+    int poll_events;           /* events c->poll is started with; 0 = stopped */
+    uv_timer_t timer;          /* connect deadline or kick; closed by db_conn_close */
+    int open_handles;          /* handles not yet through their close callback */
+    unsigned gen;              /* bumped on every teardown of the server connection */
+    bool want_connect;         /* db_conn_connect asked for a connection without work queued */
+    bool closing;              /* db_conn_close called; no new work, free when handles close */
+
+    db_list queue;             /* submitted, not yet sent */
+    db_list sent;              /* sent, awaiting results, in order */
+    int in_flight;             /* length of sent */
+
+    db_notify_cb notify_cb;
+    void *notify_arg;
+    char last_error[512];
+    db_conn_stats stats;
+};
+
+static void conn_fail(db_conn *c, enum db_status st, const char *msg);
+static void flush_and_arm(db_conn *c);
+static void on_setup_done(db_result *res, void *arg);
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void list_push(db_list *l, db_batch *b)
+{
+    b->next = NULL;
+    if (l->tail) l->tail->next = b;
+    else l->head = b;
+    l->tail = b;
+}
+
+static db_batch *list_pop(db_list *l)
+{
+    db_batch *b = l->head;
+    if (!b) return NULL;
+    l->head = b->next;
+    if (!l->head) l->tail = NULL;
+    b->next = NULL;
+    return b;
+}
+
+/* Replaces every occurrence of secret in buf by "***" (only shrinks: secrets are >= 4 bytes). */
+static void scrub_secret(char *buf, const char *secret)
+{
+    if (!secret) return;
+    size_t sl = strlen(secret);
+    if (sl < 4) return;
+    char *p;
+    while ((p = strstr(buf, secret)) != NULL) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + sl, strlen(p + sl) + 1);
+    }
+}
+
+/* Copies a libpq message into dst as one line without the password. */
+static void copy_message(const db_conn *c, char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src && *src ? src : "unknown error");
+    for (char *p = dst; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    size_t n = strlen(dst);
+    while (n > 0 && dst[n - 1] == ' ') dst[--n] = '\0';
+    if (c) scrub_secret(dst, c->password);
+    log_redact(dst, cap);
+}
+
+/* The password from a conninfo string or URI, or NULL (caller frees). */
+static char *conninfo_password(const char *conninfo)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    PQfreemem(err); /* the parse error can quote the conninfo; PQconnectStart reports it anyway */
+    if (!opts) return NULL;
+    char *pw = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val) pw = kvs_strdup(o->val);
+    PQconninfoFree(opts);
+    return pw;
+}
+
+static void batch_clear_results(db_batch *b)
+{
+    if (!b->results) return;
+    for (int i = 0; i < b->n; i++) {
+        PQclear(b->results[i]);
+        b->results[i] = NULL;
+    }
+}
+
+static void notice_processor(void *arg, const char *message)
+{
+    db_conn *c = arg;
+    char buf[512];
+    copy_message(c, buf, sizeof buf, message);
+    log_info("db: server notice: %s", buf);
+}
+
+/* ---- batches ------------------------------------------------------------------------------- */
+
+db_batch *db_batch_new(void)
+{
+    db_batch *b = kvs_xcalloc(1, sizeof *b);
+    b->failed_stmt = -1;
+    return b;
+}
+
+void db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *params)
+{
+    REQUIRE(b && sql);
+    REQUIRE(nparams >= 0 && nparams <= DB_MAX_PARAMS);
+    REQUIRE(nparams == 0 || params);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 4;
+        b->stmts = kvs_xrealloc(b->stmts, (size_t)b->cap * sizeof *b->stmts);
+    }
+    db_stmt *s = &b->stmts[b->n++];
+    s->sql = kvs_strdup(sql);
+    s->nparams = nparams;
+    s->params = nparams ? kvs_xcalloc((size_t)nparams, sizeof *s->params) : NULL;
+    for (int i = 0; i < nparams; i++) s->params[i] = kvs_strdup(params[i]);
+}
+
+int db_batch_count(const db_batch *b) { return b ? b->n : 0; }
+
+void db_batch_free(db_batch *b)
+{
+    if (!b) return;
+    for (int i = 0; i < b->n; i++) {
+        for (int j = 0; j < b->stmts[i].nparams; j++) free(b->stmts[i].params[j]);
+        free(b->stmts[i].params);
+        free(b->stmts[i].sql);
+    }
+    free(b->stmts);
+    batch_clear_results(b);
+    free(b->results);
+    free(b);
+}
+
+/* Delivers the batch's outcome and frees it. b must already be unlinked from every list. The
+ * callback may submit or close; nothing here touches the conn afterwards. */
+static void batch_complete(db_batch *b)
+{
+    if (!b->results) b->results = kvs_xcalloc((size_t)b->n, sizeof *b->results);
+    db_result res = {
+        .status = b->status,
+        .nresults = b->n,
+        .results = b->results,
+        .failed_stmt = b->status == DB_E_SQL ? b->failed_stmt : -1,
+        .message = b->message ? b->message : "",
+        .detail = b->detail,
+    };
+    if (b->status == DB_E_SQL) memcpy(res.sqlstate, b->sqlstate, sizeof res.sqlstate);
+    if (b->cb) b->cb(&res, b->arg);
+    db_batch_free(b);
+}
+
+/* Fails one unlinked batch: no statement results are handed out. */
+static void batch_fail(db_batch *b, enum db_status st, const char *msg)
+{
+    batch_clear_results(b);
+    b->status = st;
+    b->message = msg;
+    b->detail = NULL;
+    b->sqlstate[0] = '\0';
+    batch_complete(b);
+}
+
+/* ---- libuv handles ------------------------------------------------------------------------ */
+
+static void conn_handle_closed(db_conn *c)
+{
+    REQUIRE(c->open_handles > 0);
+    if (--c->open_handles > 0 || !c->closing) return;
+    free(c->conninfo);
+    free(c->password);
+    free(c->app_name);
+    free(c);
+}
+
+static void poll_close_cb(uv_handle_t *h)
+{
+    db_conn *c = h->data;
+    free(h);
+    conn_handle_closed(c);
+}
+
+static void timer_close_cb(uv_handle_t *h) { conn_handle_closed(h->data); }
+
+/* Closes the uv_poll now (before libpq closes the fd, or after it already has: libuv ignores the
+ * failed epoll removal). Its memory goes in poll_close_cb. */
+static void poll_drop(db_conn *c)
+{
+    if (!c->poll) return;
+    uv_close((uv_handle_t *)c->poll, poll_close_cb);
+    c->poll = NULL;
+    c->poll_fd = -1;
+    c->poll_events = 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches PQsocket for events. A changed fd gets a new uv_poll (never two on one fd). With
+ * rearm, an unchanged fd is stopped and started again: libpq may have closed the socket and
+ * opened a new one that got the same number (next host, SSL/GSS fallback), and only a fresh
+ * epoll registration watches the new socket. Returns 0 or a negative errno-style code. */
+static int poll_watch(db_conn *c, int events, bool rearm)
+{
+    int fd = PQsocket(c->pg);
+    if (fd < 0) return -EBADF;
+    if (c->poll && c->poll_fd != fd) poll_drop(c);
+    if (!c->poll) {
+        uv_poll_t *p = kvs_xmalloc(sizeof *p);
+        int rc = uv_poll_init(c->loop, p, fd);
+        if (rc < 0) {
+            free(p);
+            return rc;
+        }
+        p->data = c;
+        c->open_handles++;
+        c->poll = p;
+        c->poll_fd = fd;
+        c->poll_events = 0;
+    } else if (rearm && c->poll_events) {
+        uv_poll_stop(c->poll);
+        c->poll_events = 0;
+    }
+    if (events == c->poll_events) return 0;
+    int rc = uv_poll_start(c->poll, events, on_poll);
+    if (rc < 0) return rc;
+    c->poll_events = events;
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Runs on_timer on the next loop turn (IDLE/READY only: otherwise the timer is the deadline). */
+static void conn_kick(db_conn *c)
+{
+    if (c->state != DB_ST_IDLE && c->state != DB_ST_READY) return;
+    if (!uv_is_active((uv_handle_t *)&c->timer)) uv_timer_start(&c->timer, on_timer, 0, 0);
+}
+
+/* ---- connection lifecycle ----------------------------------------------------------------- */
+
+/* Drops the server connection (uv_poll first, then PQfinish) and returns to IDLE. */
+static void conn_teardown(db_conn *c)
+{
+    c->gen++;
+    poll_drop(c);
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+    c->state = DB_ST_IDLE;
+    uv_timer_stop(&c->timer);
+}
+
+/* Tears the connection down and fails every batch in flight, then every queued one, with st.
+ * Callbacks run here; batches they submit are queued for a later connect (kick). */
+static void conn_fail(db_conn *c, enum db_status st, const char *msg)
+{
+    char text[512];
+    snprintf(text, sizeof text, "%s", msg);
+    if (st != DB_E_CANCELLED) {
+        snprintf(c->last_error, sizeof c->last_error, "%s", text);
+        log_info("db: %s", text);
+    }
+    conn_teardown(c);
+
+    /* Detach everything first: callbacks may submit, and those batches belong to the next
+     * connection, not to this failure. */
+    db_list fail = c->sent;
+    db_list queued = c->queue;
+    c->sent = (db_list){0};
+    c->queue = (db_list){0};
+    c->in_flight = 0;
+    if (fail.tail) fail.tail->next = queued.head;
+    else fail.head = queued.head;
+
+    db_batch *b;
+    while ((b = fail.head) != NULL) {
+        fail.head = b->next;
+        b->next = NULL;
+        if (b->cb != on_setup_done) c->stats.batches_failed++;
+        batch_fail(b, st, text);
+    }
+    if (c->queue.head && !c->closing) conn_kick(c);
+}
+
+/* conn_fail with libpq's current error text (scrubbed), prefixed by what we were doing. */
+static void conn_fail_pq(db_conn *c, enum db_status st, const char *what)
+{
+    char msg[400], text[512];
+    copy_message(c, msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : NULL);
+    snprintf(text, sizeof text, "%s: %s", what, msg);
+    conn_fail(c, st, text);
+}
+
+/* Sends b's statements and Sync. b must already be on c->sent (so a failure fails it too).
+ * Returns 0, or -EIO when libpq refused (connection broken or out of memory). */
+static int batch_send(db_conn *c, db_batch *b)
+{
+    b->results = kvs_xcalloc((size_t)b->n, sizeof *b->results);
+    b->cur = 0;
+    b->cur_started = false;
+    for (int i = 0; i < b->n; i++) {
+        const db_stmt *s = &b->stmts[i];
+        /* Unnamed statement, text parameters and results: works through transaction poolers. */
+        if (!PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, (const char *const *)s->params,
+                               NULL, NULL, 0))
+            return -EIO;
+    }
+    if (!PQpipelineSync(c->pg)) return -EIO;
+    return 0;
+}
+
+static void conn_send_queued(db_conn *c)
+{
+    db_batch *b;
+    while ((b = list_pop(&c->queue)) != NULL) {
+        list_push(&c->sent, b);
+        c->in_flight++;
+        if ((uint64_t)c->in_flight > c->stats.max_in_flight) c->stats.max_in_flight = c->in_flight;
+        if (batch_send(c, b) < 0) {
+            conn_fail_pq(c, DB_E_CONN, "sending failed");
+            return;
+        }
+    }
+    flush_and_arm(c);
+}
+
+static void conn_on_connected(db_conn *c)
+{
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        conn_fail_pq(c, DB_E_CONN, "PQsetnonblocking failed");
+        return;
+    }
+    if (!PQenterPipelineMode(c->pg)) {
+        conn_fail_pq(c, DB_E_CONN, "entering pipeline mode failed");
+        return;
+    }
+    c->state = DB_ST_SETUP;
+    /* The settings go through the same pipeline machinery as user work, as the first batch. */
+    db_batch *b = db_batch_new();
+    const char *params[2] = {c->app_name, c->stmt_timeout[0] ? c->stmt_timeout : NULL};
+    db_batch_add(b, setup_sql, 2, params);
+    b->cb = on_setup_done;
+    b->arg = c;
+    list_push(&c->sent, b);
+    c->in_flight++;
+    if (batch_send(c, b) < 0) {
+        conn_fail_pq(c, DB_E_CONN, "sending session settings failed");
+        return;
+    }
+    flush_and_arm(c);
+}
+
+/* Completion of the settings batch. Connection-level outcomes (DB_E_CONN, TIMEOUT, CANCELLED)
+ * come from conn_fail, which is already failing everything: nothing to do then. */
+static void on_setup_done(db_result *res, void *arg)
+{
+    db_conn *c = arg;
+    if (res->status == DB_E_SQL) {
+        char text[512];
+        snprintf(text, sizeof text, "session setup failed: %s (SQLSTATE %s)", res->message,
+                 res->sqlstate);
+        conn_fail(c, DB_E_CONN, text);
+        return;
+    }
+    if (res->status != DB_OK) return;
+    c->state = DB_ST_READY;
+    uv_timer_stop(&c->timer);
+    c->stats.connects++;
+    log_debug("db: connected, server %d, backend pid %d", PQserverVersion(c->pg),
+              PQbackendPID(c->pg));
+    /* Not conn_send_queued() here: we are inside result processing; it kicks instead. */
+    if (c->queue.head) conn_kick(c);
+}
+
+static void connect_step(db_conn *c)
+{
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+    int events;
+    switch (st) {
+    case PGRES_POLLING_OK:
+        conn_on_connected(c);
+        return;
+    case PGRES_POLLING_FAILED:
+        conn_fail_pq(c, DB_E_CONN, "connecting failed");
+        return;
+    case PGRES_POLLING_READING: events = UV_READABLE; break;
+    case PGRES_POLLING_WRITING: events = UV_WRITABLE; break;
+    default: /* PGRES_POLLING_ACTIVE is unused since PostgreSQL 8 */ events = UV_READABLE; break;
+    }
+    int rc = poll_watch(c, events, true);
+    if (rc < 0) {
+        char text[256];
+        snprintf(text, sizeof text, "connecting failed: cannot watch socket: %s", uv_strerror(rc));
+        conn_fail(c, DB_E_CONN, text);
+    }
+}
+
+static void conn_start(db_conn *c)
+{
+    REQUIRE(c->state == DB_ST_IDLE && !c->pg);
+    c->want_connect = false;
+    /* Note: libpq resolves host names synchronously here and in PQconnectPoll; use addresses or
+     * a unix socket directory where a DNS stall must not block the loop. */
+    c->pg = PQconnectStart(c->conninfo);
+    if (!c->pg) {
+        conn_fail(c, DB_E_CONN, "connecting failed: out of memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_fail_pq(c, DB_E_CONN, "connecting failed");
+        return;
+    }
+    PQsetNoticeProcessor(c->pg, notice_processor, c);
+    c->state = DB_ST_CONNECTING;
+    uv_timer_start(&c->timer, on_timer, (uint64_t)c->connect_timeout_ms, 0);
+    /* libpq: after PQconnectStart, behave as if PQconnectPoll had said PGRES_POLLING_WRITING. */
+    int rc = poll_watch(c, UV_WRITABLE, true);
+    if (rc < 0) {
+        char text[256];
+        snprintf(text, sizeof text, "connecting failed: cannot watch socket: %s", uv_strerror(rc));
+        conn_fail(c, DB_E_CONN, text);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    db_conn *c = t->data;
+    if (c->closing) return;
+    switch (c->state) {
+    case DB_ST_IDLE:
+        if (c->queue.head || c->want_connect) conn_start(c);
+        break;
+    case DB_ST_CONNECTING:
+    case DB_ST_SETUP: {
+        char text[128];
+        snprintf(text, sizeof text, "connect timed out after %ld ms", c->connect_timeout_ms);
+        conn_fail(c, DB_E_TIMEOUT, text);
+        break;
+    }
+    case DB_ST_READY:
+        conn_send_queued(c);
+        break;
+    }
+}
+
+/* ---- I/O while connected ------------------------------------------------------------------ */
+
+/* PQflush, then watch for readable always (results, notifications, EOF) and writable while
+ * libpq still holds unsent data. */
+static void flush_and_arm(db_conn *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0) {
+        conn_fail_pq(c, DB_E_CONN, "sending failed");
+        return;
+    }
+    if (r == 1) c->stats.flush_waits++;
+    int rc = poll_watch(c, UV_READABLE | (r == 1 ? UV_WRITABLE : 0), false);
+    if (rc < 0) {
+        char text[256];
+        snprintf(text, sizeof text, "cannot watch socket: %s", uv_strerror(rc));
+        conn_fail(c, DB_E_CONN, text);
+    }
+}
+
+/* Stores one result for the head batch's current statement. Returns false if the connection
+ * must be dropped (protocol state we cannot follow). */
+static bool batch_take_result(db_batch *b, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (b->cur >= b->n) {
+        PQclear(r);
+        return false;
+    }
+    b->cur_started = true;
+    switch (st) {
+    case PGRES_PIPELINE_ABORTED: /* skipped after an earlier error: results[cur] stays NULL */
+        PQclear(r);
+        return true;
+    case PGRES_COPY_IN:
+    case PGRES_COPY_OUT:
+    case PGRES_COPY_BOTH:
+        PQclear(r);
+        return false;
+    default:
+        break;
+    }
+    if (b->results[b->cur]) { /* one result per statement is all we keep */
+        PQclear(r);
+        return true;
+    }
+    b->results[b->cur] = r;
+    if (st == PGRES_FATAL_ERROR && b->status == DB_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        b->status = DB_E_SQL;
+        b->failed_stmt = b->cur;
+        snprintf(b->sqlstate, sizeof b->sqlstate, "%s", state ? state : "");
+        b->message = primary ? primary : PQresultErrorMessage(r);
+        b->detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+    }
+    return true;
+}
+
+/* Reads every result that is complete, batch by batch. Returns after a callback tore the
+ * connection down or closed it (the caller re-checks). */
+static void conn_read_results(db_conn *c)
+{
+    unsigned gen = c->gen;
+    bool prev_null = false;
+    while (c->gen == gen && !c->closing) {
+        if (PQisBusy(c->pg)) break;
+        PGresult *r = PQgetResult(c->pg);
+        db_batch *b = c->sent.head;
+        if (!r) {
+            /* In pipeline mode a NULL ends each statement's results. A NULL with no statement in
+             * progress means nothing more is available now; two in a row must stop the loop
+             * because an idle connection returns NULL forever. */
+            if (b && b->cur_started) {
+                b->cur_started = false;
+                b->cur++;
+                prev_null = false;
+                continue;
+            }
+            if (prev_null || !b) break;
+            prev_null = true;
+            continue;
+        }
+        prev_null = false;
+        if (!b) {
+            PQclear(r);
+            conn_fail(c, DB_E_CONN, "protocol error: result without a batch in flight");
+            return;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            list_pop(&c->sent);
+            c->in_flight--;
+            if (b->cb != on_setup_done) {
+                if (b->status == DB_OK) c->stats.batches_ok++;
+                else c->stats.batches_failed++;
+            }
+            batch_complete(b); /* may close or (setup failure) tear down: loop re-checks */
+            continue;
+        }
+        if (!batch_take_result(b, r)) {
+            conn_fail(c, DB_E_CONN, "protocol error: unexpected result (COPY is not supported)");
+            return;
+        }
+    }
+}
+
+static void conn_drain_notifies(db_conn *c)
+{
+    unsigned gen = c->gen;
+    PGnotify *n;
+    while (c->gen == gen && !c->closing && (n = PQnotifies(c->pg)) != NULL) {
+        if (c->notify_cb) c->notify_cb(n->relname, n->extra ? n->extra : "", c->notify_arg);
+        PQfreemem(n);
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    db_conn *c = h->data;
+    if (c->closing || h != c->poll) return;
+    if (status < 0) {
+        /* POLLERR: libuv has stopped the handle. Let libpq find the socket error itself (while
+         * connecting it may move on to the next host). */
+        c->poll_events = 0;
+        events = UV_READABLE | UV_WRITABLE;
+    }
+    if (c->state == DB_ST_CONNECTING) {
+        connect_step(c);
+        return;
+    }
+    unsigned gen = c->gen;
+    if (events & UV_READABLE) {
+        if (!PQconsumeInput(c->pg)) {
+            conn_fail_pq(c, DB_E_CONN, "connection lost");
+            return;
+        }
+        conn_read_results(c);
+        if (c->gen != gen || c->closing) return;
+        conn_drain_notifies(c);
+        if (c->gen != gen || c->closing) return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_fail_pq(c, DB_E_CONN, "connection lost");
+        return;
+    }
+    flush_and_arm(c);
+}
+
+/* ---- public API --------------------------------------------------------------------------- */
+
+db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts)
+{
+    REQUIRE(loop && opts && opts->conninfo);
+    db_conn *c = kvs_xcalloc(1, sizeof *c);
+    c->loop = loop;
+    c->conninfo = kvs_strdup(opts->conninfo);
+    c->password = conninfo_password(opts->conninfo);
+    if (c->password) log_secret_add(c->password); /* defence in depth for every log line */
+    c->app_name = kvs_strdup(opts->application_name && *opts->application_name
+                                 ? opts->application_name
+                                 : DB_DEFAULT_APP_NAME);
+    c->connect_timeout_ms =
+        opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DB_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (opts->statement_timeout_ms > 0)
+        snprintf(c->stmt_timeout, sizeof c->stmt_timeout, "%ld", opts->statement_timeout_ms);
+    c->state = DB_ST_IDLE;
+    c->poll_fd = -1;
+    uv_timer_init(loop, &c->timer); /* cannot fail on Unix */
+    c->timer.data = c;
+    c->open_handles = 1;
+    return c;
+}
+
+void db_conn_connect(db_conn *c)
+{
+    if (c->closing || c->state != DB_ST_IDLE) return;
+    c->want_connect = true;
+    conn_kick(c);
+}
+
+void db_conn_close(db_conn *c)
+{
+    if (!c || c->closing) return;
+    c->closing = true;
+    conn_fail(c, DB_E_CANCELLED, "connection closed");
+    uv_close((uv_handle_t *)&c->timer, timer_close_cb);
+}
+
+bool db_conn_is_ready(const db_conn *c) { return c && !c->closing && c->state == DB_ST_READY; }
+
+const char *db_conn_last_error(const db_conn *c) { return c ? c->last_error : ""; }
+
+void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg)
+{
+    c->notify_cb = cb;
+    c->notify_arg = arg;
+}
+
+void db_conn_get_stats(const db_conn *c, db_conn_stats *out) { *out = c->stats; }
+
+void db_submit(db_conn *c, db_batch *b, db_batch_cb cb, void *arg)
+{
+    REQUIRE(c && b);
+    b->cb = cb;
+    b->arg = arg;
+    b->status = DB_OK;
+    b->failed_stmt = -1;
+    if (c->closing) {
+        /* Only reachable from a callback run by db_conn_close itself. */
+        batch_fail(b, DB_E_CANCELLED, "connection closed");
+        return;
+    }
+    list_push(&c->queue, b);
+    conn_kick(c);
+}
+
+void db_exec(db_conn *c, const char *sql, int nparams, const char *const *params, db_batch_cb cb,
+             void *arg)
+{
+    db_batch *b = db_batch_new();
+    db_batch_add(b, sql, nparams, params);
+    db_submit(c, b, cb, arg);
+}
+
+PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
+{
+    char *pw = conninfo_password(conninfo);
+    char msg[400];
+    PGconn *pg = PQconnectdb(conninfo);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        snprintf(msg, sizeof msg, "%s", pg ? PQerrorMessage(pg) : "out of memory");
+        goto fail;
+    }
+    /* The same session settings as the asynchronous path (all our SQL is schema-qualified). */
+    const char *params[1] = {DB_DEFAULT_APP_NAME};
+    PGresult *r = PQexecParams(pg,
+                               "SELECT pg_catalog.set_config('search_path', '', false),"
+                               " pg_catalog.set_config('application_name', $1, false),"
+                               " pg_catalog.set_config('timezone', 'UTC', false)",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(msg, sizeof msg, "session setup failed: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        goto fail;
+    }
+    PQclear(r);
+    free(pw);
+    kvs_err_clear(err);
+    return pg;
+
+fail:
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    for (size_t n = strlen(msg); n > 0 && msg[n - 1] == ' '; n--) msg[n - 1] = '\0';
+    scrub_secret(msg, pw);
+    log_redact(msg, sizeof msg);
+    kvs_err_set(err, -ECONNREFUSED, "database connection failed: %s", msg);
+    free(pw);
+    PQfinish(pg); /* PQfinish(NULL) is a no-op */
+    return NULL;
+}
+
+char *db_quote_ident(const char *name)
+{
+    REQUIRE(name);
+    size_t n = 2;
+    for (const char *p = name; *p; p++) n += *p == '"' ? 2 : 1;
+    char *out = kvs_xmalloc(n + 1);
+    char *o = out;
+    *o++ = '"';
+    for (const char *p = name; *p; p++) {
+        if (*p == '"') *o++ = '"';
+        *o++ = *p;
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
