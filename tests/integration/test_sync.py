@@ -264,3 +264,64 @@ def test_wrong_secret_is_a_clear_failure(shop_db, sim, workdir):
     assert log["status"] == "failed"
     assert "credentials" in log["error_message"]
     assert "wrong-secret-123" not in res.err + res.out + log["error_message"]
+
+
+def test_catalogue_edited_while_paging_loses_nothing(shop_db, workdir):
+    db = shop_db
+    with Sim(products=600, seed=5) as sim:
+        kvsd.setup_integration(db, sim)
+        cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, sync={"pages_in_flight": 2})
+        assert kvsd.run_once(cfg).rc == 0
+        # During the incremental run, products are edited and added between page requests:
+        # whatever a page missed is newer than the run's start, so the next run gets it.
+        sim.mutate(retailer="demoshop", edit=30)
+        sim.faults([{"match": "/products", "after": 1, "times": 3, "kind": "drift",
+                     "mutation": {"edit": 20}},
+                    {"match": "/products", "after": 2, "times": 1, "kind": "drift",
+                     "mutation": {"add": 5}}])
+        assert kvsd.run_once(cfg).rc == 0
+        sim.clear_faults()
+        assert kvsd.run_once(cfg).rc == 0
+        check_catalog(db, catalog_exact(sim), shop_db.shape)
+
+
+def test_once_skips_an_integration_leased_by_a_live_daemon(fresh_db, sim, workdir):
+    db = fresh_db
+    db.run_file(kvsd.ROOT / "db" / "schema" / "shop_base.sql")
+    db.run_file(kvsd.ROOT / "db" / "migrations" / "add_kiotviet_integration.sql")
+    kvsd.setup_integration(db, sim)
+    db.sql("UPDATE public.third_party_integrations SET sync_lease_owner = 'other-host:1:abc',"
+           " sync_lease_expires_at = now() + interval '1 minute' WHERE name = 'kiotviet'")
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
+    assert "kiotviet: skipped" in res.out and "leased by another daemon" in res.out
+    assert db.value("SELECT count(*) FROM public.sync_logs") == 0
+    assert db.value("SELECT count(*) FROM public.products WHERE kiotviet_id IS NOT NULL") == 0
+    # once the lease has expired, the integration is ours
+    db.sql("UPDATE public.third_party_integrations SET sync_lease_expires_at = now() - interval '1 s'")
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    assert db.value("SELECT sync_lease_owner FROM public.third_party_integrations"
+                    " WHERE name = 'kiotviet'") is None
+
+
+def test_config_errors_exit_78_with_file_line_and_key(workdir):
+    bad = workdir / "bad.conf"
+    bad.write_text("[database]\nurl = postgresql://x@127.0.0.1:1/db\n[sync]\npage_size = 500\n")
+    res = kvsd.run_once(str(bad))
+    assert res.rc == 78, res
+    assert f"{bad}:4: [sync] page_size: 500 is out of range 1..100" in res.err
+    bad.write_text("[database]\nurl = x\n[sync]\nno_such_key = 1\n")
+    res = kvsd.run_once(str(bad))
+    assert res.rc == 78 and f"{bad}:4: [sync] no_such_key: unknown key" in res.err, res
+    bad.write_text("[sync]\npage_size = 50\n")
+    res = kvsd.run_once(str(bad))
+    assert res.rc == 78 and "[database] url: not set" in res.err, res
+    # DATABASE_URL fills it in
+    import subprocess
+    p = subprocess.run(kvsd.base_args() + ["-c", str(bad), "--check-config"], capture_output=True,
+                       text=True, env={**os.environ, "DATABASE_URL": "postgresql://u:pw@h/db"})
+    assert p.returncode == 0 and "configuration OK" in p.stdout and "pw" not in p.stdout, p
+    res = kvsd.run_once(str(workdir / "missing.conf"))
+    assert res.rc == 78 and "cannot open" in res.err
