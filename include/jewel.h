@@ -159,7 +159,8 @@ enum jewel_status jewel_parse_shape(const char *value, char *out, size_t outsz);
 
 /* Number of stones: an integer, optionally followed by viên, hạt, pcs, pc, piece(s),
  * stone(s) ("03 viên" -> "3"). Ranges/sums ("1-3", "1+20") -> JV_AMBIGUOUS; words ("ba"),
- * fractions -> JV_INVALID. "0" is a valid count. */
+ * fractions, counts beyond 2147483647 (the column is a PostgreSQL integer) -> JV_INVALID.
+ * "0" is a valid count. */
 enum jewel_status jewel_parse_stone_count(const char *value, char *out, size_t outsz);
 
 /* Dimensions: free text, NFC, trimmed, internal white space collapsed to one ' '. */
@@ -182,10 +183,14 @@ typedef struct jewel_name_hits {
 } jewel_name_hits;
 
 /* Looks for a stone size (a number directly followed by ly/li/mm: "6.3ly", "6,3 mm") and a
- * purity (a number followed by k/kt/kara: "14K"; or vàng/gold/bạc/silver/pt followed by a
- * fineness from the table: "vàng 610", "bạc 925") inside a product name such as
+ * purity (a number followed by k/kt/kara: "14K"; or vàng/gold/bạc/silver/pt, optionally
+ * followed by colour/origin words, then a fineness from the table: "vàng 610", "bạc 925",
+ * "vàng Ý 750") inside a product name such as
  * "Nhẫn kim cương Moissanite 6.3ly vàng trắng 14K". When the name holds two different
  * values for one field ("6.3ly ... 1.5ly") that field is left empty: we do not guess.
+ * After a plating word (mạ, xi, plated, gp, vermeil) no purity is read: "Nhẫn bạc xi vàng
+ * 18K" is not 18K gold. (Folding makes "mã" equal "mạ": a name with "mã" before its karat
+ * gets no purity from the scan, which is the safe side.)
  * Returns a bit mask of (1u << field) for the fields found. name may be NULL. */
 unsigned jewel_scan_name(const char *name, jewel_name_hits *out);
 

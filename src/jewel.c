@@ -1028,6 +1028,9 @@ enum jewel_status jewel_parse_stone_count(const char *value, char *out, size_t o
     for (int i = 1; i < nt; i++)
         if (!word_in(&toks[i], count_words)) return JV_INVALID;
     if (!dec_is_integer(&toks[0].num)) return JV_INVALID;
+    /* The column is a PostgreSQL integer: a larger count would fail the whole page's upsert. */
+    long long v = dec_to_small_int(&toks[0].num);
+    if (v < 0 || v > INT32_MAX) return JV_INVALID;
     return emit_dec(&toks[0].num, out, outsz);
 }
 
@@ -1150,13 +1153,23 @@ unsigned jewel_scan_name(const char *name, jewel_name_hits *out)
     if (!name || fold_text(name, strlen(name), fold, sizeof fold) < 0) return 0;
     int nt = lex(fold, toks, SCAN_TOKS);
     if (nt < 0) nt = SCAN_TOKS; /* very long names: the first tokens are scanned */
+    /* After a plating word ("Nhẫn bạc xi vàng 18K", "mạ vàng 18K") karats describe the
+     * coating, as in jewel_parse_gold_purity: no purity is read from there on. */
+    bool coating = false;
 
     for (int i = 0; i < nt; i++) {
         const struct tok *t = &toks[i], *next = i + 1 < nt ? &toks[i + 1] : NULL;
         char buf[DEC_BUFSZ + 16];
+        /* The fineness after a metal word may follow colour/origin words: "vàng Ý 750". */
+        int fi = i + 1;
+        while (fi < nt && word_in(&toks[fi], colour_words)) fi++;
+        const struct tok *fine = fi < nt ? &toks[fi] : NULL;
+        if (word_in(t, plated_words)) coating = true;
         if (t->kind == T_NUM && next && word_in(next, mm_words) && !dec_is_zero(&t->num)) {
             if (emit_dec(&t->num, buf, sizeof buf) == JV_OK)
                 scan_hit(out->size_mm, sizeof out->size_mm, &size_bad, buf);
+        } else if (coating) {
+            continue;
         } else if (t->kind == T_NUM && next && word_in(next, name_karat_words)) {
             /* "14K"; the parser checks the range */
             char text[DEC_BUFSZ + 4];
@@ -1168,14 +1181,16 @@ unsigned jewel_scan_name(const char *name, jewel_name_hits *out)
                     scan_hit(out->purity, sizeof out->purity, &purity_bad, buf);
             }
         } else if ((word_in(t, gold_words) || word_in(t, silver_words) || word_in(t, plat_words)) &&
-                   next && next->kind == T_NUM && !(i + 2 < nt && word_in(&toks[i + 2], mm_words))) {
-            /* "vàng 610", "bạc 925", "PT950": a metal word then a bare fineness */
-            char text[DEC_BUFSZ + 16];
-            size_t len = (size_t)(next->p + next->n - t->p);
+                   fine && fine->kind == T_NUM &&
+                   !(fi + 1 < nt && (word_in(&toks[fi + 1], mm_words) ||
+                                     word_in(&toks[fi + 1], name_karat_words)))) {
+            /* "vàng 610", "bạc 925", "PT950", "vàng Ý 750": a metal word then a bare fineness */
+            char text[256];
+            size_t len = (size_t)(fine->p + fine->n - t->p);
             if (len < sizeof text) {
                 memcpy(text, t->p, len);
                 text[len] = '\0';
-                if (dec_to_small_int(&next->num) > 100 &&
+                if (dec_to_small_int(&fine->num) > 100 &&
                     jewel_parse_gold_purity(text, buf, sizeof buf) == JV_OK)
                     scan_hit(out->purity, sizeof out->purity, &purity_bad, buf);
             }

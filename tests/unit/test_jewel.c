@@ -455,6 +455,22 @@ static void test_scan_name(void **state)
     assert_string_equal(h.purity, "18K");
     assert_int_equal(jewel_scan_name("Lắc tay 14K và 18K", &h), 0);
 
+    /* Colour/origin words between the metal and its fineness. */
+    assert_int_equal(jewel_scan_name("Bông tai vàng Ý 750 trơn", &h), 1u << JF_GOLD_PURITY);
+    assert_string_equal(h.purity, "18K");
+    assert_int_equal(jewel_scan_name("Nhẫn vàng tây 610", &h), 1u << JF_GOLD_PURITY);
+    assert_string_equal(h.purity, "14.6K");
+    assert_int_equal(jewel_scan_name("Nhẫn vàng Ý 750 14K", &h), 0); /* conflict */
+
+    /* Plating: karats after mạ/xi/plated/vermeil describe the coating, not the item. */
+    assert_int_equal(jewel_scan_name("Nhẫn mạ vàng 18K", &h), 0);
+    assert_int_equal(jewel_scan_name("Dây chuyền bạc xi vàng 18K", &h), 0);
+    assert_int_equal(jewel_scan_name("MA\xcc\xa3 VA\xcc\x80NG 24K", &h), 0); /* NFD */
+    assert_int_equal(jewel_scan_name("Mặt dây plated 18k gold 6ly", &h), 1u << JF_CENTER_STONE_SIZE_MM);
+    assert_string_equal(h.size_mm, "6");
+    assert_int_equal(jewel_scan_name("Nhẫn vàng 18K xi rhodium", &h), 1u << JF_GOLD_PURITY);
+    assert_string_equal(h.purity, "18K");
+
     /* Not sizes or purities: carats, prices, words. */
     assert_int_equal(jewel_scan_name("Nhẫn kim cương 0.5ct giá 15.900.000đ", &h), 0);
     assert_int_equal(jewel_scan_name("Nhẫn 30K", &h), 0);
