@@ -215,8 +215,10 @@ static int inventory_sums(const cJSON *rec, const map_opts *o, char stock[DEC_BU
 {
     const cJSON *inv = kvjson_get(rec, "inventories");
     *present = false;
-    if (!inv || cJSON_IsNull(inv)) return 0;
+    if (!inv || cJSON_IsNull(inv)) return 0; /* not asked for or not sent: unknown, NULL */
     if (!cJSON_IsArray(inv)) return fail(e, "field %s: expected an array", "inventories");
+    /* A list, even an empty one or one without counted branches, is a statement: 0 in stock. */
+    *present = true;
     kvs_dec sum_q, sum_v;
     dec_from_int(0, &sum_q);
     dec_from_int(0, &sum_v);
@@ -239,32 +241,119 @@ static int inventory_sums(const cJSON *rec, const map_opts *o, char stock[DEC_BU
             return fail(e, "field %s: bad cost", "inventories");
         if (dec_add(&sum_q, &q, &sum_q) || dec_mul(&q, &c, &qc) || dec_add(&sum_v, &qc, &sum_v))
             return fail(e, "field %s: value out of range", "inventories");
-        *present = true;
     }
-    if (*present) {
-        dec_format(&sum_q, stock);
-        dec_format(&sum_v, value);
-    }
+    dec_format(&sum_q, stock);
+    dec_format(&sum_v, value);
     return 0;
 }
 
-/* The serial to show: for a serial-controlled product, the smallest in-stock serial number
- * (status 1), so the choice is stable while stock does not change. */
-static const char *pick_serial(const cJSON *rec)
+/* The serial to show for a serial-controlled product: among productSerials in stock
+ * (status 1, or no status) at a counted branch, the byte-wise smallest serialNumber after
+ * NFC/trim, so the choice is stable while the stock does not change and does not depend on
+ * the order KiotViet lists them in. Writes it into out; returns the number of in-stock
+ * candidates (0 = none, out ""). */
+static int pick_serial(const cJSON *rec, const map_opts *o, char out[JEWEL_VALUE_MAX])
 {
     const cJSON *arr = kvjson_get(rec, "productSerials");
-    const char *best = NULL;
     const cJSON *it;
-    if (!cJSON_IsArray(arr)) return NULL;
+    int n = 0;
+    out[0] = '\0';
+    if (!cJSON_IsArray(arr)) return 0;
     cJSON_ArrayForEach(it, arr)
     {
         const char *sn;
-        int64_t status = 1;
-        if (kvjson_get_str(it, "serialNumber", &sn) || !*sn) continue;
-        if (kvjson_get_int64(it, "status", &status) == 0 && status != 1) continue;
-        if (!best || strcmp(sn, best) < 0) best = sn;
+        char norm[JEWEL_VALUE_MAX];
+        int64_t status = 1, branch = 0;
+        if (kvjson_get_str(it, "serialNumber", &sn)) continue;
+        int rs = kvjson_get_int64(it, "status", &status);
+        if (rs != -ENOENT && (rs || status != 1)) continue; /* sold, or unreadable status */
+        if (o->branches && (kvjson_get_int64(it, "branchId", &branch) == 0) &&
+            !branch_counts(o, branch))
+            continue;
+        if (jewel_parse_serial(sn, norm, sizeof norm) != JV_OK) continue;
+        n++;
+        if (!out[0] || strcmp(norm, out) < 0) memcpy(out, norm, strlen(norm) + 1);
     }
-    return best;
+    return n;
+}
+
+/* Where a jewellery column's value came from. */
+enum jsrc { JS_NONE, JS_ATTR, JS_NAME, JS_WEIGHT, JS_SERIALS };
+
+/* The jewellery columns of one product, as written. */
+typedef struct jcols {
+    jewel_result jr;                  /* attributes + name scan */
+    const char *value[JF_COUNT];      /* NULL = column NULL; borrowed from jr / serial / rec */
+    enum jsrc src[JF_COUNT];
+    char serial[JEWEL_VALUE_MAX];     /* chosen productSerials entry */
+    int nserials;                     /* in-stock candidates */
+    const char *weight;               /* KiotViet weight text, NULL if absent */
+    bool weight_usable;               /* weight > 0 */
+} jcols;
+
+#define MAX_ATTRS 256
+
+/* attributes[] as jewel_attr pairs (borrowed from rec). A number attributeValue is taken as
+ * its text; entries without a string name are skipped. */
+static size_t collect_attrs(const cJSON *arr, jewel_attr *attrs)
+{
+    size_t n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const char *an, *av = NULL;
+        if (n == MAX_ATTRS) break;
+        if (kvjson_get_str(it, "attributeName", &an)) continue;
+        if (kvjson_get_str(it, "attributeValue", &av) && kvjson_get_num_text(it, "attributeValue", &av))
+            av = NULL; /* absent, null or another type: a blank value */
+        attrs[n].name = an;
+        attrs[n].value = av;
+        n++;
+    }
+    return n;
+}
+
+static bool field_numeric(int f)
+{
+    return f == JF_CENTER_STONE_SIZE_MM || f == JF_CARAT_WEIGHT_CT || f == JF_PRODUCT_WEIGHT_G ||
+           f == JF_STONE_COUNT;
+}
+
+/* Attributes first (first understood value per column), then the product name (size and
+ * purity), then KiotViet's own fields: `weight` (grams) when no attribute gave a weight, and
+ * productSerials, which win over a serial attribute because they are what is in stock. */
+static void resolve_jewel(const cJSON *rec, const map_opts *o, const char *name,
+                          const char *weight, jcols *jc)
+{
+    jewel_attr attrs[MAX_ATTRS];
+    size_t nattrs = collect_attrs(kvjson_get(rec, "attributes"), attrs);
+    jewel_extract(o->jewel, attrs, nattrs, o->name_scan ? name : NULL, &jc->jr);
+    for (int f = 0; f < JF_COUNT; f++) {
+        const jewel_value *v = &jc->jr.f[f];
+        jc->value[f] = NULL;
+        jc->src[f] = JS_NONE;
+        if (v->status == JV_OK) {
+            jc->value[f] = v->value;
+            jc->src[f] = strcmp(v->source, "name") == 0 ? JS_NAME : JS_ATTR;
+        }
+    }
+    jc->weight = weight;
+    jc->weight_usable = false;
+    if (weight) {
+        kvs_dec w, zero;
+        dec_from_int(0, &zero);
+        /* KiotViet stores 0 when the shop never entered a weight: that is "unknown". */
+        jc->weight_usable = dec_parse(weight, false, &w) == 0 && dec_cmp(&w, &zero) > 0;
+    }
+    if (!jc->value[JF_PRODUCT_WEIGHT_G] && jc->weight_usable) {
+        jc->value[JF_PRODUCT_WEIGHT_G] = weight;
+        jc->src[JF_PRODUCT_WEIGHT_G] = JS_WEIGHT;
+    }
+    jc->nserials = pick_serial(rec, o, jc->serial);
+    if (jc->nserials) {
+        jc->value[JF_SERIAL_NUMBER] = jc->serial;
+        jc->src[JF_SERIAL_NUMBER] = JS_SERIALS;
+    }
 }
 
 /* images: strings, or {"Image": "..."} objects (the doc's list form). */
@@ -307,61 +396,53 @@ static void put_opt_num(kvs_buf *b, bool *first, int field, const char *v)
     put_number(b, v);
 }
 
-#define MAX_ATTRS 256
+static const int jf_to_pf[JF_COUNT] = {
+    [JF_CENTER_STONE_SIZE_MM] = PF_STONE_MM, [JF_SHAPE] = PF_SHAPE,
+    [JF_DIMENSIONS] = PF_DIMENSIONS,         [JF_STONE_COUNT] = PF_STONE_COUNT,
+    [JF_CARAT_WEIGHT_CT] = PF_CARAT,         [JF_GOLD_PURITY] = PF_PURITY,
+    [JF_PRODUCT_WEIGHT_G] = PF_WEIGHT_G,     [JF_SUPPLIER_ID] = PF_SUPPLIER,
+    [JF_SERIAL_NUMBER] = PF_SERIAL,
+};
 
-/* Maps one product into b (an object). Returns 0, 1 (deliberately skipped) or -EINVAL. */
+/* Maps one product into b (an object). Returns 0, 1 (deliberately skipped) or -EINVAL.
+ * jc (caller-owned, may be NULL) receives the jewellery resolution, for --explain-product. */
 static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
-                       int64_t id, const char *code, rec_err *e)
+                       int64_t id, const char *code, rec_err *e, jcols *jc_out)
 {
     const char *name, *full_name, *descr, *barcode, *price, *weight;
     int64_t cat = 0, master = 0, unit_master = 0;
     bool has_cat, has_master, has_unit_master, active = true;
     int rc;
 
+    /* A non-base unit ("hộp" of 10 of a base "chiếc") is another view of the base product's
+     * stock: only base units sync, so nothing else about it matters. */
+    if (opt_int64(rec, "masterUnitId", &has_unit_master, &unit_master, e)) return -EINVAL;
+    if (has_unit_master) return 1;
     if ((rc = kvjson_get_str(rec, "name", &name)) != 0)
         return fail(e, "field %s: missing or not a string", "name");
     if (opt_str(rec, "fullName", &full_name, e) || opt_str(rec, "description", &descr, e) ||
         opt_str(rec, "barCode", &barcode, e) || opt_num(rec, "basePrice", &price, e) ||
         opt_num(rec, "weight", &weight, e) || opt_int64(rec, "categoryId", &has_cat, &cat, e) ||
-        opt_int64(rec, "masterProductId", &has_master, &master, e) ||
-        opt_int64(rec, "masterUnitId", &has_unit_master, &unit_master, e))
+        opt_int64(rec, "masterProductId", &has_master, &master, e))
         return -EINVAL;
     rc = kvjson_get_bool(rec, "isActive", &active);
     if (rc == -ENOENT)
         active = true;
     else if (rc)
         return fail(e, "field %s: expected true or false", "isActive");
-    /* A non-base unit ("hộp" of 10) is another view of the same stock: only base units sync. */
-    if (has_unit_master) return 1;
+    const cJSON *attrs = kvjson_get(rec, "attributes");
+    if (attrs && !cJSON_IsNull(attrs) && !cJSON_IsArray(attrs))
+        return fail(e, "field %s: expected an array", "attributes");
 
     int64_t modified = 0;
     if (rec_modified(rec, &modified, e)) return -EINVAL;
-    if (modified > p->max_modified_us) p->max_modified_us = modified;
 
     char stock[DEC_BUFSZ], value[DEC_BUFSZ];
     bool has_inv;
     if (inventory_sums(rec, o, stock, value, &has_inv, e)) return -EINVAL;
 
-    /* Jewellery attributes. */
-    jewel_attr attrs[MAX_ATTRS];
-    size_t nattrs = 0;
-    const cJSON *arr = kvjson_get(rec, "attributes"), *it;
-    if (arr && !cJSON_IsNull(arr) && !cJSON_IsArray(arr))
-        return fail(e, "field %s: expected an array", "attributes");
-    cJSON_ArrayForEach(it, arr)
-    {
-        const char *an, *av;
-        if (nattrs == MAX_ATTRS) break;
-        if (kvjson_get_str(it, "attributeName", &an) || kvjson_get_str(it, "attributeValue", &av))
-            continue;
-        attrs[nattrs].name = an;
-        attrs[nattrs].value = av;
-        nattrs++;
-    }
-    jewel_result *jr = kvs_xmalloc(sizeof *jr);
-    jewel_extract(o->jewel, attrs, nattrs, o->name_scan ? name : NULL, jr);
-
     bool first = true;
+    size_t start = b->len;
     B(kvs_buf_puts(b, "{"));
     put_key(b, &first, product_fields[PF_KID].key);
     B(kvs_buf_printf(b, "%" PRId64, id));
@@ -377,7 +458,8 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
     put_key(b, &first, product_fields[PF_ACTIVE].key);
     B(kvs_buf_puts(b, active ? "true" : "false"));
     if (put_images(b, &first, rec, e)) {
-        free(jr);
+        b->len = start; /* nothing half-written stays in the caller's buffer */
+        if (b->data) b->data[start] = '\0';
         return -EINVAL;
     }
     if (has_inv) {
@@ -396,40 +478,28 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
     }
     put_opt_str(b, &first, PF_STATUS, active ? "active" : "inactive");
 
-    static const int jf_to_pf[JF_COUNT] = {
-        [JF_CENTER_STONE_SIZE_MM] = PF_STONE_MM, [JF_SHAPE] = PF_SHAPE,
-        [JF_DIMENSIONS] = PF_DIMENSIONS,         [JF_STONE_COUNT] = PF_STONE_COUNT,
-        [JF_CARAT_WEIGHT_CT] = PF_CARAT,         [JF_GOLD_PURITY] = PF_PURITY,
-        [JF_PRODUCT_WEIGHT_G] = PF_WEIGHT_G,     [JF_SUPPLIER_ID] = PF_SUPPLIER,
-        [JF_SERIAL_NUMBER] = PF_SERIAL,
-    };
-    const char *serial = pick_serial(rec);
+    /* The record is good from here on: its jewellery values never fail it. */
+    if (modified > p->max_modified_us) p->max_modified_us = modified;
+    jcols *jc = jc_out ? jc_out : kvs_xmalloc(sizeof *jc);
+    resolve_jewel(rec, o, name, weight, jc);
     for (int f = 0; f < JF_COUNT; f++) {
-        const jewel_value *v = &jr->f[f];
-        int pf = jf_to_pf[f];
-        bool numeric = pf == PF_STONE_MM || pf == PF_CARAT || pf == PF_WEIGHT_G ||
-                       pf == PF_STONE_COUNT;
-        if (f == JF_SERIAL_NUMBER && serial) {
-            put_opt_str(b, &first, pf, serial);
-        } else if (v->status == JV_OK) {
-            if (numeric)
-                put_opt_num(b, &first, pf, v->value);
+        const jewel_value *v = &jc->jr.f[f];
+        if (jc->value[f]) {
+            if (field_numeric(f))
+                put_opt_num(b, &first, jf_to_pf[f], jc->value[f]);
             else
-                put_opt_str(b, &first, pf, v->value);
-        } else if (f == JF_PRODUCT_WEIGHT_G && weight) {
-            /* KiotViet's own weight field is in grams. */
-            put_opt_num(b, &first, pf, weight);
+                put_opt_str(b, &first, jf_to_pf[f], jc->value[f]);
         }
         if (v->rejected == JV_AMBIGUOUS || v->rejected == JV_INVALID) {
             const char *why = v->rejected == JV_AMBIGUOUS
-                                  ? (v->status == JV_OK ? "ambiguous (value taken from elsewhere)"
-                                                        : "ambiguous: stored as NULL")
-                                  : (v->status == JV_OK ? "not understood (value taken from elsewhere)"
-                                                        : "not understood: stored as NULL");
+                                  ? (jc->value[f] ? "ambiguous (value taken from elsewhere)"
+                                                  : "ambiguous: stored as NULL")
+                                  : (jc->value[f] ? "not understood (value taken from elsewhere)"
+                                                  : "not understood: stored as NULL");
             note_add(p, code, jewel_field_name(f), v->rejected_source, v->raw, why);
         }
     }
-    free(jr);
+    if (!jc_out) free(jc);
     B(kvs_buf_puts(b, "}"));
     return 0;
 }
@@ -452,6 +522,9 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
     kvs_buf one;
     kvs_buf_init(&one);
     B(kvs_buf_puts(&p->rows, "["));
+    int cap = cJSON_IsArray(data) ? cJSON_GetArraySize(data) : 0;
+    int64_t *handled = kvs_xmalloc((size_t)(cap ? cap : 1) * sizeof *handled); /* owned here */
+    int nhandled = 0;
     const cJSON *rec;
     cJSON_ArrayForEach(rec, data)
     {
@@ -465,16 +538,20 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
         }
         kvjson_get_str(rec, "code", &code) == 0 ? (void)0 : (void)(code = NULL);
         int rc = kvjson_get_int64(rec, "id", &id);
-        if (rc) {
+        if (rc || id <= 0) {
             p->nrecords++;
             failure_add(p, false, 0, code,
-                        rc == -ENOENT ? "field id: missing" : "field id: not an integer id");
+                        rc == -ENOENT ? "field id: missing" : "field id: not a positive integer id");
             continue;
         }
         track_id(p, id);
-        if (id_seen(p, id)) continue; /* served twice in one page: store it once */
+        /* Served twice in one page: handled once, whatever became of the first copy. */
+        bool dup = false;
+        for (int i = 0; i < nhandled && !dup; i++) dup = handled[i] == id;
+        if (dup) continue;
+        handled[nhandled++] = id;
         kvs_buf_reset(&one);
-        rc = map_product(rec, o, p, &one, id, code, &e);
+        rc = map_product(rec, o, p, &one, id, code, &e, NULL);
         if (rc < 0) {
             failure_add(p, true, id, code, e.msg);
         } else if (rc == 1) {
@@ -488,6 +565,7 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
     }
     B(kvs_buf_puts(&p->rows, "]"));
     kvs_buf_free(&one);
+    free(handled);
 }
 
 /* Flat mode is what we ask for; hierarchical answers (children arrays) are walked too. */
@@ -506,7 +584,7 @@ static void map_category_list(const cJSON *data, map_page *p, int64_t parent, bo
             continue;
         }
         int rc = kvjson_get_int64(rec, "categoryId", &id);
-        if (rc) {
+        if (rc || id <= 0) {
             p->nrecords++;
             failure_add(p, false, 0, NULL,
                         rc == -ENOENT ? "field categoryId: missing" : "field categoryId: not an id");
@@ -583,59 +661,330 @@ int64_t *map_removed_ids(const cJSON *arr, int *n, int *nbad)
     return ids;
 }
 
+/* ---- --explain-product ----------------------------------------------------------------- */
+
+/* A string for people: sanitised UTF-8 in JSON quotes (control characters escaped). */
+static void ex_str(kvs_buf *out, const char *s)
+{
+    if (!s) {
+        B(kvs_buf_puts(out, "(absent)"));
+        return;
+    }
+    put_str(out, s);
+}
+
+/* One KiotViet field: "  key               = value -> what". value NULL = absent. */
+static void ex_field(kvs_buf *out, const char *key, const char *value, bool quote, const char *what)
+{
+    B(kvs_buf_printf(out, "  %-16s = ", key));
+    if (!value)
+        B(kvs_buf_puts(out, "(absent)"));
+    else if (quote)
+        ex_str(out, value);
+    else
+        B(kvs_buf_puts(out, value));
+    if (what) B(kvs_buf_printf(out, "  -> %s", what));
+    B(kvs_buf_puts(out, "\n"));
+}
+
+/* The alias of field f that attribute name `an` matched (original spelling), or NULL. */
+static const char *ex_matched_alias(const jewel_map *m, int f, const char *an)
+{
+    char *key = jewel_key_normalize(an);
+    const char *hit = NULL;
+    for (size_t i = 0; key && !hit && i < jewel_map_alias_count(m, f); i++) {
+        char *ak = jewel_key_normalize(jewel_map_alias(m, f, i));
+        if (ak && !strcmp(ak, key)) hit = jewel_map_alias(m, f, i);
+        free(ak);
+    }
+    free(key);
+    return hit;
+}
+
+static void ex_aliases(kvs_buf *out, const jewel_map *m, int f)
+{
+    size_t n = jewel_map_alias_count(m, f);
+    if (!n) {
+        B(kvs_buf_puts(out, "(none: this column is never read from attributes)"));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i) B(kvs_buf_puts(out, ", "));
+        B(kvs_buf_puts(out, jewel_map_alias(m, f, i)));
+    }
+}
+
+static const char *ex_num_field(const cJSON *rec, const char *key)
+{
+    const char *t = NULL;
+    return kvjson_get_num_text(rec, key, &t) == 0 ? t : NULL;
+}
+
+static const char *ex_str_field(const cJSON *rec, const char *key)
+{
+    const char *t = NULL;
+    return kvjson_get_str(rec, key, &t) == 0 ? t : NULL;
+}
+
+static void ex_inventories(kvs_buf *out, const cJSON *rec, const map_opts *o)
+{
+    const cJSON *inv = kvjson_get(rec, "inventories"), *it;
+    if (!cJSON_IsArray(inv)) {
+        B(kvs_buf_puts(out, "  inventories      = (absent)  -> stock and inventory_value stay NULL\n"));
+        return;
+    }
+    B(kvs_buf_printf(out, "  inventories      = %d branch(es)%s\n", cJSON_GetArraySize(inv),
+                     o->branches ? " ([mapping] branches limits which count)" : ""));
+    cJSON_ArrayForEach(it, inv)
+    {
+        int64_t branch = 0;
+        bool has_branch = kvjson_get_int64(it, "branchId", &branch) == 0;
+        const char *bn = ex_str_field(it, "branchName");
+        const char *q = ex_num_field(it, "onHand"), *c = ex_num_field(it, "cost");
+        bool counted = !o->branches || (has_branch && branch_counts(o, branch));
+        char bid[32] = "?";
+        if (has_branch) snprintf(bid, sizeof bid, "%" PRId64, branch);
+        B(kvs_buf_printf(out, "      branch %s", bid));
+        if (bn) {
+            B(kvs_buf_puts(out, " "));
+            ex_str(out, bn);
+        }
+        B(kvs_buf_printf(out, ": onHand %s x cost %s  %s\n", q ? q : "(absent)", c ? c : "(absent, 0)",
+                         !counted ? "not counted (branch not in [mapping] branches)"
+                         : q      ? "counted"
+                                  : "no stock figure"));
+    }
+    char stock[DEC_BUFSZ], value[DEC_BUFSZ];
+    bool present;
+    rec_err e = {{0}};
+    if (inventory_sums(rec, o, stock, value, &present, &e) == 0 && present)
+        B(kvs_buf_printf(out, "      -> stock_quantity = %s, inventory_value = %s (sum of onHand x cost)\n",
+                         stock, value));
+}
+
+static void ex_serials(kvs_buf *out, const cJSON *rec, const map_opts *o, const jcols *jc)
+{
+    const cJSON *arr = kvjson_get(rec, "productSerials"), *it;
+    if (!cJSON_IsArray(arr)) {
+        B(kvs_buf_puts(out, "  productSerials   = (absent)\n"));
+        return;
+    }
+    B(kvs_buf_printf(out, "  productSerials   = %d serial(s), %d in stock at a counted branch\n",
+                     cJSON_GetArraySize(arr), jc->nserials));
+    cJSON_ArrayForEach(it, arr)
+    {
+        const char *sn = ex_str_field(it, "serialNumber");
+        int64_t status = 1, branch = 0;
+        int rs = kvjson_get_int64(it, "status", &status);
+        bool has_branch = kvjson_get_int64(it, "branchId", &branch) == 0;
+        char norm[JEWEL_VALUE_MAX] = "";
+        if (sn && jewel_parse_serial(sn, norm, sizeof norm) != JV_OK) norm[0] = '\0';
+        B(kvs_buf_puts(out, "      "));
+        ex_str(out, sn);
+        B(kvs_buf_printf(out, " status %s", rs == -ENOENT ? "(absent)" : rs ? "(unreadable)"
+                                            : status == 1 ? "1 (in stock)"
+                                                          : "0 (sold)"));
+        if (has_branch) B(kvs_buf_printf(out, " branch %" PRId64, branch));
+        if (norm[0] && jc->nserials && !strcmp(norm, jc->serial))
+            B(kvs_buf_puts(out, "  <- chosen: the smallest in-stock serial"));
+        else if (o->branches && has_branch && !branch_counts(o, branch))
+            B(kvs_buf_puts(out, "  (branch not counted)"));
+        B(kvs_buf_puts(out, "\n"));
+    }
+}
+
+static void ex_attributes(kvs_buf *out, const cJSON *rec, const map_opts *o, const jcols *jc)
+{
+    jewel_attr attrs[MAX_ATTRS];
+    size_t n = collect_attrs(kvjson_get(rec, "attributes"), attrs);
+    bool used[JF_COUNT] = {false}, noted[JF_COUNT] = {false};
+    B(kvs_buf_printf(out, "Attributes (%zu; per column the first understood value wins):\n", n));
+    if (!n) B(kvs_buf_puts(out, "  (none)\n"));
+    for (size_t i = 0; i < n; i++) {
+        char val[JEWEL_VALUE_MAX];
+        B(kvs_buf_puts(out, "  "));
+        ex_str(out, attrs[i].name);
+        B(kvs_buf_puts(out, " = "));
+        ex_str(out, attrs[i].value ? attrs[i].value : "");
+        B(kvs_buf_puts(out, "\n      -> "));
+        int f = jewel_map_lookup(o->jewel, attrs[i].name);
+        if (f < 0) {
+            char *key = jewel_key_normalize(attrs[i].name);
+            B(kvs_buf_puts(out, "no column: no alias matches its key "));
+            ex_str(out, key ? key : "(invalid UTF-8)");
+            B(kvs_buf_puts(out, "\n"));
+            free(key);
+            continue;
+        }
+        const char *alias = ex_matched_alias(o->jewel, f, attrs[i].name);
+        B(kvs_buf_printf(out, "%s (alias ", jewel_field_name(f)));
+        ex_str(out, alias ? alias : "?");
+        enum jewel_status st = jewel_field_parser(f)(attrs[i].value, val, sizeof val);
+        B(kvs_buf_printf(out, "): %s", jewel_status_name(st)));
+        if (st == JV_OK) {
+            B(kvs_buf_printf(out, " %s", val));
+            if (used[f])
+                B(kvs_buf_puts(out, " [ignored: an earlier attribute gave this column]"));
+            else if (jc->src[f] == JS_SERIALS)
+                B(kvs_buf_puts(out, " [not used: productSerials give the serial]"));
+            else
+                B(kvs_buf_puts(out, " [used]"));
+            used[f] = true;
+        } else if (st == JV_EMPTY) {
+            B(kvs_buf_puts(out, " (blank or placeholder: ignored)"));
+        } else {
+            B(kvs_buf_puts(out, st == JV_AMBIGUOUS ? " (understood but undecidable: not guessed)"
+                                                   : " (not understood)"));
+            if (!used[f] && !noted[f]) B(kvs_buf_puts(out, " [noted in sync_logs]"));
+            noted[f] = true;
+        }
+        B(kvs_buf_puts(out, "\n"));
+    }
+}
+
+static void ex_columns(kvs_buf *out, const map_opts *o, const jcols *jc, const char *name)
+{
+    jewel_name_hits hits;
+    unsigned found = o->name_scan ? jewel_scan_name(name, &hits) : 0;
+    if (!o->name_scan)
+        B(kvs_buf_puts(out, "Name scan: off ([mapping] name_scan = false)\n"));
+    else
+        B(kvs_buf_printf(out, "Name scan: stone size %s, purity %s\n",
+                         found & (1u << JF_CENTER_STONE_SIZE_MM) ? hits.size_mm : "-",
+                         found & (1u << JF_GOLD_PURITY) ? hits.purity : "-"));
+    B(kvs_buf_puts(out, "Jewellery columns:\n"));
+    for (int f = 0; f < JF_COUNT; f++) {
+        const jewel_value *v = &jc->jr.f[f];
+        B(kvs_buf_printf(out, "  %-20s = %-12s ", jewel_field_name(f),
+                         jc->value[f] ? jc->value[f] : "NULL"));
+        switch (jc->src[f]) {
+        case JS_ATTR:
+            B(kvs_buf_puts(out, "from attribute "));
+            ex_str(out, v->source);
+            break;
+        case JS_NAME: B(kvs_buf_puts(out, "from the product name")); break;
+        case JS_WEIGHT: B(kvs_buf_puts(out, "from KiotViet weight (grams)")); break;
+        case JS_SERIALS: B(kvs_buf_puts(out, "from productSerials")); break;
+        case JS_NONE:
+            if (v->status == JV_ABSENT) {
+                B(kvs_buf_puts(out, "no attribute named: "));
+                ex_aliases(out, o->jewel, f);
+            } else if (v->status == JV_EMPTY) {
+                B(kvs_buf_puts(out, "attribute "));
+                ex_str(out, v->source);
+                B(kvs_buf_puts(out, " is blank"));
+            } else {
+                B(kvs_buf_puts(out, "attribute "));
+                ex_str(out, v->source);
+                B(kvs_buf_printf(out, " %s", v->status == JV_AMBIGUOUS ? "is ambiguous" : "not understood"));
+            }
+            if (f == JF_PRODUCT_WEIGHT_G && jc->weight && !jc->weight_usable)
+                B(kvs_buf_printf(out, "; KiotViet weight %s is not positive", jc->weight));
+            break;
+        }
+        if (jc->src[f] != JS_NONE && v->rejected != JV_ABSENT && jc->src[f] != JS_ATTR) {
+            B(kvs_buf_puts(out, " (attribute "));
+            ex_str(out, v->rejected_source);
+            B(kvs_buf_puts(out, " = "));
+            ex_str(out, v->raw);
+            B(kvs_buf_printf(out, " %s)", v->rejected == JV_AMBIGUOUS ? "ambiguous" : "not understood"));
+        }
+        B(kvs_buf_puts(out, "\n"));
+    }
+}
+
 void map_explain_product(const cJSON *rec, const map_opts *o, kvs_buf *out)
 {
     map_page p;
     map_page_init(&p);
     kvs_buf row;
     kvs_buf_init(&row);
+    jcols *jc = kvs_xcalloc(1, sizeof *jc);
     rec_err e = {{0}};
     int64_t id = 0;
     const char *code = NULL;
-    kvjson_get_str(rec, "code", &code) == 0 ? (void)0 : (void)(code = NULL);
-    if (kvjson_get_int64(rec, "id", &id)) {
-        B(kvs_buf_puts(out, "product has no usable id: it would fail mapping\n"));
+    if (!cJSON_IsObject(rec)) {
+        B(kvs_buf_puts(out, "not a product object: it would fail mapping\n"));
         goto done;
     }
-    int rc = map_product(rec, o, &p, &row, id, code, &e);
-    B(kvs_buf_printf(out, "KiotViet product %" PRId64 " (%s)\n", id, code ? code : "no code"));
+    kvjson_get_str(rec, "code", &code) == 0 ? (void)0 : (void)(code = NULL);
+    if (kvjson_get_int64(rec, "id", &id) || id <= 0) {
+        B(kvs_buf_puts(out, "product has no usable id: it would fail mapping (field id)\n"));
+        goto done;
+    }
+    int rc = map_product(rec, o, &p, &row, id, code, &e, jc);
+    B(kvs_buf_printf(out, "KiotViet product %" PRId64 ", code ", id));
+    ex_str(out, code);
+    B(kvs_buf_puts(out, "\n"));
     if (rc < 0) {
-        B(kvs_buf_printf(out, "  FAILS mapping: %s\n", e.msg));
+        B(kvs_buf_printf(out, "RESULT: fails mapping, not synced (counted in products_failed): %s\n",
+                         e.msg));
         goto done;
     }
     if (rc == 1) {
-        B(kvs_buf_puts(out, "  skipped: a non-base unit (masterUnitId set); only base units sync\n"));
+        B(kvs_buf_printf(out, "RESULT: skipped: a unit conversion of product %s (masterUnitId); only "
+                              "base units sync, this is another view of the same stock\n",
+                         ex_num_field(rec, "masterUnitId")));
         goto done;
     }
-    /* Attributes, each with the column its name maps to. */
-    const cJSON *arr = kvjson_get(rec, "attributes"), *it;
-    B(kvs_buf_puts(out, "  attributes:\n"));
-    cJSON_ArrayForEach(it, arr)
-    {
-        const char *an = NULL, *av = NULL;
-        kvjson_get_str(it, "attributeName", &an) == 0 ? (void)0 : (void)(an = NULL);
-        kvjson_get_str(it, "attributeValue", &av) == 0 ? (void)0 : (void)(av = NULL);
-        int f = an ? jewel_map_lookup(o->jewel, an) : -1;
-        if (f < 0) {
-            B(kvs_buf_printf(out, "    %-28s = %-20s -> (no column: name matches no alias)\n",
-                             an ? an : "?", av ? av : ""));
-            continue;
-        }
-        char val[JEWEL_VALUE_MAX];
-        enum jewel_status st = jewel_field_parser(f)(av, val, sizeof val);
-        B(kvs_buf_printf(out, "    %-28s = %-20s -> %s: %s%s%s\n", an, av ? av : "",
-                         jewel_field_name(f), jewel_status_name(st), st == JV_OK ? " " : "",
-                         st == JV_OK ? val : ""));
-    }
-    B(kvs_buf_puts(out, "  row written (column key = value):\n    "));
-    B(kvs_buf_append(out, row.data, row.len));
-    B(kvs_buf_puts(out, "\n"));
+
+    const char *name = ex_str_field(rec, "name");
+    bool active = true;
+    if (kvjson_get_bool(rec, "isActive", &active)) active = true;
+    int64_t master = 0;
+    bool has_master = kvjson_get_int64(rec, "masterProductId", &master) == 0;
+    bool variants = false;
+    if (kvjson_get_bool(rec, "hasVariants", &variants)) variants = false;
+    const cJSON *imgs = kvjson_get(rec, "images");
+    char buf[160];
+
+    B(kvs_buf_puts(out, "KiotViet fields:\n"));
+    ex_field(out, "id", ex_num_field(rec, "id"), false, "kiotviet_id");
+    ex_field(out, "code", code, true, "sku (or code / product_code, whichever the shop has)");
+    ex_field(out, "name", name, true, "name");
+    ex_field(out, "fullName", ex_str_field(rec, "fullName"), true, "full_name (if the shop has it)");
+    ex_field(out, "description", ex_str_field(rec, "description") ? "(text)" : NULL, false,
+             "description (if the shop has it)");
+    ex_field(out, "barCode", ex_str_field(rec, "barCode"), true, "barcode (if the shop has it)");
+    ex_field(out, "basePrice", ex_num_field(rec, "basePrice"), false, "price (exact)");
+    ex_field(out, "categoryId", ex_num_field(rec, "categoryId"), false,
+             "kiotviet_category_id; category_id = the shop's category with that kiotviet_id");
+    snprintf(buf, sizeof buf, "is_active = %s, kiotviet_status = %s", active ? "true" : "false",
+             active ? "active" : "inactive");
+    ex_field(out, "isActive", active ? "true" : "false", false, buf);
+    snprintf(buf, sizeof buf, "%d", cJSON_IsArray(imgs) ? cJSON_GetArraySize(imgs) : 0);
+    ex_field(out, "images", cJSON_IsArray(imgs) ? buf : NULL, false, "images (URLs)");
+    ex_field(out, "hasVariants", variants ? "true" : "false", false,
+             variants ? (has_master ? "a variant: its own product row"
+                                    : "the master of a variant group: its own product row, "
+                                      "kiotviet_master_id NULL")
+                      : NULL);
+    ex_field(out, "masterProductId", ex_num_field(rec, "masterProductId"), false,
+             has_master ? "kiotviet_master_id (the variants of one master share it)" : NULL);
+    ex_field(out, "masterUnitId", NULL, false, "a base unit: synced");
+    ex_field(out, "modifiedDate", ex_str_field(rec, "modifiedDate"), false,
+             "kiotviet_modified_at (else createdDate)");
+    const char *wt = ex_num_field(rec, "weight");
+    ex_field(out, "weight", wt, false,
+             !wt                                ? "product_weight_g fallback (grams): absent"
+             : !jc->weight_usable               ? "not used: not positive (KiotViet's 0 = not entered)"
+             : jc->src[JF_PRODUCT_WEIGHT_G] == JS_WEIGHT ? "product_weight_g (grams): used, no attribute gave a weight"
+                                                : "not used: an attribute gave product_weight_g");
+    ex_inventories(out, rec, o);
+    ex_serials(out, rec, o, jc);
+    ex_attributes(out, rec, o, jc);
+    ex_columns(out, o, jc, name);
+    B(kvs_buf_printf(out, "Notes for sync_logs.error_details.attribute_notes: %d\n", p.nnotes));
     if (p.notes.len) {
-        B(kvs_buf_puts(out, "  notes: ["));
+        B(kvs_buf_puts(out, "  ["));
         B(kvs_buf_append(out, p.notes.data, p.notes.len));
         B(kvs_buf_puts(out, "]\n"));
     }
+    B(kvs_buf_puts(out, "Row handed to the database (keys: see mapping.h product_fields):\n  "));
+    B(kvs_buf_append(out, row.data, row.len));
+    B(kvs_buf_puts(out, "\nRESULT: synced as one product row\n"));
 done:
+    free(jc);
     kvs_buf_free(&row);
     map_page_free(&p);
 }
@@ -674,15 +1023,22 @@ int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
         int n = 0;
         const char *p = cfg->branches;
         while (*p) {
-            while (*p == ' ' || *p == ',') p++;
+            while (*p == ' ' || *p == '\t' || *p == ',') p++;
             if (!*p) break;
             char *end;
+            errno = 0;
             long long v = strtoll(p, &end, 10);
-            if (end == p) break;
+            if (end == p || errno || v <= 0 || (*end && *end != ',' && *end != ' ' && *end != '\t')) {
+                kvs_err_set(err, -EINVAL, "%s: [mapping] branches: '%s' is not a list of branch ids",
+                            cfg->path ? cfg->path : "config", cfg->branches);
+                free(b);
+                goto fail;
+            }
             b = kvs_xrealloc(b, (size_t)(n + 1) * sizeof *b);
             b[n++] = v;
             p = end;
         }
+        /* An empty list would count no branch at all: leave it NULL (= all). */
         o->branches = b;
         o->nbranches = n;
     }
