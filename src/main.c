@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "http.h"
 #include "log.h"
 #include "mapping.h"
@@ -36,6 +37,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: kiotviet-syncd [-c FILE] [options]\n"
+            "       kiotviet-syncd status [-c FILE] [--json]\n"
+            "       kiotviet-syncd sync NAME [--full] [-c FILE] [--timeout S]\n"
             "Keeps a shop's PostgreSQL catalogue in step with its KiotViet account.\n\n"
             "  -c, --config FILE   configuration file (INI); DATABASE_URL overrides [database] url\n"
             "      --once          sync every active, sync-enabled KiotViet integration now, then\n"
@@ -47,6 +50,8 @@ static void usage(FILE *f)
             "      --version       print the version and exit\n"
             "  -h, --help          this text\n\n"
             "Without --once it runs as a daemon: SIGHUP reloads, SIGTERM stops gracefully.\n"
+            "status shows every integration; sync asks the running daemon to run one now\n"
+            "and waits for it (exit 0 ok, 1 failed, 2 timeout). See kiotviet-syncd(8).\n"
             "Exit codes: 0 ok, 1 failure, 64 bad usage, 78 configuration error.\n");
 }
 
@@ -134,6 +139,8 @@ static void warn_config_mode(const kvs_config *cfg)
 
 int main(int argc, char **argv)
 {
+    /* Operator subcommands are short-lived database clients, not the daemon (ctl.c). */
+    if (argc > 1 && ctl_is_command(argv[1])) return ctl_main(argc - 1, argv + 1);
     enum { OPT_ONCE = 256, OPT_FULL, OPT_CHECK, OPT_VERSION, OPT_ROOT, OPT_ONLY };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},

@@ -1,0 +1,893 @@
+/* Operator subcommands: `status` and `sync NAME` (run now). See ctl.h.
+ *
+ * Blocking libpq on purpose: these are one-shot commands with no event loop to keep
+ * responsive, so plain PQexecParams is the simplest correct choice (the daemon itself never
+ * blocks, see db.c). Only unnamed statements and autocommit, so they work through any pooler.
+ * Times travel as epoch microseconds (0 = NULL) and relative times use the database's clock,
+ * the clock last_sync_at and started_at were written with. */
+#include "ctl.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "util.h"
+
+#define EX_USAGE_CODE 64
+#define CTL_APP_NAME "kiotviet-syncd ctl"
+#define DAEMON_APP_NAME "kiotviet-syncd control" /* the scheduler's control connection */
+#define SYNC_POLL_MS 300
+#define SYNC_DEFAULT_TIMEOUT_S 900
+
+/* ---- SQL ---------------------------------------------------------------------------------- */
+
+/* One sync_logs row, aliased l; the LC_* enum below is its column order. "@" is the schema. */
+#define LOG_SELECT                                                                              \
+    "SELECT l.\"id\"::text AS log_id, l.\"status\" AS log_status, l.\"sync_type\" AS log_type,"  \
+    " (extract(epoch from l.\"started_at\") * 1000000)::bigint AS log_started,"                 \
+    " (extract(epoch from l.\"completed_at\") * 1000000)::bigint AS log_completed,"             \
+    " l.\"products_synced\", l.\"products_created\", l.\"products_updated\","                   \
+    " l.\"products_failed\", l.\"products_deactivated\", l.\"categories_synced\","              \
+    " l.\"categories_created\", l.\"categories_updated\", l.\"categories_failed\","             \
+    " l.\"categories_deactivated\", l.\"requests_made\", l.\"error_message\", l.\"daemon_id\""  \
+    " FROM @.\"sync_logs\" l"
+
+enum { LC_ID, LC_STATUS, LC_TYPE, LC_STARTED, LC_COMPLETED, LC_COUNTS, LC_REQUESTS = LC_COUNTS + 10,
+       LC_ERROR, LC_DAEMON, LC__COUNT };
+
+/* Every kiotviet* integration with its running run, its last finished run and the product
+ * count of its last good full read (the denominator of a running full read's progress). */
+static const char status_sql[] =
+    "SELECT i.\"id\"::text, i.\"name\", i.\"display_name\", i.\"retailer\", i.\"is_active\","
+    " i.\"sync_enabled\", i.\"sync_interval_minutes\","
+    " (extract(epoch from i.\"last_sync_at\") * 1000000)::bigint, i.\"consecutive_failures\","
+    " (extract(epoch from i.\"token_expires_at\") * 1000000)::bigint,"
+    " coalesce(i.\"access_token\", '') <> '',"
+    " coalesce(i.\"client_id\", '') <> '' AND coalesce(i.\"client_secret\", '') <> '' AND"
+    " coalesce(i.\"retailer\", '') <> '',"
+    " i.\"sync_lease_owner\", (extract(epoch from i.\"sync_lease_expires_at\") * 1000000)::bigint,"
+    " coalesce(i.\"sync_lease_owner\" IS NOT NULL AND i.\"sync_lease_expires_at\" > now(), false),"
+    " (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint, i.\"sync_request_full\","
+    " (extract(epoch from i.\"last_full_sync_at\") * 1000000)::bigint,"
+    " (extract(epoch from now()) * 1000000)::bigint, r.*, f.*, e.\"products_synced\""
+    " FROM @.\"third_party_integrations\" i"
+    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
+    " l.\"status\" = 'running' ORDER BY l.\"started_at\" DESC, l.\"id\" DESC LIMIT 1) r ON true"
+    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
+    " l.\"status\" <> 'running' ORDER BY l.\"started_at\" DESC, l.\"id\" DESC LIMIT 1) f ON true"
+    " LEFT JOIN LATERAL (SELECT l.\"products_synced\" FROM @.\"sync_logs\" l"
+    " WHERE l.\"integration_id\" = i.\"id\" AND l.\"status\" IN ('success', 'partial') AND"
+    " l.\"sync_type\" IN ('full', 'reconcile') ORDER BY l.\"started_at\" DESC, l.\"id\" DESC"
+    " LIMIT 1) e ON true"
+    " WHERE i.\"name\" LIKE 'kiotviet%' ORDER BY i.\"name\"";
+
+enum { IC_ID, IC_NAME, IC_DISPLAY, IC_RETAILER, IC_ACTIVE, IC_ENABLED, IC_INTERVAL, IC_LAST_SYNC,
+       IC_FAILURES, IC_TOKEN_EXP, IC_HAS_TOKEN, IC_CREDS_OK, IC_LEASE_OWNER, IC_LEASE_EXP,
+       IC_LEASE_LIVE, IC_REQUESTED, IC_REQUEST_FULL, IC_LAST_FULL, IC_NOW, IC_RUNNING,
+       IC_LAST = IC_RUNNING + LC__COUNT, IC_ESTIMATE = IC_LAST + LC__COUNT, IC__COUNT };
+
+static const char daemons_sql[] =
+    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = current_database() AND"
+    " application_name = '" DAEMON_APP_NAME "'";
+
+static const char find_sql[] =
+    "SELECT \"id\"::text, \"is_active\", \"sync_enabled\" FROM @.\"third_party_integrations\""
+    " WHERE \"name\" = $1";
+
+static const char names_sql[] =
+    "SELECT coalesce(string_agg(\"name\", ', ' ORDER BY \"name\"), '')"
+    " FROM @.\"third_party_integrations\" WHERE \"name\" LIKE 'kiotviet%'";
+
+/* The run-now request. A pending full request stays full. The daemon clears both columns
+ * after the run that served the request (store.c ST_REQUEST_CLEAR). */
+static const char request_sql[] =
+    "UPDATE @.\"third_party_integrations\" SET \"sync_requested_at\" = now(),"
+    " \"sync_request_full\" = \"sync_request_full\" OR $2::boolean WHERE \"id\" = $1::uuid"
+    " RETURNING \"sync_requested_at\"::text";
+
+/* Nobody LISTENs yet (the scheduler polls); sent so that a listening daemon can react at once. */
+static const char notify_sql[] = "SELECT pg_catalog.pg_notify('kiotviet_sync', $1)";
+
+/* The request still pending (NULL once served), and the newest run started after it. */
+static const char poll_sql[] =
+    "SELECT (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint,"
+    " (extract(epoch from now()) * 1000000)::bigint, r.* FROM @.\"third_party_integrations\" i"
+    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
+    " l.\"started_at\" >= $2::timestamptz ORDER BY l.\"id\" DESC LIMIT 1) r ON true"
+    " WHERE i.\"id\" = $1::uuid";
+
+/* Replaces "@" by the quoted schema. Returns a new string (caller frees). */
+static char *sql_for(const char *tmpl, const char *schema_q)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    for (const char *p = tmpl; *p; p++) {
+        if (*p == '@')
+            REQUIRE(kvs_buf_puts(&b, schema_q) == 0);
+        else
+            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
+    }
+    return kvs_buf_steal(&b);
+}
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static const char *val(PGresult *r, int row, int col) /* NULL for SQL NULL; borrowed from r */
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int64_t i64(PGresult *r, int row, int col)
+{
+    const char *v = val(r, row, col);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static bool boolv(PGresult *r, int row, int col)
+{
+    const char *v = val(r, row, col);
+    return v && v[0] == 't';
+}
+
+/* "2024-05-01T03:00:03.250000Z" (UTC), for --json. */
+static void fmt_iso(int64_t us, char *buf, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char s[32];
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%06dZ", s, (int)(us % 1000000));
+}
+
+/* "2024-05-01 10:00:03 +0700" in the local time zone, for people. */
+static void fmt_local(int64_t us, char *buf, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%d %H:%M:%S %z", &tm);
+}
+
+/* A duration for people: "42 s", "12 min", "3 h 05 min", "2 d 4 h". */
+static void fmt_span(int64_t us, char *buf, size_t cap)
+{
+    int64_t s = (us < 0 ? -us : us) / 1000000;
+    if (s < 120)
+        snprintf(buf, cap, "%" PRId64 " s", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%" PRId64 " min", s / 60);
+    else if (s < 86400 * 2)
+        snprintf(buf, cap, "%" PRId64 " h %02" PRId64 " min", s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, cap, "%" PRId64 " d %" PRId64 " h", s / 86400, s / 3600 % 24);
+}
+
+/* "2024-05-01 10:00:03 +0700 (in 48 min)" or "(12 min ago)". */
+static void fmt_when(int64_t us, int64_t now_us, char *buf, size_t cap)
+{
+    char at[40], span[40];
+    fmt_local(us, at, sizeof at);
+    fmt_span(us - now_us, span, sizeof span);
+    snprintf(buf, cap, "%s (%s%s%s)", at, us >= now_us ? "in " : "", span,
+             us >= now_us ? "" : " ago");
+}
+
+static void json_str(cJSON *o, const char *k, const char *v)
+{
+    if (v)
+        cJSON_AddStringToObject(o, k, v);
+    else
+        cJSON_AddNullToObject(o, k);
+}
+
+static void json_time(cJSON *o, const char *k, int64_t us)
+{
+    char b[40];
+    if (!us) {
+        cJSON_AddNullToObject(o, k);
+        return;
+    }
+    fmt_iso(us, b, sizeof b);
+    cJSON_AddStringToObject(o, k, b);
+}
+
+/* ---- connection ----------------------------------------------------------------------------- */
+
+/* Loads the configuration: -c FILE, else the installed file when it exists, else defaults
+ * (DATABASE_URL). Returns NULL after printing why. */
+static kvs_config *ctl_config(const char *cmd, const char *path)
+{
+    if (!path && access(CTL_DEFAULT_CONFIG, F_OK) == 0) path = CTL_DEFAULT_CONFIG;
+    kvs_err e;
+    kvs_err_clear(&e);
+    kvs_config *cfg = config_load(path, &e);
+    if (!cfg) fprintf(stderr, "kiotviet-syncd %s: configuration error: %s\n", cmd, e.msg);
+    return cfg;
+}
+
+static PGconn *ctl_connect(const char *cmd, const kvs_config *cfg)
+{
+    /* libpq waits forever for a connection by default; the conninfo may still set its own. */
+    char t[16];
+    snprintf(t, sizeof t, "%d", cfg->db_connect_timeout_s);
+    setenv("PGCONNECT_TIMEOUT", t, 0);
+    kvs_err e;
+    kvs_err_clear(&e);
+    PGconn *pg = db_connect_blocking(cfg->db_url, &e);
+    if (!pg) {
+        fprintf(stderr, "kiotviet-syncd %s: %s\n", cmd, e.msg);
+        return NULL;
+    }
+    char st[32];
+    snprintf(st, sizeof st, "%d", cfg->db_statement_timeout_s * 1000);
+    const char *p[2] = {CTL_APP_NAME, st};
+    PGresult *r = PQexecParams(pg,
+                               "SELECT pg_catalog.set_config('application_name', $1, false),"
+                               " pg_catalog.set_config('statement_timeout', $2, false)",
+                               2, NULL, p, NULL, NULL, 0);
+    PQclear(r); /* cosmetic settings: a failure here would show in the first real query */
+    return pg;
+}
+
+/* Runs one statement; on error prints it and returns NULL. Caller PQclears. */
+static PGresult *ctl_query(const char *cmd, PGconn *pg, const char *sql, int n,
+                           const char *const *params)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+    msg[strcspn(msg, "\n")] = '\0';
+    fprintf(stderr, "kiotviet-syncd %s: database error: %s\n", cmd, msg);
+    if (strstr(msg, "does not exist"))
+        fprintf(stderr, "  (has db/migrations/add_kiotviet_integration.sql been applied to this "
+                        "database and [database] schema?)\n");
+    PQclear(r);
+    return NULL;
+}
+
+static long daemons_connected(PGconn *pg)
+{
+    PGresult *r = PQexecParams(pg, daemons_sql, 0, NULL, NULL, NULL, NULL, 0);
+    long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return n;
+}
+
+/* ---- sync_logs rows ------------------------------------------------------------------------- */
+
+typedef struct run_log {
+    bool present;
+    long long id;
+    const char *status, *type;   /* borrowed from the PGresult */
+    int64_t started_us, completed_us;
+    int p[5], c[5];              /* synced, created, updated, failed, deactivated */
+    int requests;
+    const char *error, *daemon_id; /* borrowed, NULL = none */
+} run_log;
+
+static void run_log_parse(PGresult *r, int row, int c0, run_log *l)
+{
+    memset(l, 0, sizeof *l);
+    if (PQgetisnull(r, row, c0 + LC_ID)) return;
+    l->present = true;
+    l->id = strtoll(PQgetvalue(r, row, c0 + LC_ID), NULL, 10);
+    l->status = PQgetvalue(r, row, c0 + LC_STATUS);
+    l->type = PQgetvalue(r, row, c0 + LC_TYPE);
+    l->started_us = i64(r, row, c0 + LC_STARTED);
+    l->completed_us = i64(r, row, c0 + LC_COMPLETED);
+    for (int i = 0; i < 5; i++) {
+        l->p[i] = (int)i64(r, row, c0 + LC_COUNTS + i);
+        l->c[i] = (int)i64(r, row, c0 + LC_COUNTS + 5 + i);
+    }
+    l->requests = (int)i64(r, row, c0 + LC_REQUESTS);
+    l->error = val(r, row, c0 + LC_ERROR);
+    l->daemon_id = val(r, row, c0 + LC_DAEMON);
+}
+
+static double run_log_seconds(const run_log *l, int64_t now_us)
+{
+    int64_t end = l->completed_us ? l->completed_us : now_us;
+    return (double)(end - l->started_us) / 1e6;
+}
+
+/* The same wording as `--once` prints (scheduler.c print_once_result). */
+static void run_log_print_line(FILE *f, const char *name, const run_log *l)
+{
+    fprintf(f,
+            "%s: %s (%s, run %lld, %.1f s): categories %d synced (%d new, %d changed, %d failed, "
+            "%d removed); products %d synced (%d new, %d changed, %d failed, %d removed); "
+            "%d requests",
+            name, l->status, l->type, l->id, run_log_seconds(l, l->completed_us), l->c[0], l->c[1],
+            l->c[2], l->c[3], l->c[4], l->p[0], l->p[1], l->p[2], l->p[3], l->p[4], l->requests);
+    if (l->error) fprintf(f, ": %s", l->error);
+    fprintf(f, "\n");
+}
+
+static cJSON *run_log_json(const run_log *l, int64_t now_us)
+{
+    static const char *const keys[5] = {"synced", "created", "updated", "failed", "deactivated"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)l->id);
+    cJSON_AddStringToObject(o, "status", l->status);
+    cJSON_AddStringToObject(o, "sync_type", l->type);
+    json_time(o, "started_at", l->started_us);
+    json_time(o, "completed_at", l->completed_us);
+    cJSON_AddNumberToObject(o, "duration_s", (double)(int64_t)(run_log_seconds(l, now_us) * 10) / 10);
+    cJSON *p = cJSON_AddObjectToObject(o, "products");
+    cJSON *c = cJSON_AddObjectToObject(o, "categories");
+    for (int i = 0; i < 5; i++) {
+        cJSON_AddNumberToObject(p, keys[i], l->p[i]);
+        cJSON_AddNumberToObject(c, keys[i], l->c[i]);
+    }
+    cJSON_AddNumberToObject(o, "requests", l->requests);
+    json_str(o, "error_message", l->error);
+    json_str(o, "daemon_id", l->daemon_id);
+    return o;
+}
+
+/* ---- status --------------------------------------------------------------------------------- */
+
+typedef struct integ_status {
+    const char *id, *name, *display_name, *retailer, *lease_owner; /* borrowed from the result */
+    bool is_active, sync_enabled, has_token, creds_ok, lease_live, request_full;
+    int interval_min, failures;
+    int64_t last_sync_us, token_exp_us, lease_exp_us, requested_us, last_full_us, now_us;
+    run_log running, last;
+    long estimate;           /* products of the last good full read, -1 = none */
+    /* derived */
+    const char *state;       /* disabled | running | backing_off | idle */
+    bool progress;           /* running shows the running row's counts */
+    bool abandoned;          /* a 'running' row no live lease stands behind */
+    const char *next_reason; /* disabled | after_current_run | requested | first_run | scheduled |
+                                backoff | due */
+    int64_t next_us;         /* 0 = none */
+    uint64_t interval_ms;    /* effective interval, after backoff */
+} integ_status;
+
+/* The scheduler's rule (scheduler.c integ_arm): a run-now request runs at once; a never-synced
+ * integration at once; otherwise last_sync_at + interval, the interval doubled per consecutive
+ * failure up to max_backoff_minutes. The daemon adds up to 3 s of jitter and notices changes
+ * within poll_interval. */
+static void integ_status_derive(integ_status *s, const kvs_config *cfg)
+{
+    bool enabled = s->is_active && s->sync_enabled;
+    s->progress = s->running.present && s->lease_live &&
+                  kvs_streq(s->lease_owner, s->running.daemon_id);
+    s->abandoned = s->running.present && !s->progress;
+    s->state = s->lease_live ? "running" : !enabled ? "disabled" : s->failures > 0 ? "backing_off"
+                                                                                  : "idle";
+    int interval_min = s->interval_min > 0 ? s->interval_min : 60;
+    s->interval_ms = backoff_interval_ms((uint64_t)interval_min * 60000, s->failures,
+                                         (uint64_t)cfg->max_backoff_minutes * 60000);
+    s->next_us = 0;
+    if (!enabled) {
+        s->next_reason = "disabled";
+    } else if (s->lease_live) {
+        s->next_reason = "after_current_run";
+    } else if (s->requested_us) {
+        s->next_reason = "requested";
+        s->next_us = s->now_us;
+    } else if (!s->last_sync_us) {
+        s->next_reason = "first_run";
+        s->next_us = s->now_us;
+    } else {
+        s->next_us = s->last_sync_us + (int64_t)s->interval_ms * 1000;
+        s->next_reason = s->next_us <= s->now_us ? "due" : s->failures > 0 ? "backoff" : "scheduled";
+    }
+}
+
+static void integ_status_parse(PGresult *r, int row, integ_status *s)
+{
+    memset(s, 0, sizeof *s);
+    s->id = val(r, row, IC_ID);
+    s->name = val(r, row, IC_NAME);
+    s->display_name = val(r, row, IC_DISPLAY);
+    s->retailer = val(r, row, IC_RETAILER);
+    s->is_active = boolv(r, row, IC_ACTIVE);
+    s->sync_enabled = boolv(r, row, IC_ENABLED);
+    s->interval_min = (int)i64(r, row, IC_INTERVAL);
+    s->last_sync_us = i64(r, row, IC_LAST_SYNC);
+    s->failures = (int)i64(r, row, IC_FAILURES);
+    s->token_exp_us = i64(r, row, IC_TOKEN_EXP);
+    s->has_token = boolv(r, row, IC_HAS_TOKEN);
+    s->creds_ok = boolv(r, row, IC_CREDS_OK);
+    s->lease_owner = val(r, row, IC_LEASE_OWNER);
+    s->lease_exp_us = i64(r, row, IC_LEASE_EXP);
+    s->lease_live = boolv(r, row, IC_LEASE_LIVE);
+    s->requested_us = i64(r, row, IC_REQUESTED);
+    s->request_full = boolv(r, row, IC_REQUEST_FULL);
+    s->last_full_us = i64(r, row, IC_LAST_FULL);
+    s->now_us = i64(r, row, IC_NOW);
+    run_log_parse(r, row, IC_RUNNING, &s->running);
+    run_log_parse(r, row, IC_LAST, &s->last);
+    s->estimate = val(r, row, IC_ESTIMATE) ? (long)i64(r, row, IC_ESTIMATE) : -1;
+}
+
+static cJSON *integ_status_json(const integ_status *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", s->name);
+    cJSON_AddStringToObject(o, "id", s->id);
+    json_str(o, "display_name", s->display_name);
+    json_str(o, "retailer", s->retailer);
+    cJSON_AddStringToObject(o, "state", s->state);
+    cJSON_AddBoolToObject(o, "is_active", s->is_active);
+    cJSON_AddBoolToObject(o, "sync_enabled", s->sync_enabled);
+    cJSON_AddBoolToObject(o, "credentials_complete", s->creds_ok);
+    cJSON_AddNumberToObject(o, "interval_minutes", s->interval_min);
+    cJSON_AddNumberToObject(o, "effective_interval_minutes", (double)(s->interval_ms / 60000));
+    cJSON_AddNumberToObject(o, "consecutive_failures", s->failures);
+    json_time(o, "last_sync_at", s->last_sync_us);
+    json_time(o, "last_full_sync_at", s->last_full_us);
+    cJSON *next = cJSON_AddObjectToObject(o, "next_run");
+    json_time(next, "at", s->next_us);
+    cJSON_AddStringToObject(next, "reason", s->next_reason);
+    if (s->requested_us) {
+        cJSON *rq = cJSON_AddObjectToObject(o, "request");
+        json_time(rq, "requested_at", s->requested_us);
+        cJSON_AddBoolToObject(rq, "full", s->request_full);
+    } else {
+        cJSON_AddNullToObject(o, "request");
+    }
+    if (s->progress) {
+        cJSON *run = run_log_json(&s->running, s->now_us);
+        if (s->estimate >= 0 && strcmp(s->running.type, "incremental"))
+            cJSON_AddNumberToObject(run, "products_expected", (double)s->estimate);
+        cJSON_AddItemToObject(o, "running", run);
+    } else {
+        cJSON_AddNullToObject(o, "running");
+    }
+    if (s->abandoned)
+        cJSON_AddNumberToObject(o, "abandoned_run_id", (double)s->running.id);
+    if (s->last.present)
+        cJSON_AddItemToObject(o, "last_run", run_log_json(&s->last, s->now_us));
+    else
+        cJSON_AddNullToObject(o, "last_run");
+    cJSON *tok = cJSON_AddObjectToObject(o, "token"); /* never the token itself */
+    cJSON_AddBoolToObject(tok, "present", s->has_token);
+    json_time(tok, "expires_at", s->token_exp_us);
+    cJSON_AddBoolToObject(tok, "expired", s->has_token && s->token_exp_us <= s->now_us);
+    if (s->lease_owner) {
+        cJSON *ls = cJSON_AddObjectToObject(o, "lease");
+        cJSON_AddStringToObject(ls, "owner", s->lease_owner);
+        json_time(ls, "expires_at", s->lease_exp_us);
+        cJSON_AddBoolToObject(ls, "live", s->lease_live);
+    } else {
+        cJSON_AddNullToObject(o, "lease");
+    }
+    return o;
+}
+
+static void print_counts(const char *what, const int *n)
+{
+    printf("%s %d synced (%d new, %d changed, %d failed, %d removed)", what, n[0], n[1], n[2],
+           n[3], n[4]);
+}
+
+static void integ_status_print(const integ_status *s, const kvs_config *cfg)
+{
+    char a[96], b[96];
+    printf("%s", s->name);
+    if (s->retailer && *s->retailer) printf("  (retailer %s)", s->retailer);
+    printf("\n");
+
+    /* state */
+    printf("  state      ");
+    if (!strcmp(s->state, "running")) {
+        if (s->progress) {
+            const run_log *r = &s->running;
+            double secs = run_log_seconds(r, s->now_us);
+            fmt_local(r->started_us, a, sizeof a);
+            printf("running %s sync, run %lld since %s (%.0f s)\n", r->type, r->id, a, secs);
+            printf("             products %d", r->p[0]);
+            if (s->estimate > 0 && strcmp(r->type, "incremental"))
+                printf(" of ~%ld (%ld%%)", s->estimate,
+                       (long)r->p[0] * 100 / (s->estimate > 0 ? s->estimate : 1));
+            printf(", categories %d, %d requests", r->c[0], r->requests);
+            if (secs >= 1) printf(", %.0f products/s", r->p[0] / secs);
+            printf("\n");
+        } else {
+            printf("starting a run (lease taken, no sync_logs row yet)\n");
+        }
+    } else if (!strcmp(s->state, "disabled")) {
+        printf("disabled (%s): the daemon does not sync it\n",
+               !s->is_active ? "is_active = false" : "sync_enabled = false");
+    } else if (!strcmp(s->state, "backing_off")) {
+        printf("backing off after %d failed run%s in a row (interval %d min stretched to %" PRIu64
+               " min)\n",
+               s->failures, s->failures == 1 ? "" : "s", s->interval_min > 0 ? s->interval_min : 60,
+               s->interval_ms / 60000);
+    } else {
+        printf("idle%s\n", s->last_sync_us ? "" : ", never synced");
+    }
+    if (!s->creds_ok)
+        printf("  warning    credentials incomplete: set client_id, client_secret and retailer\n");
+    if (s->abandoned)
+        printf("  note       run %lld is still marked 'running' but no daemon holds the lease: "
+               "it was abandoned and is closed as failed when a daemon starts\n",
+               s->running.id);
+
+    /* last run */
+    if (s->last.present) {
+        const run_log *l = &s->last;
+        fmt_when(l->started_us, s->now_us, a, sizeof a);
+        printf("  last run   %s, %s, run %lld, %s, took %.1f s\n", l->status, l->type, l->id, a,
+               run_log_seconds(l, s->now_us));
+        printf("             ");
+        print_counts("categories", l->c);
+        printf("\n             ");
+        print_counts("products", l->p);
+        printf(", %d requests\n", l->requests);
+        if (l->error) printf("  error      %s\n", l->error);
+    } else {
+        printf("  last run   none\n");
+    }
+
+    /* next run */
+    printf("  next run   ");
+    const char *r = s->next_reason;
+    int every = s->interval_min > 0 ? s->interval_min : 60;
+    if (!strcmp(r, "disabled")) {
+        printf("none (disabled)\n");
+    } else if (!strcmp(r, "after_current_run")) {
+        printf("%d min after the current run ends\n", (int)(s->interval_ms / 60000));
+    } else if (!strcmp(r, "requested")) {
+        fmt_local(s->requested_us, a, sizeof a);
+        printf("now: %s run requested at %s (a daemon picks it up within %d s)\n",
+               s->request_full ? "full" : "incremental", a, cfg->poll_interval_s);
+    } else if (!strcmp(r, "first_run")) {
+        printf("now: first run (a daemon picks it up within %d s)\n", cfg->poll_interval_s);
+    } else if (!strcmp(r, "due")) {
+        fmt_when(s->next_us, s->now_us, a, sizeof a);
+        printf("due since %s; a running daemon starts it within %d s\n", a, cfg->poll_interval_s);
+    } else {
+        fmt_when(s->next_us, s->now_us, a, sizeof a);
+        printf("%s, every %d min%s\n", a, every,
+               s->failures > 0 ? " (longer while failing)" : "");
+    }
+
+    /* token, lease */
+    if (!s->has_token) {
+        printf("  token      none yet (fetched at the next run)\n");
+    } else if (s->token_exp_us) {
+        fmt_when(s->token_exp_us, s->now_us, a, sizeof a);
+        printf("  token      %s %s\n", s->token_exp_us > s->now_us ? "valid until" : "expired",
+               a);
+    } else {
+        printf("  token      present, expiry unknown\n");
+    }
+    if (s->lease_owner && s->lease_live) {
+        fmt_when(s->lease_exp_us, s->now_us, b, sizeof b);
+        printf("  lease      held by %s until %s\n", s->lease_owner, b);
+    } else if (s->lease_owner) {
+        printf("  lease      free (expired lease of %s)\n", s->lease_owner);
+    } else {
+        printf("  lease      free\n");
+    }
+}
+
+static int ctl_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'j': json = true; break;
+        case 'h':
+            printf("Usage: kiotviet-syncd status [-c FILE] [--json]\n"
+                   "Shows every KiotViet integration: state, last run, next run, token expiry,\n"
+                   "lease. Reads the database only. Without -c: " CTL_DEFAULT_CONFIG
+                   " if it exists.\n");
+            return 0;
+        default: return EX_USAGE_CODE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kiotviet-syncd status: unexpected argument '%s'\n", argv[optind]);
+        return EX_USAGE_CODE;
+    }
+    int rc = 1;
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    char *sql = NULL, *schema_q = NULL;
+    cJSON *root = NULL;
+    kvs_config *cfg = ctl_config("status", path);
+    if (!cfg) return KVS_EX_CONFIG;
+    pg = ctl_connect("status", cfg);
+    if (!pg) goto cleanup;
+    schema_q = db_quote_ident(cfg->db_schema);
+    sql = sql_for(status_sql, schema_q);
+    res = ctl_query("status", pg, sql, 0, NULL);
+    if (!res) goto cleanup;
+    REQUIRE(PQnfields(res) == IC__COUNT);
+    long daemons = daemons_connected(pg);
+    int n = PQntuples(res);
+    integ_status *st = kvs_xcalloc((size_t)n + 1, sizeof *st);
+    for (int i = 0; i < n; i++) {
+        integ_status_parse(res, i, &st[i]);
+        integ_status_derive(&st[i], cfg);
+    }
+    if (json) {
+        root = cJSON_CreateObject();
+        char now[40];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        fmt_iso(n ? st[0].now_us : (int64_t)ts.tv_sec * 1000000, now, sizeof now);
+        cJSON_AddStringToObject(root, "now", now);
+        cJSON_AddStringToObject(root, "database", PQdb(pg));
+        cJSON_AddStringToObject(root, "schema", cfg->db_schema);
+        if (daemons >= 0)
+            cJSON_AddNumberToObject(root, "daemons_connected", (double)daemons);
+        else
+            cJSON_AddNullToObject(root, "daemons_connected");
+        cJSON *arr = cJSON_AddArrayToObject(root, "integrations");
+        for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, integ_status_json(&st[i]));
+        char *text = cJSON_Print(root);
+        REQUIRE(text);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        const char *host = PQhost(pg);
+        printf("database %s on %s:%s, ", PQdb(pg), host && *host == '/' ? "(socket)" : host,
+               PQport(pg));
+        if (daemons >= 0)
+            printf("%ld kiotviet-syncd daemon%s connected\n", daemons, daemons == 1 ? "" : "s");
+        else
+            printf("daemons unknown (pg_stat_activity not readable)\n");
+        if (n == 0)
+            printf("\nno KiotViet integration (a third_party_integrations row named kiotviet or "
+                   "kiotviet-*): apply the migration, which creates one\n");
+        for (int i = 0; i < n; i++) {
+            printf("\n");
+            integ_status_print(&st[i], cfg);
+        }
+    }
+    fflush(stdout);
+    free(st);
+    rc = 0;
+
+cleanup:
+    cJSON_Delete(root);
+    PQclear(res);
+    PQfinish(pg);
+    free(sql);
+    free(schema_q);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- sync NAME ------------------------------------------------------------------------------ */
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Explains why NAME cannot be synced; returns the exit code. */
+static int sync_unknown(PGconn *pg, const char *schema_q, const char *name)
+{
+    char *sql = sql_for(names_sql, schema_q);
+    PGresult *r = ctl_query("sync", pg, sql, 0, NULL);
+    free(sql);
+    const char *names = r && PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
+    if (strncmp(name, "kiotviet", 8))
+        fprintf(stderr, "kiotviet-syncd sync: '%s' is not a KiotViet integration: the daemon syncs "
+                        "the third_party_integrations rows named kiotviet or kiotviet-*",
+                name);
+    else
+        fprintf(stderr, "kiotviet-syncd sync: no integration named '%s' in third_party_integrations",
+                name);
+    fprintf(stderr, " (KiotViet integrations: %s)\n", *names ? names : "none");
+    PQclear(r);
+    return CTL_EX_FAILED;
+}
+
+static int ctl_sync(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"full", no_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool full = false;
+    double timeout_s = SYNC_DEFAULT_TIMEOUT_S;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'f': full = true; break;
+        case 't': {
+            char *end;
+            timeout_s = strtod(optarg, &end);
+            if (*end || end == optarg || !(timeout_s > 0)) {
+                fprintf(stderr, "kiotviet-syncd sync: --timeout wants seconds > 0, not '%s'\n",
+                        optarg);
+                return EX_USAGE_CODE;
+            }
+            break;
+        }
+        case 'h':
+            printf("Usage: kiotviet-syncd sync NAME [--full] [-c FILE] [--timeout S]\n"
+                   "Asks the running daemon(s), through the database, to sync integration NAME\n"
+                   "now (--full: read everything), waits for the run and prints its result.\n"
+                   "Exit: 0 success or partial, 1 failed, 2 no result within --timeout (default "
+                   "%d s; the request stays queued).\n",
+                   SYNC_DEFAULT_TIMEOUT_S);
+            return 0;
+        default: return EX_USAGE_CODE;
+        }
+    }
+    if (argc - optind != 1) {
+        fprintf(stderr, "kiotviet-syncd sync: %s\nUsage: kiotviet-syncd sync NAME [--full] [-c "
+                        "FILE] [--timeout S]\n",
+                optind >= argc ? "which integration? (see kiotviet-syncd status)"
+                               : "only one integration name");
+        return EX_USAGE_CODE;
+    }
+    const char *name = argv[optind];
+    int rc = CTL_EX_FAILED;
+    PGconn *pg = NULL;
+    PGresult *res = NULL;
+    char *schema_q = NULL, *sql_poll = NULL, *id = NULL, *req_at = NULL;
+    kvs_config *cfg = ctl_config("sync", path);
+    if (!cfg) return KVS_EX_CONFIG;
+    bool tty = isatty(STDERR_FILENO);
+    pg = ctl_connect("sync", cfg);
+    if (!pg) goto cleanup;
+    schema_q = db_quote_ident(cfg->db_schema);
+
+    /* 1. Which integration; the daemon only runs enabled KiotViet rows. */
+    char *sql = sql_for(find_sql, schema_q);
+    const char *p1[1] = {name};
+    res = ctl_query("sync", pg, sql, 1, p1);
+    free(sql);
+    if (!res) goto cleanup;
+    if (PQntuples(res) != 1 || strncmp(name, "kiotviet", 8)) {
+        rc = sync_unknown(pg, schema_q, name);
+        goto cleanup;
+    }
+    id = kvs_strdup(PQgetvalue(res, 0, 0));
+    if (!boolv(res, 0, 1) || !boolv(res, 0, 2)) {
+        fprintf(stderr,
+                "kiotviet-syncd sync: %s is not enabled (%s): no daemon will run it. Enable it "
+                "with UPDATE third_party_integrations SET is_active = true, sync_enabled = true "
+                "WHERE name = '%s'; or run it once by hand: kiotviet-syncd --once --only %s\n",
+                name, !boolv(res, 0, 1) ? "is_active = false" : "sync_enabled = false", name, name);
+        goto cleanup;
+    }
+    PQclear(res);
+    res = NULL;
+
+    /* 2. The request, and a NOTIFY for daemons that listen. */
+    sql = sql_for(request_sql, schema_q);
+    const char *p2[2] = {id, full ? "true" : "false"};
+    res = ctl_query("sync", pg, sql, 2, p2);
+    free(sql);
+    if (!res || PQntuples(res) != 1) goto cleanup;
+    req_at = kvs_strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = NULL;
+    PQclear(ctl_query("sync", pg, notify_sql, 1, p1));
+    long daemons = daemons_connected(pg);
+    fprintf(stderr, "%s: %s sync requested; waiting up to %.0f s for a daemon to run it\n", name,
+            full ? "full" : "incremental", timeout_s);
+    if (daemons == 0)
+        fprintf(stderr, "%s: warning: no kiotviet-syncd daemon is connected to this database right "
+                        "now (through a pooler this may not be visible); the request waits in "
+                        "the table until one runs it. Without a daemon: kiotviet-syncd --once "
+                        "--only %s%s\n",
+                name, name, full ? " --full" : "");
+
+    /* 3. Wait until the request is served (the daemon clears it after the run that served it)
+     *    and report the newest run started after it. */
+    sql_poll = sql_for(poll_sql, schema_q);
+    const char *p3[2] = {id, req_at};
+    uint64_t t0 = kvs_now_mono_ms(), deadline = t0 + (uint64_t)(timeout_s * 1000);
+    long long seen_run = 0;
+    bool progress_shown = false;
+    for (;;) {
+        res = ctl_query("sync", pg, sql_poll, 2, p3);
+        if (!res) goto cleanup;
+        if (PQntuples(res) != 1) {
+            fprintf(stderr, "kiotviet-syncd sync: integration %s was deleted while waiting\n", name);
+            goto cleanup;
+        }
+        bool pending = !PQgetisnull(res, 0, 0);
+        int64_t now_us = i64(res, 0, 1);
+        run_log l;
+        run_log_parse(res, 0, 2, &l);
+        bool finished = l.present && strcmp(l.status, "running") != 0;
+        if (!pending && finished) {
+            if (progress_shown) fprintf(stderr, "\r\033[K");
+            run_log_print_line(stdout, name, &l);
+            fflush(stdout);
+            rc = !strcmp(l.status, "success") || !strcmp(l.status, "partial") ? CTL_EX_OK
+                                                                               : CTL_EX_FAILED;
+            goto cleanup;
+        }
+        if (!pending && !l.present) {
+            if (progress_shown) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "%s: the request was served but no sync_logs row was written after "
+                            "it; see the daemon's log (journalctl -u kiotviet-sync)\n",
+                    name);
+            goto cleanup;
+        }
+        uint64_t now = kvs_now_mono_ms();
+        if (l.present && l.id != seen_run && !tty) {
+            fprintf(stderr, "%s: run %lld started (%s)\n", name, l.id, l.type);
+            seen_run = l.id;
+        }
+        if (tty) {
+            if (l.present)
+                fprintf(stderr, "\r\033[K%s: %s sync running (run %lld, %.0f s): products %d, "
+                                "categories %d, %d requests",
+                        name, l.type, l.id, run_log_seconds(&l, now_us), l.p[0], l.c[0],
+                        l.requests);
+            else
+                fprintf(stderr, "\r\033[K%s: waiting for a daemon to start the run (%" PRIu64
+                                " s; daemons look every %d s)",
+                        name, (now - t0) / 1000, cfg->poll_interval_s);
+            progress_shown = true;
+        }
+        PQclear(res);
+        res = NULL;
+        if (now >= deadline) {
+            if (progress_shown) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "%s: no result within %.0f s; the request stays queued and a daemon "
+                            "runs it when it can (see kiotviet-syncd status)\n",
+                    name, timeout_s);
+            rc = CTL_EX_TIMEOUT;
+            goto cleanup;
+        }
+        sleep_ms(SYNC_POLL_MS);
+    }
+
+cleanup:
+    PQclear(res);
+    PQfinish(pg);
+    free(schema_q);
+    free(sql_poll);
+    free(id);
+    free(req_at);
+    config_free(cfg);
+    return rc;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+bool ctl_is_command(const char *arg)
+{
+    return arg && (!strcmp(arg, "status") || !strcmp(arg, "sync"));
+}
+
+int ctl_main(int argc, char **argv)
+{
+    REQUIRE(argc >= 1 && ctl_is_command(argv[0]));
+    return !strcmp(argv[0], "status") ? ctl_status(argc, argv) : ctl_sync(argc, argv);
+}
