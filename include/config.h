@@ -57,6 +57,9 @@ extern const char *const config_mapping_keys[KVS_MAPPING_KEYS];
 /* Loads path (NULL = defaults only, still honouring DATABASE_URL). Returns a new config or
  * NULL with err set. */
 kvs_config *config_load(const char *path, kvs_err *err);
+/* The same from INI text in memory (len bytes; name is used in messages; the result's path is
+ * NULL). For tests and the fuzz target. */
+kvs_config *config_load_text(const char *text, size_t len, const char *name, kvs_err *err);
 void config_free(kvs_config *c);
 /* Writes into buf a comma-separated list of no-reload keys whose values differ; returns count. */
 int config_diff_noreload(const kvs_config *old, const kvs_config *nw, char *buf, size_t cap);

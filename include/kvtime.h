@@ -15,7 +15,9 @@
  * optionally followed by "Z", "±HH:MM", "±HHMM" or "±HH"; and "/Date(ms)/",
  * "/Date(ms±HHMM)/". Calendar fields are range-checked (leap years included). A 7th fraction
  * digit (100 ns) is truncated to microseconds. Returns 0 and microseconds since the Unix
- * epoch (UTC), or -EINVAL. */
+ * epoch (UTC), or -EINVAL. Instants whose Vietnam wall-clock year would fall outside
+ * 0001..9999 are -EINVAL too, so every formatter below writes a 4-digit year that reads back
+ * (and kvtime_format_vn's text is one PostgreSQL accepts). */
 int kvtime_parse(const char *s, int64_t *out_us) KVS_MUSTCHECK;
 /* "2025-06-17T14:34:09.013+07:00": Vietnam time with explicit offset, fraction trimmed
  * (none when whole seconds). For Postgres timestamptz parameters and for people. */

@@ -1,8 +1,13 @@
-/* Configuration parsing and validation, driven by one key table. */
+/* Configuration parsing and validation, driven by one key table.
+ *
+ * The INI reader is our own (it replaced libinih's ini_parse_stream): inih cuts lines at 200
+ * bytes and parses the rest as a new line, so a long [database] url failed with a "syntax
+ * error" on the wrong line, or worse, a piece of its password became an "unknown key" named
+ * in the error message. Lines here have no length limit, and error messages never quote a
+ * line's text. */
 #include "config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -64,12 +69,14 @@ static const key_def keys[] = {
 
 typedef struct parse_state {
     kvs_config *cfg;
-    const char *path;
-    FILE *fp;
+    const char *path; /* for messages */
     int line;
     kvs_err *err;
     int failed;
 } parse_state;
+
+/* Largest configuration accepted; real ones are a few KB. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
 
 static const key_def *key_find(const char *section, const char *name)
 {
@@ -142,8 +149,13 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
     }
     const key_def *k = key_find(section, name);
     if (!k) {
+        /* Only a name that looks like a key is repeated: a stray line could be a secret. */
+        bool plain = *name && strlen(name) <= 64;
+        for (const char *p = name; *p && plain; p++)
+            plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.';
         kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: unknown key", st->path, st->line, section,
-                    name);
+                    plain ? name : "(a key with unusual characters)");
         st->failed = 1;
         return 0;
     }
@@ -155,13 +167,106 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
     return 1;
 }
 
-/* inih's reader callback; counting lines here gives the handler the current line number. */
-static char *line_reader(char *str, int num, void *stream)
+static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* Trims s[0..*n) on both sides in place; returns the new start. */
+static char *trim(char *s, size_t *n)
 {
-    parse_state *st = stream;
-    char *r = fgets(str, num, st->fp);
-    if (r) st->line++;
-    return r;
+    while (*n && is_space(*s)) s++, (*n)--;
+    while (*n && is_space(s[*n - 1])) (*n)--;
+    s[*n] = '\0';
+    return s;
+}
+
+/* INI as inih read it with our settings: "[section]", "key = value" or "key: value" (first
+ * '=' or ':' splits), comments on lines starting with ';' or '#' and after " ;" inside a line,
+ * surrounding white space ignored, a UTF-8 BOM skipped. Unlike inih, an indented line is an
+ * ordinary line (not a continuation of the previous value) and lines have no length limit.
+ * text[0..len) is modified in place (NUL-terminated at len). Returns 0, or -EINVAL with err
+ * set ("file:line: ..."; the first error wins). */
+static int ini_parse_text(char *text, size_t len, parse_state *st)
+{
+    char section[128] = "";
+    char *p = text, *end = text + len;
+    if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    if (memchr(text, '\0', len)) {
+        const char *z = memchr(text, '\0', len);
+        int line = 1;
+        for (const char *q = text; q < z; q++) line += *q == '\n';
+        kvs_err_set(st->err, -EINVAL, "%s:%d: NUL byte in the file", st->path, line);
+        return -EINVAL;
+    }
+    while (p < end && !st->failed) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char *next = nl ? nl + 1 : end;
+        st->line++;
+        char *l = trim(p, &n);
+        p = next;
+        if (!n || *l == ';' || *l == '#') continue;
+        if (*l == '[') {
+            char *close = strchr(l, ']');
+            if (!close) goto syntax;
+            *close = '\0';
+            size_t sn = (size_t)(close - l - 1);
+            char *name = trim(l + 1, &sn);
+            if (sn >= sizeof section) goto syntax;
+            memcpy(section, name, sn + 1);
+            continue;
+        }
+        char *sep = strpbrk(l, "=:");
+        if (!sep) goto syntax;
+        size_t kn = (size_t)(sep - l);
+        char *key = trim(l, &kn);
+        char *value = sep + 1;
+        /* An inline comment starts at ';' after white space. */
+        for (char *c = value; *c; c++) {
+            if (*c == ';' && c > value && is_space(c[-1])) {
+                *c = '\0';
+                break;
+            }
+        }
+        size_t vn = strlen(value);
+        value = trim(value, &vn);
+        if (!kn) goto syntax;
+        if (!on_ini_entry(st, section, key, value)) return -EINVAL;
+    }
+    return st->failed ? -EINVAL : 0;
+syntax:
+    kvs_err_set(st->err, -EINVAL, "%s:%d: syntax error (expected [section] or key = value)",
+                st->path, st->line);
+    return -EINVAL;
+}
+
+/* Reads the whole file (at most CONFIG_MAX_BYTES) into a new NUL-terminated buffer. */
+static int file_read(const char *path, char **out, size_t *outlen, kvs_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int rc = -errno;
+        kvs_err_set(err, rc, "%s: cannot open: %s", path, strerror(errno));
+        return rc;
+    }
+    char *buf = kvs_xmalloc(CONFIG_MAX_BYTES + 2); /* owned; handed to the caller */
+    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
+    int rc = 0;
+    if (ferror(f)) {
+        rc = -EIO;
+        kvs_err_set(err, rc, "%s: cannot read", path);
+    } else if (n > CONFIG_MAX_BYTES) {
+        rc = -EFBIG;
+        kvs_err_set(err, rc, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
+    }
+    fclose(f);
+    if (rc) {
+        explicit_bzero(buf, n); /* it may hold the database password */
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *outlen = n;
+    return 0;
 }
 
 static void defaults_apply(kvs_config *c)
@@ -206,26 +311,14 @@ static int validate(kvs_config *c, const char *path, kvs_err *err)
     return 0;
 }
 
-kvs_config *config_load(const char *path, kvs_err *err)
+/* Defaults, then text (when not NULL), then DATABASE_URL, then validation. */
+static kvs_config *config_build(char *text, size_t len, const char *shown, kvs_err *err)
 {
     kvs_config *c = kvs_xcalloc(1, sizeof *c);
     defaults_apply(c);
-    const char *shown = path ? path : "(defaults)";
-    if (path) {
-        c->path = kvs_strdup(path);
-        parse_state st = {.cfg = c, .path = path, .err = err};
-        st.fp = fopen(path, "r");
-        if (!st.fp) {
-            kvs_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
-            goto fail;
-        }
-        int rc = ini_parse_stream(line_reader, &st, on_ini_entry, &st);
-        fclose(st.fp);
-        if (st.failed) goto fail;
-        if (rc != 0) {
-            kvs_err_set(err, -EINVAL, "%s:%d: syntax error", path, rc > 0 ? rc : st.line);
-            goto fail;
-        }
+    if (text) {
+        parse_state st = {.cfg = c, .path = shown, .err = err};
+        if (ini_parse_text(text, len, &st)) goto fail;
     }
     const char *env = getenv("DATABASE_URL");
     if (env && *env) {
@@ -238,6 +331,31 @@ kvs_config *config_load(const char *path, kvs_err *err)
 fail:
     config_free(c);
     return NULL;
+}
+
+kvs_config *config_load(const char *path, kvs_err *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (path && file_read(path, &text, &len, err)) return NULL;
+    kvs_config *c = config_build(text, len, path ? path : "(defaults)", err);
+    if (c && path) c->path = kvs_strdup(path);
+    if (text) {
+        explicit_bzero(text, len);
+        free(text);
+    }
+    return c;
+}
+
+kvs_config *config_load_text(const char *text, size_t len, const char *name, kvs_err *err)
+{
+    char *copy = kvs_xmalloc(len + 1); /* parsed in place */
+    if (len) memcpy(copy, text, len);
+    copy[len] = '\0';
+    kvs_config *c = config_build(copy, len, name ? name : "(text)", err);
+    explicit_bzero(copy, len);
+    free(copy);
+    return c;
 }
 
 void config_free(kvs_config *c)

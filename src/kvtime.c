@@ -44,6 +44,22 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
+/* Instants we accept: those whose Vietnam wall-clock year is 0001..9999, i.e.
+ * 0001-01-01T00:00:00+07:00 (KiotViet's "zero date", .NET DateTime.MinValue) ..
+ * 9999-12-31T23:59:59.999999+07:00. Every formatter then writes a 4-digit year (UTC may say
+ * 0000) that kvtime_parse reads back, and the +07:00 text we send is one PostgreSQL's
+ * timestamptz accepts: a hostile "/Date(-99999999999999)/" or "9999-12-31T23:00-12:00"
+ * fails its record instead of the page's SQL. */
+#define KVTIME_MIN_US ((INT64_C(-62135596800) - KVTIME_VN_OFFSET_S) * US_PER_S)
+#define KVTIME_MAX_US ((INT64_C(253402300800) - KVTIME_VN_OFFSET_S) * US_PER_S - 1)
+
+static int in_range(int64_t us, int64_t *out_us)
+{
+    if (us < KVTIME_MIN_US || us > KVTIME_MAX_US) return -EINVAL;
+    *out_us = us;
+    return 0;
+}
+
 static bool is_leap(int64_t y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
 static int days_in_month(int64_t y, int m)
@@ -86,8 +102,7 @@ static int parse_msdate(const char *p, int64_t *out_us)
         if (read_digits(&p, 4, 4, &tz) || tz / 100 > 23 || tz % 100 > 59) return -EINVAL;
     }
     if (strcmp(p, ")/") != 0) return -EINVAL;
-    *out_us = (neg ? -ms : ms) * 1000;
-    return 0;
+    return in_range((neg ? -ms : ms) * 1000, out_us);
 }
 
 int kvtime_parse(const char *s, int64_t *out_us)
@@ -147,8 +162,7 @@ int kvtime_parse(const char *s, int64_t *out_us)
 
     int64_t days = days_from_civil(y, (int)mo, (int)d);
     int64_t secs = days * S_PER_DAY + h * 3600 + mi * 60 + sec - off_s;
-    *out_us = secs * US_PER_S + frac_us;
-    return 0;
+    return in_range(secs * US_PER_S + frac_us, out_us);
 }
 
 /* Wall-clock fields of an instant seen at a fixed UTC offset; floors for pre-1970 instants

@@ -127,8 +127,22 @@ static const struct parse_case parse_cases[] = {
     {"/Date(12)/x", -EINVAL, 0},
     {"/Date(12+07)/", -EINVAL, 0},
     {"/Date(abc)/", -EINVAL, 0},
-    {"/Date(9223372036854775)/", 0, INT64_C(9223372036854775000)},
-    {"/Date(-9223372036854775)/", 0, INT64_C(-9223372036854775000)},
+    /* Found by tests/fuzz/fuzz_numbers: instants whose Vietnam year is not 0001..9999 used
+     * to parse, then format as "10000-01-01T…" or "-2000-…", which neither kvtime_parse nor
+     * PostgreSQL reads back (a record like that would fail its whole page's SQL). */
+    {"/Date(9223372036854775)/", -EINVAL, 0},
+    {"/Date(-9223372036854775)/", -EINVAL, 0},
+    {"/Date(253402275599999)/", 0, INT64_C(253402275599999000)}, /* 9999-12-31T23:59:59.999+07 */
+    {"/Date(253402275600000)/", -EINVAL, 0},                     /* 10000-01-01T00:00+07 */
+    {"/Date(-62135622000000)/", 0, INT64_C(-62135622000000000)}, /* 0001-01-01T00:00+07 */
+    {"/Date(-62135622000001)/", -EINVAL, 0},
+    {"9999-12-31T23:59:59.999999+02:00", -EINVAL, 0}, /* 10000-01-01 in Vietnam */
+    {"9999-12-31T16:59:59.999999Z", 0, INT64_C(253402275599999999)},
+    {"0001-01-01T00:00:00Z", 0, INT64_C(-62135596800000000)},
+    {"0001-01-01T00:00:00+08:00", -EINVAL, 0}, /* year 0000 in Vietnam */
+    {"0000-12-31T17:00:00Z", 0, INT64_C(-62135622000000000)},
+    {"0000-12-31T16:59:59Z", -EINVAL, 0},
+    {"0000-01-01", -EINVAL, 0},
     {"/Date(9223372036854776)/", -EINVAL, 0}, /* µs would overflow int64 */
     {"/Date(1234567890123456789)/", -EINVAL, 0},
 };
