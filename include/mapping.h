@@ -77,7 +77,10 @@ typedef struct map_page {
     int nskipped;         /* records deliberately not synced (non-base units) */
     int nnotes;           /* attribute values not understood */
     kvs_buf failures;     /* JSON array text: [{"id":..,"code":..,"error":..}] (without []) */
-    kvs_buf notes;        /* JSON array text of {"code","column","attribute","value"} (without []) */
+    kvs_buf notes;        /* JSON array text of {"code","column","attribute","value","problem"}
+                             (without []) */
+    int64_t *note_ids;    /* product id of each note, in notes order (nnotes entries): lets the
+                             caller drop notes of rows it already counted (overlapping pages) */
     int64_t *ids;         /* ids of mapped rows, in page order */
     size_t *row_start;    /* row i is rows.data[row_start[i] .. row_start[i] + row_len[i]) */
     size_t *row_len;

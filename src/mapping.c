@@ -29,6 +29,7 @@ void map_page_free(map_page *p)
     kvs_buf_free(&p->failures);
     kvs_buf_free(&p->notes);
     free(p->ids);
+    free(p->note_ids);
     free(p->row_start);
     free(p->row_len);
     memset(p, 0, sizeof *p);
@@ -148,10 +149,12 @@ static int rec_modified(const cJSON *rec, int64_t *us, rec_err *e)
     return 0;
 }
 
-static void note_add(map_page *p, const char *code, const char *column, const char *attribute,
-                     const char *value, const char *why)
+static void note_add(map_page *p, int64_t id, const char *code, const char *column,
+                     const char *attribute, const char *value, const char *why)
 {
     kvs_buf *b = &p->notes;
+    p->note_ids = kvs_xrealloc(p->note_ids, (size_t)(p->nnotes + 1) * sizeof *p->note_ids);
+    p->note_ids[p->nnotes] = id;
     if (b->len) B(kvs_buf_puts(b, ","));
     B(kvs_buf_puts(b, "{\"code\":"));
     put_str(b, code ? code : "");
@@ -496,7 +499,7 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
                                                   : "ambiguous: stored as NULL")
                                   : (jc->value[f] ? "not understood (value taken from elsewhere)"
                                                   : "not understood: stored as NULL");
-            note_add(p, code, jewel_field_name(f), v->rejected_source, v->raw, why);
+            note_add(p, id, code, jewel_field_name(f), v->rejected_source, v->raw, why);
         }
     }
     if (!jc_out) free(jc);

@@ -376,6 +376,11 @@ static void run_product_case(const pcase *c, jewel_map *jm)
     kvjson_doc nl;
     parse_list(&p.notes, &nl);
     assert_int_equal(cJSON_GetArraySize(nl.root), p.nnotes);
+    for (int i = 0; i < p.nnotes; i++) { /* note_ids name the row of each note */
+        bool known = false;
+        for (int k = 0; k < p.nrows; k++) known = known || p.ids[k] == p.note_ids[i];
+        assert_true(known);
+    }
     if (c->note) { /* one of the notes is column|attribute|value, with the product's code */
         bool found = false;
         const cJSON *n0;

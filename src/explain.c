@@ -1,0 +1,371 @@
+/* --explain-product: one product fetched from KiotViet and explained (see explain.h).
+ *
+ * This is a CLI path that runs instead of the daemon, never inside it:
+ * - the database is read with BLOCKING libpq (db_connect_blocking, PQexecParams): there is no
+ *   daemon loop to stall here, and a few statements do not justify a state machine;
+ * - HTTP goes through the project's http client (curl multi on libuv) on a PRIVATE uv loop
+ *   created and closed here, so the "no curl_easy_perform in src/" rule holds and TLS, timeouts
+ *   and the body cap behave exactly as in a sync.
+ * It sends at most three requests (token, product, and one retry with a fresh token when the
+ * stored one is refused) and does not count them in the daemon's hourly budget. It writes
+ * nothing: a token it obtains is used once and dropped. */
+#include "explain.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+#include "db.h"
+#include "http.h"
+#include "kiotviet.h"
+#include "kvjson.h"
+#include "log.h"
+#include "mapping.h"
+#include "store.h"
+
+#define TOKEN_MARGIN_S 60 /* a stored token this close to expiry is not worth trying */
+
+typedef struct ex {
+    uv_loop_t loop;
+    http_client *http;        /* owned; closed before the loop */
+    const integ_row *row;     /* borrowed */
+    const char *code;         /* borrowed */
+    char *token;              /* owned; a secret (registered for redaction) */
+    bool token_from_row, refreshed;
+    int rc;                   /* 0 found, 1 not found / error */
+    char *body;               /* owned: the product answer */
+    size_t body_len;
+    char err[700];
+} ex;
+
+static void ex_fail(ex *x, const char *fmt, ...) KVS_PRINTF(2, 3);
+static void ex_fail(ex *x, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err, sizeof x->err, fmt, ap);
+    va_end(ap);
+    log_redact(x->err, sizeof x->err);
+    x->rc = 1;
+}
+
+/* A short, printable excerpt of an error body (never the request: it holds no secret, but the
+ * redaction registry is applied anyway). */
+static void body_excerpt(const http_response *r, char *out, size_t cap)
+{
+    size_t n = r->body ? r->body_len : 0, w = 0;
+    for (size_t i = 0; i < n && w + 1 < cap && w < 200; i++) {
+        unsigned char c = (unsigned char)r->body[i];
+        out[w++] = c < 0x20 ? ' ' : (char)c;
+    }
+    out[w] = '\0';
+    char *clean = kvs_utf8_sanitize(out);
+    if (clean) {
+        snprintf(out, cap, "%s", clean);
+        free(clean);
+    }
+    log_redact(out, cap);
+}
+
+static void token_request(ex *x);
+
+static void product_cb(http_response *resp, void *arg)
+{
+    ex *x = arg;
+    char text[256];
+    if (resp->result == HTTP_E_CANCELLED) return;
+    if (resp->result != HTTP_OK) {
+        ex_fail(x, "KiotViet request failed: %s", resp->error ? resp->error : "transport error");
+        return;
+    }
+    if (resp->status == 401 && x->token_from_row && !x->refreshed) {
+        token_request(x); /* the stored token was refused: one fresh one */
+        return;
+    }
+    if (resp->status == 404) {
+        ex_fail(x, "product code '%s' not found in KiotViet (retailer %s)", x->code, x->row->retailer);
+        return;
+    }
+    if (resp->status != 200) {
+        body_excerpt(resp, text, sizeof text);
+        ex_fail(x, "KiotViet answered HTTP %ld: %s", resp->status, text);
+        return;
+    }
+    if (!resp->body || !resp->body_len) {
+        ex_fail(x, "KiotViet answered 200 with an empty body");
+        return;
+    }
+    x->body = resp->body; /* taken: the http client frees it otherwise */
+    x->body_len = resp->body_len;
+    resp->body = NULL;
+    x->rc = 0;
+}
+
+static void product_get(ex *x)
+{
+    char *enc = http_urlencode(x->code);
+    const char *base = x->row->api_url;
+    size_t bl = strlen(base);
+    while (bl && base[bl - 1] == '/') bl--;
+    kvs_buf url, auth, ret;
+    kvs_buf_init(&url);
+    kvs_buf_init(&auth);
+    kvs_buf_init(&ret);
+    REQUIRE(kvs_buf_append(&url, base, bl) == 0);
+    REQUIRE(kvs_buf_printf(&url, "/products/code/%s?IncludeSerials=true&includeInventory=true", enc) == 0);
+    REQUIRE(kvs_buf_printf(&auth, "Authorization: Bearer %s", x->token) == 0);
+    REQUIRE(kvs_buf_printf(&ret, "Retailer: %s", x->row->retailer) == 0);
+    const char *headers[] = {kvs_buf_cstr(&auth), kvs_buf_cstr(&ret), "Accept: application/json", NULL};
+    kvs_err e;
+    kvs_err_clear(&e);
+    if (!http_get(x->http, kvs_buf_cstr(&url), headers, product_cb, x, &e))
+        ex_fail(x, "cannot start the KiotViet request: %s", e.msg);
+    memset(auth.data, 0, auth.len); /* the header held the token */
+    kvs_buf_free(&url);
+    kvs_buf_free(&auth);
+    kvs_buf_free(&ret);
+    free(enc);
+}
+
+static void token_cb(http_response *resp, void *arg)
+{
+    ex *x = arg;
+    char text[256];
+    if (resp->result == HTTP_E_CANCELLED) return;
+    if (resp->result != HTTP_OK) {
+        ex_fail(x, "KiotViet token request failed: %s",
+                resp->error ? resp->error : "transport error");
+        return;
+    }
+    if (resp->status != 200) {
+        body_excerpt(resp, text, sizeof text);
+        ex_fail(x, "KiotViet token endpoint answered HTTP %ld (check client_id/client_secret): %s",
+                resp->status, text);
+        return;
+    }
+    cJSON *j = resp->body ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
+    const cJSON *tok = j ? cJSON_GetObjectItem(j, "access_token") : NULL;
+    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+        cJSON_Delete(j);
+        ex_fail(x, "KiotViet token endpoint answered 200 without access_token");
+        return;
+    }
+    free(x->token);
+    x->token = kvs_strdup(tok->valuestring);
+    log_secret_add(x->token);
+    cJSON_Delete(j);
+    x->token_from_row = false;
+    product_get(x);
+}
+
+static void token_request(ex *x)
+{
+    x->refreshed = true;
+    char *id = http_urlencode(x->row->client_id), *secret = http_urlencode(x->row->client_secret);
+    kvs_buf body;
+    kvs_buf_init(&body);
+    REQUIRE(kvs_buf_printf(&body,
+                           "scopes=PublicApi.Access&grant_type=client_credentials&client_id=%s"
+                           "&client_secret=%s",
+                           id, secret) == 0);
+    kvs_err e;
+    kvs_err_clear(&e);
+    if (!http_post_form(x->http, x->row->token_url, body.data, NULL, token_cb, x, &e))
+        ex_fail(x, "cannot start the token request: %s", e.msg);
+    memset(body.data, 0, body.len);
+    memset(secret, 0, strlen(secret));
+    kvs_buf_free(&body);
+    free(id);
+    free(secret);
+}
+
+/* Fetches the product on a private loop; 0 with x->body set, or 1 with x->err. */
+static int fetch_product(const kvs_config *cfg, const integ_row *row, const char *code, ex *x)
+{
+    kvs_err e;
+    kvs_err_clear(&e);
+    x->row = row;
+    x->code = code;
+    x->rc = 1;
+    snprintf(x->err, sizeof x->err, "no answer from KiotViet");
+    if (uv_loop_init(&x->loop)) {
+        snprintf(x->err, sizeof x->err, "cannot create an event loop");
+        return 1;
+    }
+    http_opts ho;
+    memset(&ho, 0, sizeof ho);
+    ho.connect_timeout_ms = (long)cfg->http_connect_timeout_s * 1000;
+    ho.total_timeout_ms = (long)cfg->http_timeout_s * 1000;
+    ho.max_body = (size_t)cfg->max_page_bytes;
+    ho.ca_file = cfg->ca_file;
+    http_opts_defaults(&ho);
+    if (http_client_init(&x->http, &x->loop, &ho, &e)) {
+        snprintf(x->err, sizeof x->err, "cannot start the HTTP client: %s", e.msg);
+        uv_loop_close(&x->loop);
+        return 1;
+    }
+    int64_t now_s = kvs_now_wall_ms() / 1000;
+    if (row->access_token && row->access_token[0] &&
+        row->token_expires_us / 1000000 > now_s + TOKEN_MARGIN_S) {
+        x->token = kvs_strdup(row->access_token);
+        x->token_from_row = true;
+        product_get(x);
+    } else {
+        token_request(x);
+    }
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    http_client_close(x->http);
+    x->http = NULL;
+    uv_run(&x->loop, UV_RUN_DEFAULT); /* lets the client's handles close */
+    if (uv_loop_close(&x->loop)) log_warn("explain: event loop not empty at exit");
+    if (x->token) memset(x->token, 0, strlen(x->token));
+    free(x->token);
+    x->token = NULL;
+    return x->rc;
+}
+
+/* The product inside the answer: the object itself (the documented form), {"data": {...}}, or
+ * a one-page list {"data": [...]} (the entry whose code matches). NULL if none. */
+static const cJSON *find_product(const cJSON *root, const char *code)
+{
+    if (!cJSON_IsObject(root)) return NULL;
+    const cJSON *data = kvjson_get(root, "data");
+    if (cJSON_IsObject(data)) return data;
+    if (cJSON_IsArray(data)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, data)
+        {
+            const char *c;
+            if (kvjson_get_str(it, "code", &c) == 0 && strcasecmp(c, code) == 0) return it;
+        }
+        return NULL;
+    }
+    return kvjson_get(root, "id") ? root : NULL;
+}
+
+/* The integration to use: --only NAME, else the first active, sync-enabled one (ST_LIST orders
+ * by name). Returns a new row (caller frees) or NULL with a message in err. */
+static integ_row *pick_integration(PGconn *pg, const store *st, const char *only, char *err,
+                                   size_t cap)
+{
+    PGresult *r = PQexecParams(pg, store_sql(st, ST_LIST), 0, NULL, NULL, NULL, NULL, 0);
+    integ_row *pick = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, cap, "cannot read third_party_integrations: %s", PQresultErrorMessage(r));
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(r) && !pick; i++) {
+        integ_row *x = integ_row_parse(r, i);
+        bool ok = only ? (x->name && !strcmp(x->name, only)) : (x->is_active && x->sync_enabled);
+        if (ok)
+            pick = x;
+        else
+            integ_row_free(x);
+    }
+    if (!pick)
+        snprintf(err, cap, only ? "no KiotViet integration named '%s'"
+                                : "no active, sync-enabled KiotViet integration%s (name one with --only)",
+                 only ? only : "");
+out:
+    PQclear(r);
+    return pick;
+}
+
+int explain_product_run(const kvs_config *cfg, const char *only, const char *code, FILE *out)
+{
+    int rc = 1;
+    kvs_err e;
+    kvs_err_clear(&e);
+    map_opts mo;
+    PGconn *pg = NULL;
+    PGresult *disc = NULL;
+    store *st = NULL;
+    integ_row *row = NULL;
+    char *warnings = NULL, err[700] = "";
+    ex *x = kvs_xcalloc(1, sizeof *x);
+    kvjson_doc doc = {0};
+    kvs_buf text;
+    kvs_buf_init(&text);
+
+    if (map_opts_from_config(cfg, &mo, &e)) {
+        fprintf(stderr, "kiotviet-syncd: configuration error: %s\n", e.msg);
+        free(x);
+        return KVS_EX_CONFIG;
+    }
+    if (!code || !*code) {
+        snprintf(err, sizeof err, "--explain-product needs a product code");
+        goto done;
+    }
+    pg = db_connect_blocking(cfg->db_url, &e);
+    if (!pg) {
+        snprintf(err, sizeof err, "%s", e.msg);
+        goto done;
+    }
+    const char *params[1] = {cfg->db_schema};
+    disc = PQexecParams(pg, store_discover_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(disc) != PGRES_TUPLES_OK) {
+        snprintf(err, sizeof err, "cannot read the schema: %s", PQresultErrorMessage(disc));
+        goto done;
+    }
+    st = store_new(cfg->db_schema, disc, &warnings, &e);
+    if (!st) {
+        snprintf(err, sizeof err, "database schema: %s", e.msg);
+        goto done;
+    }
+    row = pick_integration(pg, st, only, err, sizeof err);
+    PQfinish(pg); /* nothing more to read: do not hold a connection while KiotViet answers */
+    pg = NULL;
+    if (!row) goto done;
+    if (!row->client_id || !row->client_secret || !row->retailer) {
+        snprintf(err, sizeof err, "integration %s has no client_id, client_secret or retailer",
+                 row->name);
+        goto done;
+    }
+    if (kv_url_check(row->api_url, "api_url", &e) || kv_url_check(row->token_url, "token_url", &e)) {
+        snprintf(err, sizeof err, "integration %s is not usable: %s", row->name, e.msg);
+        goto done;
+    }
+    if (fetch_product(cfg, row, code, x)) {
+        snprintf(err, sizeof err, "%s", x->err);
+        goto done;
+    }
+    if (kvjson_parse(x->body, x->body_len, &doc, &e)) {
+        snprintf(err, sizeof err, "KiotViet's answer is not JSON: %s", e.msg);
+        goto done;
+    }
+    const cJSON *prod = find_product(doc.root, code);
+    if (!prod) {
+        snprintf(err, sizeof err, "KiotViet's answer for code '%s' holds no product", code);
+        goto done;
+    }
+    map_explain_product(prod, &mo, &text);
+    fprintf(out, "Integration %s (retailer %s)\n", row->name, row->retailer);
+    fprintf(out, "Shop columns: %s\n", store_describe(st));
+    fprintf(out, "[mapping] name_scan = %s, branches = %s\n", mo.name_scan ? "true" : "false",
+            cfg->branches ? cfg->branches : "(all)");
+    fputs(kvs_buf_cstr(&text), out);
+    fflush(out);
+    rc = 0;
+done:
+    if (rc && err[0]) {
+        log_redact(err, sizeof err);
+        fprintf(stderr, "kiotviet-syncd: --explain-product %s: %s\n", code ? code : "", err);
+    }
+    kvs_buf_free(&text);
+    kvjson_doc_free(&doc);
+    free(x->body);
+    free(x);
+    integ_row_free(row);
+    free(warnings);
+    store_free(st);
+    PQclear(disc);
+    PQfinish(pg);
+    map_opts_free(&mo);
+    return rc;
+}
