@@ -8,14 +8,17 @@
  * integration's row (sync_requested_at, sync_request_full), which every daemon sharing the
  * database picks up at its next poll, and waits for the sync_logs row of the run that serves
  * it. Going through the table is what makes it work across several daemons and hosts.
- * Without -c they read /etc/kiotviet-sync/kiotviet-sync.conf when it exists (DATABASE_URL
- * still overrides its url). */
+ * Without -c they read /etc/kiotviet-sync/kiotviet-sync.conf when it exists; DATABASE_URL
+ * overrides its url, and with no URL at all /etc/kiotviet-sync/database-url is used, as the
+ * service does through LoadCredential=. */
 #ifndef KVS_CTL_H
 #define KVS_CTL_H
 
 #include <stdbool.h>
 
 #define CTL_DEFAULT_CONFIG "/etc/kiotviet-sync/kiotviet-sync.conf"
+/* Read when neither DATABASE_URL nor [database] url is set (the service's LoadCredential file). */
+#define CTL_DEFAULT_URL_FILE "/etc/kiotviet-sync/database-url"
 
 /* Exit codes of `sync` (status uses 0 and 1 only); 64 bad usage, 78 configuration error. */
 enum {

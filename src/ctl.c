@@ -203,14 +203,46 @@ static void json_time(cJSON *o, const char *k, int64_t us)
 
 /* ---- connection ----------------------------------------------------------------------------- */
 
-/* Loads the configuration: -c FILE, else the installed file when it exists, else defaults
- * (DATABASE_URL). Returns NULL after printing why. */
+/* The database URL kept out of the configuration file for the service (the unit's
+ * LoadCredential=database-url:...): a new string without its trailing newline, or NULL. */
+static char *url_file_read(void)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096];
+    snprintf(path, sizeof path, "%s", CTL_DEFAULT_URL_FILE);
+    if (dir && *dir) snprintf(path, sizeof path, "%s/database-url", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
+    char *out = n ? kvs_strdup(buf) : NULL;
+    explicit_bzero(buf, sizeof buf);
+    return out;
+}
+
+/* Loads the configuration like the service does: -c FILE, else the installed file when it
+ * exists, else defaults; DATABASE_URL wins, and without any URL the service's database-url
+ * file is used. Returns NULL after printing why. */
 static kvs_config *ctl_config(const char *cmd, const char *path)
 {
     if (!path && access(CTL_DEFAULT_CONFIG, F_OK) == 0) path = CTL_DEFAULT_CONFIG;
     kvs_err e;
     kvs_err_clear(&e);
     kvs_config *cfg = config_load(path, &e);
+    const char *env = getenv("DATABASE_URL");
+    char *url = NULL;
+    if (!cfg && !(env && *env) && (url = url_file_read())) {
+        /* config_load reads the URL from the environment; only for this call. */
+        setenv("DATABASE_URL", url, 1);
+        kvs_err_clear(&e);
+        cfg = config_load(path, &e);
+        unsetenv("DATABASE_URL");
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
     if (!cfg) fprintf(stderr, "kiotviet-syncd %s: configuration error: %s\n", cmd, e.msg);
     return cfg;
 }
