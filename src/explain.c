@@ -4,8 +4,8 @@
  * - the database is read with BLOCKING libpq (db_connect_blocking, PQexecParams): there is no
  *   daemon loop to stall here, and a few statements do not justify a state machine;
  * - HTTP goes through the project's http client (curl multi on libuv) on a PRIVATE uv loop
- *   created and closed here, so the "no curl_easy_perform in src/" rule holds and TLS, timeouts
- *   and the body cap behave exactly as in a sync.
+ *   created and closed here, so no blocking (easy-interface) transfer exists anywhere in src/,
+ *   and TLS, timeouts and the body cap behave exactly as in a sync.
  * It sends at most three requests (token, product, and one retry with a fresh token when the
  * stored one is refused) and does not count them in the daemon's hourly budget. It writes
  * nothing: a token it obtains is used once and dropped. */
