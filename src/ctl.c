@@ -297,6 +297,36 @@ static long daemons_connected(PGconn *pg)
     return n;
 }
 
+/* Row level security with no policy (what the migration sets up) shows the integrations to
+ * the table's owner and BYPASSRLS roles only; anyone else sees an empty table, which looks
+ * like a missing migration. Returns the role the rows are hidden from, or NULL. */
+static char *rls_hides_rows(PGconn *pg, const char *schema_q)
+{
+    static const char sql[] =
+        "SELECT current_user::text FROM pg_catalog.pg_class c, pg_catalog.pg_roles r"
+        " WHERE c.oid = pg_catalog.to_regclass($1) AND r.rolname = current_user AND"
+        " c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR"
+        " (pg_catalog.pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity))";
+    char *rel = kvs_xmalloc(strlen(schema_q) + 32);
+    sprintf(rel, "%s.\"third_party_integrations\"", schema_q);
+    const char *p[1] = {rel};
+    PGresult *r = PQexecParams(pg, sql, 1, NULL, p, NULL, NULL, 0);
+    char *role = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                     ? kvs_strdup(PQgetvalue(r, 0, 0))
+                     : NULL;
+    PQclear(r);
+    free(rel);
+    return role;
+}
+
+static void rls_explain(FILE *f, const char *role)
+{
+    fprintf(f, "row level security hides third_party_integrations from role %s: connect as the "
+               "table's owner (postgres on Supabase) or a role with BYPASSRLS, or add a policy "
+               "for %s (see README, Troubleshooting)\n",
+            role, role);
+}
+
 /* ---- sync_logs rows ------------------------------------------------------------------------- */
 
 typedef struct run_log {
@@ -673,6 +703,9 @@ static int ctl_status(int argc, char **argv)
             cJSON_AddNumberToObject(root, "daemons_connected", (double)daemons);
         else
             cJSON_AddNullToObject(root, "daemons_connected");
+        char *hidden = n == 0 ? rls_hides_rows(pg, schema_q) : NULL;
+        json_str(root, "hidden_by_row_level_security_from", hidden);
+        free(hidden);
         cJSON *arr = cJSON_AddArrayToObject(root, "integrations");
         for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, integ_status_json(&st[i]));
         char *text = cJSON_Print(root);
@@ -687,9 +720,15 @@ static int ctl_status(int argc, char **argv)
             printf("%ld kiotviet-syncd daemon%s connected\n", daemons, daemons == 1 ? "" : "s");
         else
             printf("daemons unknown (pg_stat_activity not readable)\n");
-        if (n == 0)
+        char *hidden = n == 0 ? rls_hides_rows(pg, schema_q) : NULL;
+        if (hidden) {
+            printf("\n");
+            rls_explain(stdout, hidden);
+            free(hidden);
+        } else if (n == 0) {
             printf("\nno KiotViet integration (a third_party_integrations row named kiotviet or "
                    "kiotviet-*): apply the migration, which creates one\n");
+        }
         for (int i = 0; i < n; i++) {
             printf("\n");
             integ_status_print(&st[i], cfg);
@@ -733,6 +772,12 @@ static int sync_unknown(PGconn *pg, const char *schema_q, const char *name)
                 name);
     fprintf(stderr, " (KiotViet integrations: %s)\n", *names ? names : "none");
     PQclear(r);
+    char *hidden = rls_hides_rows(pg, schema_q);
+    if (hidden) {
+        fprintf(stderr, "kiotviet-syncd sync: ");
+        rls_explain(stderr, hidden);
+        free(hidden);
+    }
     return CTL_EX_FAILED;
 }
 

@@ -334,3 +334,29 @@ def test_sync_times_out_without_a_daemon_and_keeps_the_request(shop_db, sim, tmp
     finally:
         d.stop()
     assert log_rows(shop_db)[-1][1:3] == ("success", "full")
+
+
+def test_row_level_security_is_named_not_mistaken_for_a_missing_migration(shop_db, sim, tmp_path):
+    # The migration's RLS (no policies) hides the integrations from roles that neither own the
+    # table nor bypass RLS: they see an empty table. status and sync say so.
+    role = f"ctl_app_{os.getpid()}"
+    shop_db.sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        shop_db.sql(f"GRANT USAGE ON SCHEMA public TO {role}")
+        shop_db.sql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        kvsd.setup_integration(shop_db, sim)
+        cfg = kvsd.write_config(tmp_path / "c.conf", shop_db.dsn.replace("postgres@", role + "@"))
+        h = ctl("status", "-c", cfg)
+        assert h.rc == 0, h
+        assert f"row level security hides third_party_integrations from role {role}" in h.out
+        doc, by = status_json(cfg)
+        assert by == {} and doc["hidden_by_row_level_security_from"] == role
+        r = ctl("sync", "kiotviet", "-c", cfg)
+        assert r.rc == 1 and "no integration named 'kiotviet'" in r.err
+        assert f"row level security hides third_party_integrations from role {role}" in r.err
+        # The owner sees it, and then the field says nothing is hidden.
+        doc, by = status_json(kvsd.write_config(tmp_path / "o.conf", shop_db.dsn))
+        assert list(by) == ["kiotviet"] and doc["hidden_by_row_level_security_from"] is None
+    finally:
+        shop_db.sql(f"DROP OWNED BY {role}")
+        shop_db.sql(f"DROP ROLE {role}")
