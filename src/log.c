@@ -79,7 +79,10 @@ void log_secret_forget_all(void)
     nsecrets = 0;
 }
 
-void log_redact(char *buf, size_t cap)
+/* Replaces every registered secret inside buf by "***". When the text was cut to fit its
+ * buffer, a secret may sit at its very end with only its first bytes: such a tail is replaced
+ * too, down to min_tail bytes. */
+static void redact(char *buf, size_t cap, size_t min_tail)
 {
     if (!buf || !cap) return;
     for (size_t i = 0; i < nsecrets; i++) {
@@ -90,8 +93,19 @@ void log_redact(char *buf, size_t cap)
             memcpy(p, "***", 3);
             memmove(p + 3, p + sl, strlen(p + sl) + 1);
         }
+        size_t len = strlen(buf);
+        for (size_t k = sl - 1 < len ? sl - 1 : len; k >= min_tail && k > 0; k--) {
+            if (memcmp(buf + len - k, secrets[i], k) == 0) {
+                /* The cut secret is dropped; "***" follows when there is room. */
+                buf[len - k] = '\0';
+                if (cap - (len - k) > 3) memcpy(buf + len - k, "***", 4);
+                break;
+            }
+        }
     }
 }
+
+void log_redact(char *buf, size_t cap) { redact(buf, cap, 4); }
 
 /* One record per line: control characters (newlines from server messages) become spaces. */
 static void flatten(char *s)
@@ -100,19 +114,30 @@ static void flatten(char *s)
         if ((unsigned char)*s < 0x20) *s = ' ';
 }
 
+/* A flattened copy of a context field (the integration name comes from a database row, so it
+ * could hold a newline and forge a record of its own). */
+static const char *ctx_field(const char *v, char *buf, size_t cap)
+{
+    if (!v) return NULL;
+    snprintf(buf, cap, "%s", v);
+    flatten(buf);
+    return buf;
+}
+
 void log_msg(int level, const log_ctx *ctx, const char *fmt, ...)
 {
     int saved = errno;
-    char msg[2048];
+    char msg[2048], ibuf[128], rbuf[32];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     flatten(msg);
-    log_redact(msg, sizeof msg);
+    /* A message cut to fit may end in the first bytes of a secret: redact those too. */
+    redact(msg, sizeof msg, n >= (int)sizeof msg ? 1 : 4);
 
-    const char *integ = ctx && ctx->integration ? ctx->integration : NULL;
-    const char *run = ctx && ctx->run ? ctx->run : NULL;
+    const char *integ = ctx_field(ctx ? ctx->integration : NULL, ibuf, sizeof ibuf);
+    const char *run = ctx_field(ctx ? ctx->run : NULL, rbuf, sizeof rbuf);
     if (use_journal) {
         sd_journal_send("MESSAGE=%s%s%s%s%s%s", integ ? "[" : "", integ ? integ : "",
                         run ? "#" : "", run ? run : "", integ ? "] " : "", msg,
