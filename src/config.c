@@ -302,6 +302,12 @@ static int validate(kvs_config *c, const char *path, kvs_err *err)
             }
         }
     }
+    /* "schema =" sets it to NULL (found by tests/fuzz/fuzz_config: this loop then crashed). */
+    if (!c->db_schema) {
+        kvs_err_set(err, -EINVAL, "%s: [database] schema: empty (leave the key out for public)",
+                    path);
+        return -EINVAL;
+    }
     for (const char *p = c->db_schema; *p; p++) {
         if (*p == '"' || (unsigned char)*p < 0x20) {
             kvs_err_set(err, -EINVAL, "%s: [database] schema: invalid name", path);

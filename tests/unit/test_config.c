@@ -102,6 +102,9 @@ static void test_errors_name_file_and_line(void **state)
     assert_true(strstr(err.msg, "[database] url: not set") != NULL);
     assert_null(load("[database]\nurl = x\nschema = a\"b\n", &err));
     assert_true(strstr(err.msg, "schema: invalid name") != NULL);
+    /* Found by tests/fuzz/fuzz_config: an empty schema was a NULL pointer in validation. */
+    assert_null(load("[database]\nurl = x\nschema =\n", &err));
+    assert_string_equal(err.msg, "t.conf: [database] schema: empty (leave the key out for public)");
 }
 
 /* A line that is not "key = value" is never repeated in the error: it could be a password
