@@ -138,17 +138,16 @@ def log_line(raw):
     return raw, 6
 
 
-def first_sync(out, binary, cfg, db, total_products):
-    """Runs --once --full; returns (exit code, the result line it printed)."""
+def first_sync(out, binary, cfg, db, total_products, state):
+    """Runs --once --full; returns (exit code, the result line it printed, seconds)."""
     cmd = daemon_cmd(binary, cfg, "--once", "--full")
     out.line("$ kiotviet-syncd -c demo.conf --once --full")
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=clean_env())
+    p = state["once"] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=clean_env())
     q = queue.Queue()
     threading.Thread(target=pump, args=(p.stderr, q), daemon=True).start()
     t0 = time.monotonic()
     streams_open = True
-    last = None
     while True:
         # Log lines scroll above the progress line; on a terminal only notices and worse.
         while True:
@@ -168,7 +167,6 @@ def first_sync(out, binary, cfg, db, total_products):
                           " ORDER BY id DESC LIMIT 1")
             if rows:
                 prods, cats, reqs, secs = rows[0]
-                last = rows[0]
                 frac = min(1.0, prods / total_products) if total_products else 0
                 rate = prods / secs if secs > 0.2 else 0
                 eta = (total_products - prods) / rate if rate > 0 else None
@@ -184,7 +182,6 @@ def first_sync(out, binary, cfg, db, total_products):
     out.done_progress()
     result = p.stdout.read().strip()
     p.wait()
-    del last
     return p.returncode, result, time.monotonic() - t0
 
 
@@ -305,14 +302,15 @@ def run_now(out, binary, cfg, sim, db, state):
 
 
 def cleanup(state, out):
-    d = state.get("daemon")
-    if d and d.poll() is None:
-        d.send_signal(signal.SIGTERM)
-        try:
-            d.wait(30)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
+    for key in ("once", "daemon"):  # processes this script started
+        d = state.get(key)
+        if d and d.poll() is None:
+            d.send_signal(signal.SIGTERM)
+            try:
+                d.wait(30)
+            except subprocess.TimeoutExpired:
+                d.kill()
+                d.wait()
     if state.get("daemon_log"):
         state["daemon_log"].close()
     if state.get("db"):
@@ -404,7 +402,7 @@ def main():
         out.line("    secret and retailer, with sync_enabled = true (step 2 of the README)")
 
         out.step(3, steps, "First sync: everything, page by page")
-        code, result, secs = first_sync(out, binary, cfg, db, total)
+        code, result, secs = first_sync(out, binary, cfg, db, total, state)
         out.line(result or "(no result line)")
         if code != 0:
             out.line(f"the sync failed (exit {code}); the daemon's log is above")
