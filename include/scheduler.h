@@ -7,9 +7,17 @@
  *   failing, up to [sync] max_backoff_minutes); one that never synced is due at once; a few
  *   seconds of jitter spread simultaneous starts. A run never overlaps another of the same
  *   integration, and at most [sync] max_concurrent_runs run at once.
- * - The integration list is re-read every [sync] poll_interval seconds and on reload, so
- *   added, removed, disabled and re-timed integrations apply without a restart; a run-now
- *   request (sync_requested_at) is picked up the same way.
+ * - The integration list is re-read every [sync] poll_interval seconds (default 30) and on
+ *   reload, so added, removed, disabled and re-timed integrations apply without a restart,
+ *   within one poll interval (at once with SIGHUP); a run-now request (sync_requested_at) is
+ *   picked up the same way. Polling rather than LISTEN/NOTIFY: it needs no trigger in the
+ *   shop's database and works through poolers.
+ * - Several daemons may share one database. A due integration is claimed on the control
+ *   connection with a lease that is only granted if nobody synced it since the last_sync_at
+ *   this daemon saw, so each due run happens once; a daemon that loses the claim waits until
+ *   the other's lease would end (or until its next poll shows the new last_sync_at). A dead
+ *   daemon's integrations are taken over when its lease expires ([sync] lease_seconds), and
+ *   its 'running' sync_logs rows are closed as failed (at start, then every lease_seconds).
  * - In --once mode every active, sync-enabled integration runs once, now, and the scheduler
  *   reports when all are done.
  *
@@ -40,8 +48,12 @@ typedef void (*sched_done_cb)(int exit_code, void *arg);
 /* Takes ownership of cfg. Starts connecting at once. */
 sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sched_opts *o,
                  sched_done_cb done, void *arg);
-/* Reload: takes ownership of cfg (already validated); builds a new generation and swaps it in
- * when complete; on failure keeps the old one and logs why. READY=1 is sent either way. */
+/* Reload (SIGHUP, after RELOADING=1): takes ownership of cfg (already validated), or NULL when
+ * the new file was invalid (the caller logged why). Builds a new generation and swaps it in
+ * when complete; on failure keeps the old one and logs why. Keys that only apply at start
+ * ([database] url and schema, [kiotviet] timeouts, page cap and CA file) keep their old values
+ * and are named in a warning. Either way the integration list is re-read, then READY=1 is
+ * sent. Runs in flight keep the generation they started with. */
 void sched_reload(sched *s, kvs_config *cfg);
 /* Re-reads the integration list now (SIGHUP without a config change, NOTIFY). */
 void sched_poll_now(sched *s);

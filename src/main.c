@@ -42,6 +42,7 @@ static void usage(FILE *f)
             "       kiotviet-syncd sync NAME [--full] [-c FILE] [--timeout S]\n"
             "Keeps a shop's PostgreSQL catalogue in step with its KiotViet account.\n\n"
             "  -c, --config FILE   configuration file (INI); DATABASE_URL overrides [database] url\n"
+            "                      (unset both: $CREDENTIALS_DIRECTORY/database-url is used)\n"
             "      --once          sync every active, sync-enabled KiotViet integration now, then\n"
             "                      exit: 0 if all succeeded, 1 if any failed\n"
             "      --full          with --once: ignore cursors and read everything\n"
@@ -81,6 +82,48 @@ static void sched_done(int code, void *arg)
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
 
+/* Reads a systemd credential file (LoadCredential=) into a new string without its trailing
+ * newline; NULL when absent or empty. */
+static char *credential_read(const char *name)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir) return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
+    char *out = n ? kvs_strdup(buf) : NULL;
+    explicit_bzero(buf, sizeof buf);
+    return out;
+}
+
+/* config_load, plus systemd's credential: when neither DATABASE_URL nor [database] url gives
+ * the database, $CREDENTIALS_DIRECTORY/database-url does (the unit's
+ * LoadCredential=database-url:/etc/kiotviet-sync/database-url), so the password need not be in
+ * the configuration file or the environment. */
+static kvs_config *config_load_any(const char *path, kvs_err *err)
+{
+    kvs_config *cfg = config_load(path, err);
+    const char *env = getenv("DATABASE_URL");
+    if (cfg || (env && *env)) return cfg;
+    char *url = credential_read("database-url");
+    if (!url) return NULL;
+    /* config_load takes the URL from the environment; it is there only for this call (setenv
+     * does not show in /proc/PID/environ) and no child process is ever started. */
+    setenv("DATABASE_URL", url, 1);
+    kvs_err_clear(err);
+    cfg = config_load(path, err);
+    unsetenv("DATABASE_URL");
+    explicit_bzero(url, strlen(url));
+    free(url);
+    return cfg;
+}
+
 static void on_hup(uv_signal_t *h, int signum)
 {
     app *a = h->data;
@@ -89,20 +132,16 @@ static void on_hup(uv_signal_t *h, int signum)
     log_notice("SIGHUP: reloading %s", a->config_path ? a->config_path : "(defaults)");
     kvs_err e;
     kvs_err_clear(&e);
-    kvs_config *cfg = config_load(a->config_path, &e);
-    if (!cfg) {
-        log_err("reload failed, keeping the old configuration: %s", e.msg);
-        notify_ready();
-        return;
-    }
+    kvs_config *cfg = config_load_any(a->config_path, &e);
     map_opts mo;
-    if (map_opts_from_config(cfg, &mo, &e)) {
-        log_err("reload failed, keeping the old configuration: %s", e.msg);
+    if (cfg && map_opts_from_config(cfg, &mo, &e)) {
         config_free(cfg);
-        notify_ready();
-        return;
+        cfg = NULL;
+    } else if (cfg) {
+        map_opts_free(&mo);
     }
-    map_opts_free(&mo);
+    if (!cfg) log_err("reload failed, keeping the old configuration: %s", e.msg);
+    /* Even with a bad file the integrations are re-read; READY=1 follows that. */
     sched_reload(a->sched, cfg);
 }
 
@@ -192,7 +231,7 @@ int main(int argc, char **argv)
     log_init();
     kvs_err err;
     kvs_err_clear(&err);
-    kvs_config *cfg = config_load(a.config_path, &err);
+    kvs_config *cfg = config_load_any(a.config_path, &err);
     if (!cfg) {
         log_err("configuration error: %s", err.msg);
         return KVS_EX_CONFIG;

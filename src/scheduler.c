@@ -16,13 +16,41 @@
 
 #define JITTER_MS 3000         /* spread of start times of integrations due together */
 #define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon */
+#define LEASE_MARGIN_MS 250    /* after another daemon's lease expires, try this much later */
 #define PRUNE_EVERY_MS (3600u * 1000u)
+
+/* The scheduler's claim: takes the lease only if the integration is still enabled, free (or
+ * ours, or expired) AND nobody synced it since the last_sync_at we saw ($4, epoch us), unless
+ * a run-now request is newer than its last sync. Without the last condition a daemon holding
+ * a stale view (another daemon ran it a moment ago and released the lease) would run it again.
+ * The outer SELECT sees the row as it was before the UPDATE: when the claim fails it says why
+ * (someone synced it since: the newer last_sync_at; leased: how long the lease still runs).
+ * The run's own claim (ST_CLAIM) then succeeds because the lease is already ours.
+ * "@" stands for the quoted schema. */
+static const char claim_due_template[] =
+    "WITH c AS (UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
+    " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int)"
+    " WHERE \"id\" = $1::uuid AND \"is_active\" AND \"sync_enabled\""
+    " AND (\"sync_lease_owner\" IS NULL OR \"sync_lease_expires_at\" IS NULL"
+    "      OR \"sync_lease_expires_at\" <= now() OR \"sync_lease_owner\" = $2)"
+    " AND (coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0) <= $4::bigint"
+    "      OR (\"sync_requested_at\" IS NOT NULL AND (\"last_sync_at\" IS NULL"
+    "          OR \"last_sync_at\" < \"sync_requested_at\")))"
+    " RETURNING 1)"
+    " SELECT (SELECT count(*) FROM c)::int,"
+    " coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0),"
+    " CASE WHEN \"sync_lease_owner\" IS DISTINCT FROM $2 AND \"sync_lease_expires_at\" > now()"
+    "      THEN ceil(extract(epoch from \"sync_lease_expires_at\" - now()) * 1000)::bigint"
+    "      ELSE 0 END,"
+    " coalesce(\"is_active\" AND \"sync_enabled\", false)"
+    " FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid";
 
 /* Config + discovered schema + mapping options; refcounted by the runs that use it. */
 typedef struct gen {
     kvs_config *cfg;  /* owned */
     store *store;     /* owned */
     map_opts mopts;   /* owned */
+    char *claim_sql;  /* owned: claim_due_template for this schema */
     int refs;         /* runs using it, plus one while it is current */
 } gen;
 
@@ -36,15 +64,18 @@ struct integ {
     int64_t last_sync_us, requested_us, handled_request_us;
     bool request_full;
     uv_timer_t timer;          /* due timer; integ freed in its close callback */
-    bool queued;
+    bool queued;               /* due, waiting for a free run slot */
+    bool claiming;             /* the scheduler's claim is in flight (holds a run slot) */
+    uint64_t not_before_ms;    /* monotonic: another daemon holds the lease until about then */
+    uint64_t not_before_set_ms; /* when not_before_ms was learnt (from a failed claim) */
+    int64_t armed_due_ms;      /* what the running timer was set from (see integ_arm) */
+    uint64_t armed_not_before_ms;
     sync_run *run;
     gen *run_gen;
     int64_t run_request_us;    /* the request this run serves (0 = none) */
     uint64_t run_started_ms;
     kv_budget budget;
 };
-
-typedef enum { CTL_IDLE, CTL_DISCOVER, CTL_ABANDONED, CTL_LIST } ctl_state;
 
 struct sched {
     uv_loop_t *loop;
@@ -55,16 +86,20 @@ struct sched {
     kvs_config *boot_cfg;      /* config waiting for its first discovery (owned) */
     kvs_config *reload_cfg;    /* config waiting for a reload discovery (owned) */
     db_conn *ctl;
-    ctl_state ctl_state;
-    bool poll_wanted;
+    /* Control connection work in flight. Batches on one connection run in order, so a list
+     * asked for while a discovery is in flight sees the outcome of that discovery. */
+    bool discovering, listing, list_again, abandoning;
+    int ctl_writes;            /* lease releases / request clears in flight: wait at stop */
+    bool reloading;            /* RELOADING=1 sent: READY=1 once the integrations are re-read */
     unsigned discover_failures;
     uv_timer_t poll_timer, grace_timer, retry_timer;
     integ *integs;
-    int running;
+    int running;               /* runs in flight plus claims in flight */
     bool stopping, hard_stop, finishing, ready_sent, once_listed;
     int once_pending;
     int exit_code;
-    uint64_t last_prune_ms;
+    uint64_t last_prune_ms, last_abandoned_ms;
+    uint64_t list_sent_ms;     /* when the list in flight (or the last one) was sent */
     sched_done_cb done;
     void *arg;
     int handles_open;
@@ -73,12 +108,20 @@ struct sched {
 static void ctl_list(sched *s);
 static void ctl_discover(sched *s, kvs_config *cfg);
 static void integ_arm(integ *it);
+static void integ_fire(uv_timer_t *t);
 static void runs_start_queued(sched *s);
 static void sched_maybe_finish(sched *s);
 
 static const kvs_config *cfg_of(const sched *s)
 {
     return s->cur ? s->cur->cfg : s->reload_cfg ? s->reload_cfg : s->boot_cfg;
+}
+
+static const log_ctx *ictx(const integ *it, log_ctx *buf)
+{
+    buf->integration = it->name;
+    buf->run = NULL;
+    return buf;
 }
 
 /* ---- generations -------------------------------------------------------------------------- */
@@ -89,14 +132,34 @@ static void gen_unref(gen *g)
     map_opts_free(&g->mopts);
     store_free(g->store);
     config_free(g->cfg);
+    free(g->claim_sql);
     free(g);
+}
+
+static char *claim_sql_build(const char *schema)
+{
+    char *q = db_quote_ident(schema);
+    kvs_buf b;
+    kvs_buf_init(&b);
+    for (const char *p = claim_due_template; *p; p++) {
+        if (*p == '@')
+            REQUIRE(kvs_buf_puts(&b, q) == 0);
+        else
+            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
+    }
+    free(q);
+    return kvs_buf_steal(&b);
 }
 
 /* ---- status -------------------------------------------------------------------------------- */
 
 static void status_update(sched *s)
 {
-    if (s->o.once) return;
+    if (s->o.once || s->finishing) return;
+    if (s->stopping) {
+        notify_status("stopping: %d run(s) finishing", s->running);
+        return;
+    }
     const integ *next = NULL;
     uint64_t next_due = UINT64_MAX;
     for (const integ *it = s->integs; it; it = it->next) {
@@ -107,11 +170,53 @@ static void status_update(sched *s)
             next = it;
         }
     }
-    if (next)
-        notify_status("%d running, next %s in %" PRIu64 "m%02" PRIu64 "s", s->running, next->name,
-                      next_due / 60000, next_due / 1000 % 60);
+    /* Whole minutes (seconds only in the last one), so the text does not change on every
+     * poll: notify_status sends only changes. */
+    if (next && next_due >= 60000)
+        notify_status("%d running, next %s in %" PRIu64 "m", s->running, next->name,
+                      (next_due + 59999) / 60000);
+    else if (next)
+        notify_status("%d running, next %s in %" PRIu64 "s", s->running, next->name,
+                      (next_due + 999) / 1000);
     else
         notify_status("%d running, nothing scheduled", s->running);
+}
+
+/* ---- control-connection writes whose outcome only matters for logging --------------------- */
+
+typedef struct ctl_write {
+    sched *s;
+    const char *what;          /* static */
+} ctl_write;
+
+static void ctl_write_cb(db_result *res, void *arg)
+{
+    ctl_write *w = arg;
+    sched *s = w->s;
+    if (res->status != DB_OK && res->status != DB_E_CANCELLED)
+        log_warn("could not %s: %s", w->what, res->message ? res->message : "?");
+    free(w);
+    s->ctl_writes--;
+    sched_maybe_finish(s);
+}
+
+static void ctl_write_submit(sched *s, const char *what, const char *sql, int n,
+                             const char *const *p)
+{
+    if (!s->ctl) return;
+    ctl_write *w = kvs_xcalloc(1, sizeof *w);
+    w->s = s;
+    w->what = what;
+    s->ctl_writes++;
+    db_exec(s->ctl, sql, n, p, ctl_write_cb, w);
+}
+
+/* Gives back a lease this daemon took but did not use, so others need not wait for it. */
+static void lease_release(integ *it)
+{
+    sched *s = it->s;
+    const char *p[2] = {it->id, s->daemon_id};
+    ctl_write_submit(s, "release a lease", store_sql(s->cur->store, ST_RELEASE), 2, p);
 }
 
 /* ---- runs ------------------------------------------------------------------------------------ */
@@ -133,13 +238,6 @@ static void print_once_result(const integ *it, const sync_result *r, uint64_t ms
     if (r->message[0]) printf(": %s", r->message);
     printf("\n");
     fflush(stdout);
-}
-
-static void request_cleared_cb(db_result *res, void *arg)
-{
-    (void)arg;
-    if (res->status != DB_OK && res->status != DB_E_CANCELLED)
-        log_warn("could not clear a run-now request: %s", res->message ? res->message : "?");
 }
 
 static void integ_free_cb(uv_handle_t *h)
@@ -166,10 +264,19 @@ static void integ_unlink_close(integ *it)
     uv_close((uv_handle_t *)&it->timer, integ_free_cb);
 }
 
+/* A run slot was given back (run over or claim failed): start what waits, maybe finish. */
+static void slot_freed(sched *s)
+{
+    runs_start_queued(s);
+    status_update(s);
+    sched_maybe_finish(s);
+}
+
 static void run_done(const sync_result *res, void *arg)
 {
     integ *it = arg;
     sched *s = it->s;
+    log_ctx lc;
     uint64_t ms = kvs_now_mono_ms() - it->run_started_ms;
     it->run = NULL;
     s->running--;
@@ -185,11 +292,16 @@ static void run_done(const sync_result *res, void *arg)
         it->failures++;
         it->last_sync_us = kvs_now_wall_ms() * 1000;
         if (it->failures > 1)
-            log_msg(KVS_LOG_WARNING, &(log_ctx){it->name, NULL},
-                    "%d failed runs in a row: next attempt in %" PRIu64 " min", it->failures,
-                    backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
-                                        (uint64_t)cfg_of(s)->max_backoff_minutes * 60000) /
-                        60000);
+            rlog_warn(ictx(it, &lc), "%d failed runs in a row: next attempt in %" PRIu64 " min",
+                      it->failures,
+                      backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
+                                          (uint64_t)cfg_of(s)->max_backoff_minutes * 60000) /
+                          60000);
+        break;
+    case SYNC_SKIPPED:
+    case SYNC_NO_DB:
+        /* The run never used the lease the scheduler claimed for it. */
+        if (!s->o.once && s->ctl) lease_release(it);
         break;
     default:
         break;
@@ -199,7 +311,8 @@ static void run_done(const sync_result *res, void *arg)
         snprintf(seen, sizeof seen, "%" PRId64, it->run_request_us);
         const char *p[2] = {it->id, seen};
         it->handled_request_us = it->run_request_us;
-        db_exec(s->ctl, store_sql(s->cur->store, ST_REQUEST_CLEAR), 2, p, request_cleared_cb, NULL);
+        ctl_write_submit(s, "clear a run-now request", store_sql(s->cur->store, ST_REQUEST_CLEAR),
+                         2, p);
     }
     it->run_request_us = 0;
     if (s->o.once) {
@@ -208,29 +321,22 @@ static void run_done(const sync_result *res, void *arg)
             res->status == SYNC_CANCELLED)
             s->exit_code = 1;
         s->once_pending--;
-    } else if (res->status == SYNC_NO_DB) {
-        uv_timer_start(&it->timer, NULL, 0, 0); /* placeholder, re-armed below */
     }
     if (it->removed) {
         integ_unlink_close(it);
     } else if (!s->o.once && !s->stopping) {
-        if (res->status == SYNC_NO_DB) {
-            extern void sched_integ_fire(uv_timer_t *);
-            uv_timer_start(&it->timer, sched_integ_fire, NO_DB_RETRY_MS, 0);
-        } else {
+        if (res->status == SYNC_NO_DB)
+            uv_timer_start(&it->timer, integ_fire, NO_DB_RETRY_MS, 0);
+        else
             integ_arm(it);
-        }
     }
-    runs_start_queued(s);
-    status_update(s);
-    sched_maybe_finish(s);
+    slot_freed(s);
 }
 
+/* Starts the sync run itself; the caller has taken the run slot (s->running). */
 static void run_start(integ *it)
 {
     sched *s = it->s;
-    it->queued = false;
-    s->running++;
     it->run_gen = s->cur;
     s->cur->refs++;
     sync_env env = {
@@ -246,26 +352,116 @@ static void run_start(integ *it)
     it->run = sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
 }
 
+static void claim_cb(db_result *res, void *arg)
+{
+    integ *it = arg;
+    sched *s = it->s;
+    log_ctx lc;
+    it->claiming = false;
+    PGresult *pr = res->status == DB_OK ? res->results[0] : NULL;
+    bool found = pr && PQntuples(pr) == 1;
+    bool claimed = found && atoi(PQgetvalue(pr, 0, 0)) == 1;
+    if (s->stopping || it->removed || !s->cur || (claimed && !it->enabled)) {
+        /* Nothing may start now: give the lease back at once. */
+        if (claimed && s->ctl) lease_release(it);
+        s->running--;
+        if (it->removed) integ_unlink_close(it);
+        slot_freed(s);
+        return;
+    }
+    if (claimed) {
+        run_start(it);
+        status_update(s);
+        return;
+    }
+    s->running--;
+    uint64_t now = kvs_now_mono_ms();
+    if (res->status != DB_OK) {
+        if (res->status != DB_E_CANCELLED) {
+            rlog_warn(ictx(it, &lc), "cannot claim the integration: %s; retrying in %d s",
+                      res->message ? res->message : "?", NO_DB_RETRY_MS / 1000);
+            uv_timer_start(&it->timer, integ_fire, NO_DB_RETRY_MS, 0);
+        }
+    } else if (!found || !(PQgetvalue(pr, 0, 3)[0] == 't')) {
+        rlog_notice(ictx(it, &lc), "no longer enabled: not syncing");
+        it->enabled = false;
+        it->queued = false;
+        uv_timer_stop(&it->timer);
+    } else {
+        int64_t db_last = strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
+        int64_t lease_left = strtoll(PQgetvalue(pr, 0, 2), NULL, 10);
+        bool synced_since = db_last != it->last_sync_us;
+        if (synced_since) {
+            /* Synced since we looked (by another daemon, or our view predates our own last
+             * run): the schedule follows the database's last_sync_at. */
+            rlog_info(ictx(it, &lc), "synced since we last looked; rescheduling");
+            it->last_sync_us = db_last;
+        }
+        if (lease_left > 0) {
+            it->not_before_ms = now + (uint64_t)lease_left + LEASE_MARGIN_MS;
+            it->not_before_set_ms = now;
+            rlog_debug(ictx(it, &lc),
+                      "leased by another daemon for %" PRId64 " ms more; trying again then",
+                      lease_left);
+        } else if (!synced_since) {
+            /* Another daemon claimed it between our snapshot and our update: it holds a fresh
+             * lease now, so look again when that lease would end. */
+            it->not_before_ms =
+                now + (uint64_t)s->cur->cfg->lease_seconds * 1000 + LEASE_MARGIN_MS;
+            it->not_before_set_ms = now;
+            rlog_debug(ictx(it, &lc), "claimed by another daemon just now; looking again in %d s",
+                       s->cur->cfg->lease_seconds);
+        }
+        integ_arm(it);
+    }
+    slot_freed(s);
+}
+
+/* Takes a run slot and starts the integration: in the daemon, through the due-aware claim. */
+static void integ_start(integ *it)
+{
+    sched *s = it->s;
+    it->queued = false;
+    s->running++;
+    if (s->o.once) {
+        run_start(it);
+        return;
+    }
+    char secs[16], last[32];
+    snprintf(secs, sizeof secs, "%d", s->cur->cfg->lease_seconds);
+    snprintf(last, sizeof last, "%" PRId64, it->last_sync_us);
+    const char *p[4] = {it->id, s->daemon_id, secs, last};
+    it->claiming = true;
+    db_exec(s->ctl, s->cur->claim_sql, 4, p, claim_cb, it);
+}
+
+static bool integ_busy(const integ *it) { return it->run || it->claiming; }
+
 static void runs_start_queued(sched *s)
 {
-    if (s->stopping || !s->cur) return;
-    for (integ *it = s->integs; it && s->running < s->cur->cfg->max_concurrent_runs; it = it->next)
-        if (it->queued && !it->run) run_start(it);
+    if (s->stopping || s->finishing || !s->cur) return;
+    for (integ *it = s->integs; it && s->running < s->cur->cfg->max_concurrent_runs; it = it->next) {
+        if (!it->queued) continue;
+        if (!it->enabled || integ_busy(it)) {
+            it->queued = false;
+            continue;
+        }
+        integ_start(it);
+    }
 }
 
 /* The integration's due timer fired. */
-void sched_integ_fire(uv_timer_t *t);
-void sched_integ_fire(uv_timer_t *t)
+static void integ_fire(uv_timer_t *t)
 {
     integ *it = t->data;
     sched *s = it->s;
-    if (s->stopping || it->run || !it->enabled || !s->cur) return;
+    if (s->stopping || integ_busy(it) || !it->enabled || !s->cur) return;
     if (it->requested_us > it->handled_request_us) it->run_request_us = it->requested_us;
     if (s->running >= s->cur->cfg->max_concurrent_runs) {
         it->queued = true;
         return;
     }
-    run_start(it);
+    integ_start(it);
     status_update(s);
 }
 
@@ -280,32 +476,59 @@ static uint64_t jitter_of(const char *id)
 static void integ_arm(integ *it)
 {
     sched *s = it->s;
-    if (!it->enabled || it->run || s->stopping) {
+    if (integ_busy(it)) return; /* re-armed when the run or claim is over */
+    if (!it->enabled || s->stopping) {
         uv_timer_stop(&it->timer);
+        it->queued = false;
         return;
     }
     const kvs_config *cfg = cfg_of(s);
-    uint64_t delay;
+    /* When it is due (wall ms, before jitter): -1 = run-now request, 0 = never synced. */
+    int64_t due_ms;
     if (it->requested_us > it->handled_request_us) {
-        delay = 0; /* run-now request */
+        due_ms = -1;
     } else if (!it->last_sync_us) {
-        delay = jitter_of(it->id);
+        due_ms = 0;
     } else {
         uint64_t interval = backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
                                                 (uint64_t)cfg->max_backoff_minutes * 60000);
-        int64_t due_ms = it->last_sync_us / 1000 + (int64_t)interval;
+        due_ms = it->last_sync_us / 1000 + (int64_t)interval;
+    }
+    /* Every poll re-arms every integration: a timer already set for the same moment keeps
+     * running, or a jitter longer than the poll interval would postpone it for ever. */
+    if (uv_is_active((const uv_handle_t *)&it->timer) && it->armed_due_ms == due_ms &&
+        it->armed_not_before_ms == it->not_before_ms)
+        return;
+    it->armed_due_ms = due_ms;
+    it->armed_not_before_ms = it->not_before_ms;
+    uint64_t delay = 0;
+    if (due_ms == 0) {
+        delay = jitter_of(it->id);
+    } else if (due_ms > 0) {
         int64_t now_ms = kvs_now_wall_ms();
         delay = (due_ms > now_ms ? (uint64_t)(due_ms - now_ms) : 0) + jitter_of(it->id);
     }
-    uv_timer_start(&it->timer, sched_integ_fire, delay, 0);
+    uint64_t now = kvs_now_mono_ms();
+    if (it->not_before_ms > now && it->not_before_ms - now > delay) delay = it->not_before_ms - now;
+    uv_timer_start(&it->timer, integ_fire, delay, 0);
 }
 
 /* ---- control connection --------------------------------------------------------------------- */
 
+/* A reload is over once the integrations were re-read after it: READY=1 then. */
+static void reload_maybe_ready(sched *s)
+{
+    if (!s->reloading || s->discovering || s->listing || s->list_again || s->stopping) return;
+    s->reloading = false;
+    notify_ready();
+    status_update(s);
+}
+
 static void list_cb(db_result *res, void *arg)
 {
     sched *s = arg;
-    s->ctl_state = CTL_IDLE;
+    log_ctx lc;
+    s->listing = false;
     if (res->status != DB_OK) {
         if (res->status == DB_E_CANCELLED) return;
         log_warn("could not read the integrations: %s", res->message ? res->message : "?");
@@ -313,8 +536,9 @@ static void list_cb(db_result *res, void *arg)
             s->exit_code = 1;
             s->once_listed = true;
             sched_maybe_finish(s);
+            return;
         }
-        return;
+        goto next;
     }
     PGresult *pr = res->results[0];
     for (integ *it = s->integs; it; it = it->next) it->present = false;
@@ -338,19 +562,24 @@ static void list_cb(db_result *res, void *arg)
         }
         it->present = true;
         bool was_enabled = it->enabled;
+        int interval = row->interval_min > 0 ? row->interval_min : 60;
         it->enabled = row->is_active && row->sync_enabled &&
                       (!s->only || !strcmp(s->only, row->name));
         if (it->enabled != was_enabled && !s->o.once)
-            log_msg(KVS_LOG_NOTICE, &(log_ctx){it->name, NULL}, "%s (every %d min)",
-                    it->enabled ? "scheduled" : "disabled: not syncing", row->interval_min);
-        else if (it->enabled && it->interval_min && it->interval_min != row->interval_min)
-            log_msg(KVS_LOG_NOTICE, &(log_ctx){it->name, NULL}, "interval now %d min",
-                    row->interval_min);
-        it->interval_min = row->interval_min > 0 ? row->interval_min : 60;
-        if (!it->run) {
+            rlog_notice(ictx(it, &lc), "%s (every %d min)",
+                        it->enabled ? "scheduled" : "disabled: not syncing", interval);
+        else if (it->enabled && it->interval_min && it->interval_min != interval)
+            rlog_notice(ictx(it, &lc), "interval now %d min", interval);
+        it->interval_min = interval;
+        if (!integ_busy(it)) {
             it->last_sync_us = row->last_sync_us;
             it->failures = row->consecutive_failures;
         }
+        /* A lease that is over (or ours) no longer holds this daemon back, if this list was
+         * read after we learnt of the lease (an older snapshot may predate the claim). */
+        if ((!row->lease_live || kvs_streq(row->lease_owner, s->daemon_id)) &&
+            it->not_before_set_ms < s->list_sent_ms)
+            it->not_before_ms = 0;
         it->requested_us = row->requested_us;
         it->request_full = row->request_full;
         if (it->enabled) enabled++;
@@ -359,10 +588,10 @@ static void list_cb(db_result *res, void *arg)
     for (integ *it = s->integs, *nx; it; it = nx) {
         nx = it->next;
         if (it->present) continue;
-        log_msg(KVS_LOG_NOTICE, &(log_ctx){it->name, NULL}, "removed from third_party_integrations");
+        rlog_notice(ictx(it, &lc), "removed from third_party_integrations");
         it->enabled = false;
         it->removed = true;
-        if (!it->run) integ_unlink_close(it);
+        if (!integ_busy(it)) integ_unlink_close(it);
     }
     if (s->o.once) {
         if (!s->once_listed) {
@@ -377,7 +606,7 @@ static void list_cb(db_result *res, void *arg)
                 if (!it->enabled) continue;
                 s->once_pending++;
                 if (s->running < s->cur->cfg->max_concurrent_runs)
-                    run_start(it);
+                    integ_start(it);
                 else
                     it->queued = true;
             }
@@ -387,25 +616,31 @@ static void list_cb(db_result *res, void *arg)
     }
     for (integ *it = s->integs; it; it = it->next) integ_arm(it);
     if (!s->ready_sent) {
+        /* The database answered and the integrations are loaded: now we are ready. */
         s->ready_sent = true;
+        log_notice("ready: %d integration(s) enabled, re-read every %d s", enabled,
+                   s->cur->cfg->poll_interval_s);
         notify_ready();
-        log_notice("ready: %d integration(s) enabled", enabled);
     }
+    runs_start_queued(s);
     status_update(s);
-    if (s->poll_wanted) {
-        s->poll_wanted = false;
+next:
+    if (s->list_again) {
+        s->list_again = false;
         ctl_list(s);
     }
+    reload_maybe_ready(s);
 }
 
 static void ctl_list(sched *s)
 {
     if (!s->cur || s->finishing) return;
-    if (s->ctl_state != CTL_IDLE) {
-        s->poll_wanted = true;
+    if (s->listing) {
+        s->list_again = true;
         return;
     }
-    s->ctl_state = CTL_LIST;
+    s->listing = true;
+    s->list_sent_ms = kvs_now_mono_ms();
     db_exec(s->ctl, store_sql(s->cur->store, ST_LIST), 0, NULL, list_cb, s);
 }
 
@@ -420,31 +655,47 @@ static void prune_cb(db_result *res, void *arg)
     }
 }
 
-static void poll_cb(uv_timer_t *t)
-{
-    sched *s = t->data;
-    if (!s->cur) return;
-    uint64_t now = kvs_now_mono_ms();
-    if (s->cur->cfg->log_retention_days > 0 && now - s->last_prune_ms >= PRUNE_EVERY_MS) {
-        s->last_prune_ms = now;
-        char days[16];
-        snprintf(days, sizeof days, "%d", s->cur->cfg->log_retention_days);
-        const char *p[1] = {days};
-        db_exec(s->ctl, store_sql(s->cur->store, ST_LOG_PRUNE), 1, p, prune_cb, NULL);
-    }
-    ctl_list(s);
-}
-
 static void abandoned_cb(db_result *res, void *arg)
 {
     sched *s = arg;
-    s->ctl_state = CTL_IDLE;
+    s->abandoning = false;
     if (res->status == DB_OK) {
         long n = atol(PQgetvalue(res->results[0], 0, 0));
         if (n) log_notice("closed %ld abandoned sync_logs row(s) as failed", n);
     } else if (res->status != DB_E_CANCELLED) {
         log_warn("could not close abandoned sync_logs rows: %s", res->message ? res->message : "?");
     }
+}
+
+/* Closes 'running' sync_logs rows whose daemon is gone (its lease expired or was taken over):
+ * at start, and now and then, so a row left by a daemon that died is closed even while this
+ * one keeps running. */
+static void ctl_close_abandoned(sched *s)
+{
+    if (!s->cur || s->abandoning || s->finishing) return;
+    s->abandoning = true;
+    s->last_abandoned_ms = kvs_now_mono_ms();
+    db_exec(s->ctl, store_sql(s->cur->store, ST_LOG_ABANDONED), 0, NULL, abandoned_cb, s);
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    sched *s = t->data;
+    if (!s->cur) return;
+    const kvs_config *cfg = s->cur->cfg;
+    uint64_t now = kvs_now_mono_ms();
+    if (cfg->log_retention_days > 0 && now - s->last_prune_ms >= PRUNE_EVERY_MS) {
+        s->last_prune_ms = now;
+        char days[16];
+        snprintf(days, sizeof days, "%d", cfg->log_retention_days);
+        const char *p[1] = {days};
+        db_exec(s->ctl, store_sql(s->cur->store, ST_LOG_PRUNE), 1, p, prune_cb, NULL);
+    }
+    /* A dead daemon's lease is over lease_seconds after its last renewal; the statement is
+     * cheap (partial index on running rows). */
+    uint64_t every = (uint64_t)cfg->lease_seconds * 1000;
+    if (every < (uint64_t)cfg->poll_interval_s * 1000) every = (uint64_t)cfg->poll_interval_s * 1000;
+    if (now - s->last_abandoned_ms >= every) ctl_close_abandoned(s);
     ctl_list(s);
 }
 
@@ -456,8 +707,8 @@ static void retry_cb(uv_timer_t *t)
     ctl_discover(s, cfg);
 }
 
-/* Swaps in a new generation built from cfg and a discovery result. */
-static int gen_build(sched *s, kvs_config *cfg, PGresult *pr, gen **out)
+/* Builds a generation from cfg (ownership passes to it on success) and a discovery result. */
+static int gen_build(kvs_config *cfg, PGresult *pr, gen **out)
 {
     kvs_err e;
     kvs_err_clear(&e);
@@ -482,16 +733,22 @@ static int gen_build(sched *s, kvs_config *cfg, PGresult *pr, gen **out)
     log_info("mapping %s", store_describe(st));
     g->cfg = cfg;
     g->store = st;
+    g->claim_sql = claim_sql_build(cfg->db_schema);
     g->refs = 1;
-    (void)s;
     *out = g;
     return 0;
+}
+
+static void poll_timer_start(sched *s)
+{
+    uint64_t ms = (uint64_t)s->cur->cfg->poll_interval_s * 1000;
+    uv_timer_start(&s->poll_timer, poll_cb, ms, ms);
 }
 
 static void discover_cb(db_result *res, void *arg)
 {
     sched *s = arg;
-    s->ctl_state = CTL_IDLE;
+    s->discovering = false;
     bool reload = s->cur != NULL;
     kvs_config *cfg = reload ? s->reload_cfg : s->boot_cfg;
     if (reload)
@@ -507,7 +764,8 @@ static void discover_cb(db_result *res, void *arg)
             log_err("reload failed: cannot read the schema (%s); keeping the old configuration",
                     res->message ? res->message : "?");
             config_free(cfg);
-            notify_ready();
+            ctl_list(s);
+            reload_maybe_ready(s);
             return;
         }
         log_err("cannot reach the database: %s", res->message ? res->message : "?");
@@ -518,7 +776,7 @@ static void discover_cb(db_result *res, void *arg)
             sched_maybe_finish(s);
             return;
         }
-        /* The daemon stays up and keeps trying. */
+        /* The daemon stays up and keeps trying; READY=1 waits for the database. */
         uint64_t wait = backoff_delay_ms(s->discover_failures++, 2000, 60000,
                                          (uint32_t)kvs_now_mono_ms());
         notify_status("waiting for the database (retry in %" PRIu64 " s)", wait / 1000);
@@ -527,11 +785,12 @@ static void discover_cb(db_result *res, void *arg)
         return;
     }
     gen *g = NULL;
-    if (gen_build(s, cfg, res->results[0], &g)) {
+    if (gen_build(cfg, res->results[0], &g)) {
         config_free(cfg);
         if (reload) {
             log_err("reload failed; keeping the old configuration");
-            notify_ready();
+            ctl_list(s);
+            reload_maybe_ready(s);
             return;
         }
         s->exit_code = KVS_EX_CONFIG;
@@ -541,26 +800,28 @@ static void discover_cb(db_result *res, void *arg)
         return;
     }
     s->discover_failures = 0;
+    log_set_level(g->cfg->log_level);
     if (reload) {
         gen_unref(s->cur);
         s->cur = g;
-        log_set_level(g->cfg->log_level);
         for (integ *it = s->integs; it; it = it->next)
             kv_budget_resize(&it->budget, g->cfg->hourly_get_budget);
-        uv_timer_start(&s->poll_timer, poll_cb, (uint64_t)g->cfg->poll_interval_s * 1000,
-                       (uint64_t)g->cfg->poll_interval_s * 1000);
-        log_notice("configuration reloaded");
-        notify_ready();
+        poll_timer_start(s);
+        log_notice("configuration reloaded (log level %s, poll every %d s, at most %d run(s))",
+                   log_level_name(g->cfg->log_level), g->cfg->poll_interval_s,
+                   g->cfg->max_concurrent_runs);
         ctl_list(s);
         return;
     }
     s->cur = g;
-    log_set_level(g->cfg->log_level);
-    if (!s->o.once)
-        uv_timer_start(&s->poll_timer, poll_cb, (uint64_t)g->cfg->poll_interval_s * 1000,
-                       (uint64_t)g->cfg->poll_interval_s * 1000);
-    s->ctl_state = CTL_ABANDONED;
-    db_exec(s->ctl, store_sql(g->store, ST_LOG_ABANDONED), 0, NULL, abandoned_cb, s);
+    if (s->o.once) {
+        ctl_list(s);
+        return;
+    }
+    poll_timer_start(s);
+    /* In order on the connection: abandoned rows are closed before the first list. */
+    ctl_close_abandoned(s);
+    ctl_list(s);
 }
 
 static void ctl_discover(sched *s, kvs_config *cfg)
@@ -569,7 +830,7 @@ static void ctl_discover(sched *s, kvs_config *cfg)
         s->reload_cfg = cfg;
     else
         s->boot_cfg = cfg;
-    s->ctl_state = CTL_DISCOVER;
+    s->discovering = true;
     const char *p[1] = {cfg->db_schema};
     db_exec(s->ctl, store_discover_sql, 1, p, discover_cb, s);
 }
@@ -595,6 +856,7 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
     s->poll_timer.data = s->grace_timer.data = s->retry_timer.data = s;
     s->handles_open = 3;
     s->last_prune_ms = kvs_now_mono_ms() - PRUNE_EVERY_MS; /* prune at the first poll */
+    s->last_abandoned_ms = kvs_now_mono_ms();
     db_opts d = {
         .conninfo = cfg->db_url,
         .connect_timeout_ms = (long)cfg->db_connect_timeout_s * 1000,
@@ -606,36 +868,78 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
     return s;
 }
 
+/* Keys that only take effect at start: the control connection is made once from [database],
+ * and main creates the one HTTP client from [kiotviet]. A reload that changes them keeps the
+ * old values (so the running state and the config agree) and says so. */
+static void reload_keep_fixed(const kvs_config *old, kvs_config *cfg)
+{
+    char keys[512];
+    int n = config_diff_noreload(old, cfg, keys, sizeof keys);
+    size_t used = strlen(keys);
+#define FIXED_INT(field, name)                                                                  \
+    do {                                                                                        \
+        if (old->field != cfg->field) {                                                         \
+            used += (size_t)snprintf(keys + used, used < sizeof keys ? sizeof keys - used : 0,  \
+                                     "%s%s", n++ ? ", " : "", name);                            \
+            cfg->field = old->field;                                                            \
+        }                                                                                       \
+    } while (0)
+    FIXED_INT(http_connect_timeout_s, "[kiotviet] connect_timeout");
+    FIXED_INT(http_timeout_s, "[kiotviet] request_timeout");
+    FIXED_INT(max_page_bytes, "[kiotviet] max_page_bytes");
+#undef FIXED_INT
+    if (!kvs_streq(old->ca_file, cfg->ca_file)) {
+        used += (size_t)snprintf(keys + used, used < sizeof keys ? sizeof keys - used : 0, "%s%s",
+                                 n++ ? ", " : "", "[kiotviet] ca_file");
+        free(cfg->ca_file);
+        cfg->ca_file = kvs_strdup(old->ca_file);
+    }
+    if (n == 0) return;
+    log_warn("reload: %s cannot change while running (restart to apply); keeping the old "
+             "value(s)",
+             keys);
+    free(cfg->db_url);
+    cfg->db_url = kvs_strdup(old->db_url);
+    free(cfg->db_schema);
+    cfg->db_schema = kvs_strdup(old->db_schema);
+}
+
 void sched_reload(sched *s, kvs_config *cfg)
 {
-    if (s->stopping) {
+    if (s->stopping || s->finishing) {
         config_free(cfg);
         return;
     }
-    const kvs_config *old = cfg_of(s);
-    char keys[256];
-    if (old && config_diff_noreload(old, cfg, keys, sizeof keys) > 0) {
-        log_warn("reload: %s cannot change while running (restart to apply); keeping the old "
-                 "value(s)",
-                 keys);
-        free(cfg->db_url);
-        cfg->db_url = kvs_strdup(old->db_url);
-        free(cfg->db_schema);
-        cfg->db_schema = kvs_strdup(old->db_schema);
-    }
-    if (!s->cur || s->reload_cfg || s->ctl_state == CTL_DISCOVER) {
-        /* A discovery is under way: the newest config wins. */
-        if (s->cur) {
-            config_free(s->reload_cfg);
-            s->reload_cfg = cfg;
-        } else {
-            config_free(s->boot_cfg);
-            s->boot_cfg = cfg;
+    if (!s->cur) {
+        /* Still starting: the newest config is the one to start with; READY=1 comes when
+         * the start is complete. */
+        if (cfg) {
+            if (s->boot_cfg) reload_keep_fixed(s->boot_cfg, cfg);
+            if (s->discovering) {
+                config_free(s->boot_cfg);
+                s->boot_cfg = cfg;
+            } else {
+                /* Waiting for the database: retry now with the new config. */
+                config_free(s->boot_cfg);
+                s->boot_cfg = NULL;
+                uv_timer_stop(&s->retry_timer);
+                ctl_discover(s, cfg);
+            }
         }
         return;
     }
-    if (s->ctl_state != CTL_IDLE) {
-        /* The list query is in flight; discovery queues behind it on the same connection. */
+    s->reloading = true;
+    if (!cfg) {
+        /* The new file was invalid (main logged why): keep the config, re-read the list. */
+        ctl_list(s);
+        return;
+    }
+    reload_keep_fixed(s->cur->cfg, cfg);
+    if (s->discovering) {
+        /* A reload discovery is under way: the newest config wins; its list follows. */
+        config_free(s->reload_cfg);
+        s->reload_cfg = cfg;
+        return;
     }
     ctl_discover(s, cfg);
 }
@@ -669,7 +973,7 @@ static void sched_maybe_finish(sched *s)
     if (!s->finishing) {
         bool over = s->o.once ? (s->once_listed && s->once_pending == 0 && s->running == 0)
                               : (s->stopping && s->running == 0);
-        if (!over) return;
+        if (!over || s->ctl_writes > 0) return;
         s->finishing = true;
         if (s->ctl) {
             db_conn_close(s->ctl);
@@ -715,6 +1019,7 @@ void sched_stop(sched *s)
         log_notice("stopping: %d run(s) in flight get %d s to finish", s->running, grace);
         uv_timer_start(&s->grace_timer, grace_cb, (uint64_t)grace * 1000, 0);
     }
+    status_update(s);
     sched_maybe_finish(s);
 }
 
