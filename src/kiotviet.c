@@ -242,14 +242,20 @@ static void req_http_cb(http_response *resp, void *arg)
     if (!c) return; /* detached meanwhile; cannot happen as dispose cancels, kept defensive */
 
     if (resp->result == HTTP_E_CANCELLED) return;
-    bool transient = false;
+    bool transient = false, parse_failed = false;
     uint64_t wait_ms = 0;
     char text[400] = "";
     if (resp->result == HTTP_OK && resp->status != 200)
         error_text(resp, text, sizeof text, code, sizeof code);
     else
         code[0] = '\0';
-    if (resp->result != HTTP_OK) {
+    if (resp->result == HTTP_E_TOO_BIG) {
+        /* The same page will be as big next time: retrying cannot help. */
+        snprintf(msg, sizeof msg, "%s (raise [kiotviet] max_page_bytes)",
+                 resp->error ? resp->error : "response too big");
+        req_finish(r, KV_E_HTTP, NULL, msg);
+        return;
+    } else if (resp->result != HTTP_OK) {
         snprintf(msg, sizeof msg, "%s", resp->error ? resp->error : "transport error");
         transient = true;
     } else if (resp->status == 200) {
@@ -257,6 +263,7 @@ static void req_http_cb(http_response *resp, void *arg)
         if (page_parse(resp, &page, msg, sizeof msg)) {
             /* A truncated or garbled body is usually a transport hiccup: retry it. */
             transient = true;
+            parse_failed = true;
         } else {
             req_finish(r, KV_OK, page, NULL);
             return;
@@ -291,7 +298,7 @@ static void req_http_cb(http_response *resp, void *arg)
         if (r->attempt >= (unsigned)c->max_retries) {
             char m2[700];
             snprintf(m2, sizeof m2, "giving up after %u attempts: %s", r->attempt + 1, msg);
-            req_finish(r, KV_E_RETRIES, NULL, m2);
+            req_finish(r, parse_failed ? KV_E_PARSE : KV_E_RETRIES, NULL, m2);
             return;
         }
         if (!wait_ms) wait_ms = backoff_delay_ms(r->attempt, c->base_ms, c->cap_ms, rnd32());
@@ -431,14 +438,21 @@ static void token_http_cb(http_response *resp, void *arg)
             token_waiters_resume(c);
             return;
         }
+        bool garbled = j == NULL; /* truncated or not JSON: a hiccup, retried below */
         cJSON_Delete(j);
-        snprintf(msg, sizeof msg, "token endpoint answered 200 without access_token");
-        token_waiters_fail(c, KV_E_AUTH, msg);
-        return;
+        if (!garbled) {
+            snprintf(msg, sizeof msg, "token endpoint answered 200 without access_token");
+            token_waiters_fail(c, KV_E_AUTH, msg);
+            return;
+        }
     }
-    bool transient = resp->result != HTTP_OK || resp->status >= 500 || resp->status == 429;
+    bool ok200 = resp->result == HTTP_OK && resp->status == 200;
+    bool transient = resp->result != HTTP_OK || resp->status >= 500 || resp->status == 429 ||
+                     ok200;
     if (resp->result != HTTP_OK)
         snprintf(msg, sizeof msg, "%s", resp->error ? resp->error : "transport error");
+    else if (ok200)
+        snprintf(msg, sizeof msg, "token endpoint answered 200 with a body that is not JSON");
     else {
         char t[400];
         error_text(resp, t, sizeof t, code, sizeof code);

@@ -14,8 +14,15 @@
 #include "log.h"
 
 #define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
-#define MAX_DB_RETRIES 6    /* per batch, on a lost connection */
 #define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
+/* How long a run waits for the database. A page batch that cannot reach it is retried for one
+ * lease period (after that the lease may be gone and the run fails); the end of a run (its
+ * sync_logs row, cursors, lease) is retried for FINISH_PATIENCE lease periods, so that a run
+ * that could not log is logged once the database is back. */
+#define FINISH_PATIENCE 10
+/* The database's clock, read in the claim's transaction: cursors never come from this host's
+ * clock, which may jump. Not integration-level SQL, so it lives here rather than in store.c. */
+static const char sql_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
 
 enum entity { ENT_CATEGORIES, ENT_PRODUCTS };
 enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
@@ -44,7 +51,6 @@ typedef struct pager {
     bool unordered;         /* the server ignored orderBy=id: gap checks are off */
     bool done;
     int64_t server_ts;      /* "timestamp" of the first page, 0 if none */
-    int64_t started_us;     /* our clock when paging began */
 } pager;
 
 /* A page being fetched; owned by the run's fetch list. */
@@ -64,8 +70,11 @@ typedef struct store_job {
     char *rows;             /* JSON array text or bigint[] literal; owned */
     int nrows;
     int64_t row_id;         /* JOB_ROW: the row's id */
+    int fresh;              /* rows first seen in this run (counted as synced), JOB_UPSERT/ROW */
     int attempt;
+    uint64_t first_fail_ms; /* monotonic time of the first lost connection, 0 = none */
     uv_timer_t *timer;      /* retry timer, NULL unless waiting */
+    struct store_job *wnext, *wprev; /* the run's list of jobs waiting on their timer */
 } store_job;
 
 /* Set of ids seen in this run (open addressing; 0 is the empty marker, ids are > 0). */
@@ -101,6 +110,17 @@ struct sync_run {
     int jobs;               /* store jobs not yet done */
     idset seen[2];          /* ids stored per entity */
     int64_t cursor_us[2];   /* new cursors, set when an entity completes */
+    int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
+    bool floor_unknown[2];  /* a refused row had no modification time: keep the old cursor */
+    int64_t db_start_us;    /* the database's clock when the run claimed the integration */
+    uint64_t claim_mono_ms; /* our monotonic clock at the same moment */
+    int64_t kv_ts_us;       /* KiotViet's "timestamp" from the run's first page, 0 if none */
+    store_job *waiting;     /* jobs waiting to retry after a lost connection */
+    bool db_down;           /* the run failed because the database was unreachable */
+    enum phase fail_phase;  /* where run_fail was first called */
+    uint64_t finish_first_ms;
+    int finish_attempt;
+    bool finish_waiting;    /* the lease timer is waiting to resend the end of the run */
     int64_t *removed[2];
     int nremoved[2];
 
@@ -114,6 +134,7 @@ static void phase_next(sync_run *r);
 static void run_finish(sync_run *r);
 static void pager_pump(sync_run *r);
 static void job_submit(store_job *j);
+static void waiting_drop(sync_run *r);
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -174,6 +195,7 @@ static void run_fail(sync_run *r, const char *fmt, ...)
         va_end(ap);
         log_redact(r->res.message, sizeof r->res.message);
         rlog_err(&r->lctx, "run failed: %s", r->res.message);
+        r->fail_phase = r->phase;
     }
     r->failing = true;
     while (r->fetches) {
@@ -183,6 +205,9 @@ static void run_fail(sync_run *r, const char *fmt, ...)
         free(f);
     }
     r->pg.inflight = 0;
+    /* Pages still waiting for the database are dropped: the run failed, the cursor stays, and
+     * the next run reads them again. Batches already sent finish first. */
+    waiting_drop(r);
     if (r->jobs == 0 && r->phase < PH_FINISH) run_finish(r);
 }
 
@@ -291,22 +316,148 @@ static void run_close(sync_run *r)
     uv_close((uv_handle_t *)&r->lease_timer, handle_closed);
 }
 
+/* Connection-level trouble worth waiting out: the server went away, restarts, refuses
+ * connections for a moment, or rolled back a transaction that a retry can commit. */
+static bool db_transient(const db_result *res)
+{
+    if (res->status == DB_E_CONN || res->status == DB_E_TIMEOUT) return true;
+    if (res->status != DB_E_SQL) return false;
+    const char *st = res->sqlstate;
+    return !strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
+           !strcmp(st, "57P03") || !strcmp(st, "40001") || !strcmp(st, "40P01") ||
+           !strcmp(st, "53300");
+}
+
+/* Delay before retry number attempt (0-based) of a database batch: capped exponential with
+ * jitter, the cap a quarter of the lease so that several tries fit in the patience window. */
+static uint64_t db_retry_delay(const sync_run *r, unsigned attempt)
+{
+    uint64_t cap = (uint64_t)r->env.cfg->lease_seconds * 1000 / 4;
+    if (cap < 1000) cap = 1000;
+    if (cap > 30000) cap = 30000;
+    return backoff_delay_ms(attempt, 500, cap, (uint32_t)(kvs_now_mono_ms() * 2654435761u));
+}
+
+static void finish_submit(sync_run *r);
+
+static void finish_retry_cb(uv_timer_t *t)
+{
+    sync_run *r = t->data;
+    r->finish_waiting = false;
+    finish_submit(r);
+}
+
 static void finish_cb(db_result *res, void *arg)
 {
     sync_run *r = arg;
-    if (res->status != DB_OK) log_db_error(r, "could not record the end of the run", res);
+    if (res->status != DB_OK) {
+        log_db_error(r, "could not record the end of the run", res);
+        uint64_t now = kvs_now_mono_ms();
+        if (!r->finish_first_ms) r->finish_first_ms = now;
+        uint64_t patience = (uint64_t)r->env.cfg->lease_seconds * 1000 * FINISH_PATIENCE;
+        if (db_transient(res) && !r->cancelled && now - r->finish_first_ms < patience) {
+            /* Runs that could not log are logged when the database is back. */
+            uint64_t wait = db_retry_delay(r, (unsigned)r->finish_attempt++);
+            rlog_warn(&r->lctx, "will record the end of the run when the database is back "
+                                "(retry in %llu ms)",
+                      (unsigned long long)wait);
+            r->finish_waiting = true;
+            uv_timer_start(&r->lease_timer, finish_retry_cb, wait, 0);
+            return;
+        }
+    } else if (r->finish_attempt) {
+        rlog_notice(&r->lctx, "recorded the end of the run after %d retries",
+                    r->finish_attempt);
+    }
     rlog_notice(&r->lctx,
                 "run %s: categories %d synced (%d new, %d changed, %d failed, %d removed), "
                 "products %d synced (%d new, %d changed, %d failed, %d removed), %d requests%s%s",
-                sync_status_name(r->res.status), r->counts.categories_synced,
-                r->counts.categories_created, r->counts.categories_updated,
-                r->counts.categories_failed, r->counts.categories_deactivated,
-                r->counts.products_synced, r->counts.products_created,
-                r->counts.products_updated, r->counts.products_failed,
-                r->counts.products_deactivated,
+                r->db_down ? "failed" : sync_status_name(r->res.status),
+                r->counts.categories_synced, r->counts.categories_created,
+                r->counts.categories_updated, r->counts.categories_failed,
+                r->counts.categories_deactivated, r->counts.products_synced,
+                r->counts.products_created, r->counts.products_updated,
+                r->counts.products_failed, r->counts.products_deactivated,
                 r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0,
                 r->res.message[0] ? ": " : "", r->res.message);
     run_close(r);
+}
+
+/* The cursor an entity may advance to: never past a row the database refused (so it is read
+ * again once the shop fixes the clash), and not at all if such a row had no date. */
+static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ])
+{
+    int64_t c = r->cursor_us[e];
+    if (!c || r->floor_unknown[e]) return NULL;
+    if (r->floor_us[e] && r->floor_us[e] < c) c = r->floor_us[e];
+    kvtime_format_utc(c, buf);
+    return buf;
+}
+
+static void finish_submit(sync_run *r)
+{
+    static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
+                                     "reconcile", "finish", "closing"};
+    kvs_buf counts, details;
+    kvs_buf_init(&counts);
+    kvs_buf_init(&details);
+    counts_json(r, &counts);
+    REQUIRE(kvs_buf_printf(&details, "{\"sync_type\":\"%s\",\"failures_total\":%d,",
+                           r->full ? "full" : "incremental",
+                           r->counts.products_failed + r->counts.categories_failed) == 0);
+    REQUIRE(kvs_buf_printf(&details, "\"failures\":[%s],\"attribute_notes_total\":%d,",
+                           kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
+    REQUIRE(kvs_buf_printf(&details, "\"attribute_notes\":[%s],\"skipped_unit_products\":%d",
+                           kvs_buf_cstr(&r->notes), r->counts.skipped) == 0);
+    if (r->failing && !r->cancelled) {
+        REQUIRE(kvs_buf_puts(&details, ",\"error\":") == 0);
+        REQUIRE(kvs_buf_json_str(&details, r->res.message) == 0);
+        REQUIRE(kvs_buf_printf(&details, ",\"phase\":\"%s\"", ph[r->fail_phase]) == 0);
+        if (r->db_down) {
+            REQUIRE(kvs_buf_puts(&details, ",\"database_unavailable\":true") == 0);
+        } else {
+            /* The scheduler doubles a failing integration's interval: say when it tries next. */
+            int failures = r->row->consecutive_failures + 1;
+            uint64_t next = backoff_interval_ms(
+                (uint64_t)(r->row->interval_min > 0 ? r->row->interval_min : 60) * 60000,
+                failures, (uint64_t)r->env.cfg->max_backoff_minutes * 60000);
+            REQUIRE(kvs_buf_printf(&details,
+                                   ",\"consecutive_failures\":%d,\"next_attempt_minutes\":%llu",
+                                   failures, (unsigned long long)(next / 60000)) == 0);
+        }
+    }
+    if (r->finish_attempt)
+        REQUIRE(kvs_buf_printf(&details, ",\"recorded_after_retries\":%d", r->finish_attempt) ==
+                0);
+    REQUIRE(kvs_buf_puts(&details, "}") == 0);
+    log_redact(details.data, details.len + 1);
+
+    db_batch *b = db_batch_new();
+    const char *st = r->db_down ? "failed" : sync_status_name(r->res.status);
+    const char *lp[5] = {r->log_id, st, counts.data, r->res.message[0] ? r->res.message : NULL,
+                         details.data};
+    db_batch_add(b, store_sql(r->env.store, ST_LOG_FINISH), 5, lp);
+    bool ok = r->res.status == SYNC_SUCCESS || r->res.status == SYNC_PARTIAL;
+    if (ok) {
+        char pc[KVTIME_BUFSZ], cc[KVTIME_BUFSZ];
+        const char *fp[5];
+        fp[0] = r->row->id;
+        fp[1] = r->env.daemon_id;
+        fp[2] = cursor_param(r, ENT_PRODUCTS, pc);
+        fp[3] = cursor_param(r, ENT_CATEGORIES, cc);
+        fp[4] = r->full ? "true" : "false";
+        db_batch_add(b, store_sql(r->env.store, ST_FINISH), 5, fp);
+    } else if (r->res.status == SYNC_CANCELLED || r->db_down) {
+        /* Not the integration's fault: no failure counted, no backoff. */
+        const char *fp[2] = {r->row->id, r->env.daemon_id};
+        db_batch_add(b, store_sql(r->env.store, ST_RELEASE), 2, fp);
+    } else {
+        const char *fp[2] = {r->row->id, r->env.daemon_id};
+        db_batch_add(b, store_sql(r->env.store, ST_FAIL), 2, fp);
+    }
+    db_submit(r->db, b, finish_cb, r);
+    kvs_buf_free(&counts);
+    kvs_buf_free(&details);
 }
 
 static void run_finish(sync_run *r)
@@ -315,6 +466,8 @@ static void run_finish(sync_run *r)
     r->phase = PH_FINISH;
     if (r->cancelled)
         r->res.status = SYNC_CANCELLED;
+    else if (r->db_down)
+        r->res.status = SYNC_NO_DB; /* the scheduler retries soon, without backoff */
     else if (r->failing)
         r->res.status = SYNC_FAILED;
     else if (r->counts.products_failed || r->counts.categories_failed)
@@ -328,56 +481,8 @@ static void run_finish(sync_run *r)
         run_close(r);
         return;
     }
-    kvs_buf counts, details;
-    kvs_buf_init(&counts);
-    kvs_buf_init(&details);
-    counts_json(r, &counts);
-    REQUIRE(kvs_buf_printf(&details, "{\"sync_type\":\"%s\",\"failures_total\":%d,",
-                           r->full ? "full" : "incremental",
-                           r->counts.products_failed + r->counts.categories_failed) == 0);
-    REQUIRE(kvs_buf_printf(&details, "\"failures\":[%s],\"attribute_notes_total\":%d,",
-                           kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
-    REQUIRE(kvs_buf_printf(&details, "\"attribute_notes\":[%s],\"skipped_unit_products\":%d",
-                           kvs_buf_cstr(&r->notes), r->counts.skipped) == 0);
-    if (r->failing) {
-        REQUIRE(kvs_buf_puts(&details, ",\"error\":") == 0);
-        REQUIRE(kvs_buf_json_str(&details, r->res.message) == 0);
-        static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
-                                         "reconcile", "finish", "closing"};
-        REQUIRE(kvs_buf_printf(&details, ",\"phase\":\"%s\"", ph[r->pg.ent == ENT_PRODUCTS ? 4 : 2]) ==
-                0);
-    }
-    REQUIRE(kvs_buf_puts(&details, "}") == 0);
-    log_redact(details.data, details.len + 1);
-
-    db_batch *b = db_batch_new();
-    const char *st = sync_status_name(r->res.status);
-    const char *lp[5] = {r->log_id, st, counts.data, r->res.message[0] ? r->res.message : NULL,
-                         details.data};
-    db_batch_add(b, store_sql(r->env.store, ST_LOG_FINISH), 5, lp);
-    bool ok = r->res.status == SYNC_SUCCESS || r->res.status == SYNC_PARTIAL;
-    if (ok) {
-        char pc[KVTIME_BUFSZ], cc[KVTIME_BUFSZ];
-        const char *fp[5];
-        fp[0] = r->row->id;
-        fp[1] = r->env.daemon_id;
-        fp[2] = r->cursor_us[ENT_PRODUCTS] ? (kvtime_format_utc(r->cursor_us[ENT_PRODUCTS], pc), pc)
-                                           : NULL;
-        fp[3] = r->cursor_us[ENT_CATEGORIES]
-                    ? (kvtime_format_utc(r->cursor_us[ENT_CATEGORIES], cc), cc)
-                    : NULL;
-        fp[4] = r->full ? "true" : "false";
-        db_batch_add(b, store_sql(r->env.store, ST_FINISH), 5, fp);
-    } else if (r->res.status == SYNC_CANCELLED) {
-        const char *fp[2] = {r->row->id, r->env.daemon_id};
-        db_batch_add(b, store_sql(r->env.store, ST_RELEASE), 2, fp);
-    } else {
-        const char *fp[2] = {r->row->id, r->env.daemon_id};
-        db_batch_add(b, store_sql(r->env.store, ST_FAIL), 2, fp);
-    }
-    db_submit(r->db, b, finish_cb, r);
-    kvs_buf_free(&counts);
-    kvs_buf_free(&details);
+    uv_timer_stop(&r->lease_timer); /* from now on it only times retries of the end */
+    finish_submit(r);
 }
 
 /* ---- store jobs ------------------------------------------------------------------------ */
@@ -412,12 +517,65 @@ static void job_done(store_job *j)
     jobs_dec(r);
 }
 
+static void waiting_unlink(store_job *j)
+{
+    sync_run *r = j->run;
+    if (j->wprev)
+        j->wprev->wnext = j->wnext;
+    else
+        r->waiting = j->wnext;
+    if (j->wnext) j->wnext->wprev = j->wprev;
+    j->wnext = j->wprev = NULL;
+}
+
 static void job_retry_cb(uv_timer_t *t)
 {
     store_job *j = t->data;
     uv_close((uv_handle_t *)t, job_timer_closed);
     j->timer = NULL;
+    waiting_unlink(j);
     job_submit(j);
+}
+
+/* A page that will not be stored: its rows no longer count as synced. */
+static void job_uncount(store_job *j)
+{
+    if (j->kind != JOB_UPSERT && j->kind != JOB_ROW) return;
+    if (j->ent == ENT_PRODUCTS)
+        j->run->counts.products_synced -= j->fresh;
+    else
+        j->run->counts.categories_synced -= j->fresh;
+    j->fresh = 0;
+}
+
+/* Gives up on every job waiting to be retried (the run is stopping). */
+static void waiting_drop(sync_run *r)
+{
+    while (r->waiting) {
+        store_job *j = r->waiting;
+        waiting_unlink(j);
+        uv_timer_stop(j->timer);
+        uv_close((uv_handle_t *)j->timer, job_timer_closed);
+        j->timer = NULL;
+        job_uncount(j);
+        job_done(j); /* may finish the run: r stays valid until its handles close */
+    }
+}
+
+/* Lowers the entity's cursor floor to the modification time of a row the database refused
+ * (row_json: the row as mapped, an object or a one-element array). */
+static void floor_lower(sync_run *r, enum entity ent, const char *row_json)
+{
+    cJSON *j = cJSON_Parse(row_json);
+    const cJSON *o = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, 0) : j;
+    const cJSON *m = o ? cJSON_GetObjectItem(o, "modified") : NULL;
+    int64_t us = 0;
+    if (cJSON_IsString(m) && kvtime_parse(m->valuestring, &us) == 0 && us > 0) {
+        if (!r->floor_us[ent] || us < r->floor_us[ent]) r->floor_us[ent] = us;
+    } else {
+        r->floor_unknown[ent] = true;
+    }
+    cJSON_Delete(j);
 }
 
 static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *msg)
@@ -455,6 +613,10 @@ static void job_split(store_job *j)
         snprintf(k->rows, n, "[%s]", one);
         free(one);
         k->nrows = 1;
+        if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
+            k->fresh = 1;
+            j->fresh--;
+        }
         k->row_id = cJSON_IsNumber(kid) ? (int64_t)kid->valuedouble : 0;
         r->jobs++;
         job_submit(k);
@@ -502,21 +664,39 @@ static void job_cb(db_result *res, void *arg)
         job_done(j);
         return;
     }
-    if (res->status == DB_E_CONN && !r->cancelled && j->attempt < MAX_DB_RETRIES) {
-        uint64_t wait = backoff_delay_ms((unsigned)j->attempt, 1000, 30000,
-                                         (uint32_t)kvs_now_mono_ms());
-        j->attempt++;
-        rlog_warn(&r->lctx, "database connection lost (%s); retrying the batch in %llu ms",
-                  res->message ? res->message : "?", (unsigned long long)wait);
-        j->timer = kvs_xmalloc(sizeof *j->timer);
-        uv_timer_init(r->env.loop, j->timer);
-        j->timer->data = j;
-        uv_timer_start(j->timer, job_retry_cb, wait, 0);
+    if (db_transient(res) && !run_stopping(r)) {
+        /* The batch was one transaction: nothing of it is stored. Send it again in a new one
+         * (db reconnects on the next submit) for up to one lease period. */
+        uint64_t now = kvs_now_mono_ms();
+        if (!j->first_fail_ms) j->first_fail_ms = now;
+        uint64_t patience = (uint64_t)r->env.cfg->lease_seconds * 1000;
+        if (now - j->first_fail_ms < patience) {
+            uint64_t wait = db_retry_delay(r, (unsigned)j->attempt++);
+            rlog_warn(&r->lctx, "database connection lost (%s); retrying the batch in %llu ms",
+                      res->message ? res->message : "?", (unsigned long long)wait);
+            j->timer = kvs_xmalloc(sizeof *j->timer);
+            uv_timer_init(r->env.loop, j->timer);
+            j->timer->data = j;
+            uv_timer_start(j->timer, job_retry_cb, wait, 0);
+            j->wnext = r->waiting;
+            if (r->waiting) r->waiting->wprev = j;
+            r->waiting = j;
+            return;
+        }
+        r->db_down = !r->failing && !r->cancelled;
+        run_fail(r, "database unavailable for %llu s while storing %s: %s",
+                 (unsigned long long)((now - j->first_fail_ms) / 1000),
+                 j->ent == ENT_PRODUCTS ? "products" : "categories",
+                 res->message ? res->message : "connection lost");
+        job_uncount(j);
+        job_done(j);
         return;
     }
-    /* Data and constraint errors (classes 22, 23) belong to one row: find it. */
+    /* Data and constraint errors (classes 22, 23) belong to one row: find it. A cardinality
+     * violation (21000: one id twice in a statement) is resolved by storing rows one by one. */
     bool row_error = res->status == DB_E_SQL &&
-                     (!strncmp(res->sqlstate, "22", 2) || !strncmp(res->sqlstate, "23", 2));
+                     (!strncmp(res->sqlstate, "22", 2) || !strncmp(res->sqlstate, "23", 2) ||
+                      !strncmp(res->sqlstate, "21", 2));
     if (row_error && j->kind == JOB_UPSERT && j->nrows > 1) {
         rlog_info(&r->lctx, "a page failed on one row (%s); storing its rows one by one",
                   res->message ? res->message : "?");
@@ -539,13 +719,12 @@ static void job_cb(db_result *res, void *arg)
         rlog_warn(&r->lctx, "%s %" PRId64 " not stored: %s",
                   j->ent == ENT_PRODUCTS ? "product" : "category", id, msg);
         row_failure(r, j->ent, id, msg);
-        if (j->ent == ENT_PRODUCTS)
-            r->counts.products_synced--;
-        else
-            r->counts.categories_synced--;
+        floor_lower(r, j->ent, j->rows);
+        job_uncount(j);
         job_done(j);
         return;
     }
+    job_uncount(j);
     if (r->cancelled) {
         job_done(j);
         return;
@@ -596,7 +775,7 @@ static void job_submit(store_job *j)
     db_submit(r->db, b, job_cb, j);
 }
 
-static void job_start(sync_run *r, enum entity ent, int kind, char *rows, int nrows)
+static store_job *job_start(sync_run *r, enum entity ent, int kind, char *rows, int nrows)
 {
     store_job *j = kvs_xcalloc(1, sizeof *j);
     j->run = r;
@@ -605,7 +784,8 @@ static void job_start(sync_run *r, enum entity ent, int kind, char *rows, int nr
     j->rows = rows;
     j->nrows = nrows;
     r->jobs++;
-    job_submit(j);
+    job_submit(j); /* completes on a later loop turn: j is still ours to annotate */
+    return j;
 }
 
 /* "{1,2,3}" from ids. */
@@ -712,9 +892,12 @@ static void entity_done(sync_run *r)
 {
     pager *pg = &r->pg;
     pg->done = true;
-    /* The next incremental read starts from the server's time at our first page (or our own
-     * clock when the server sends none), minus the overlap window. */
-    r->cursor_us[pg->ent] = pg->server_ts ? pg->server_ts : pg->started_us;
+    /* The next incremental read starts from KiotViet's time at our first page of this entity
+     * (else at the run's first page, which came earlier), else from the database's clock at
+     * the claim: never from this host's clock. The overlap window is subtracted when reading. */
+    r->cursor_us[pg->ent] = pg->server_ts ? pg->server_ts
+                            : r->kv_ts_us ? r->kv_ts_us
+                                          : r->db_start_us;
     int n = r->nremoved[pg->ent];
     if (n > 0) job_start(r, pg->ent, JOB_REMOVE, array_literal(r->removed[pg->ent], n), n);
     if (r->jobs == 0) phase_next(r);
@@ -773,6 +956,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         return;
     }
     if (si == 0 && s->seq == 0 && page->timestamp_us) pg->server_ts = page->timestamp_us;
+    if (!r->kv_ts_us && page->timestamp_us) r->kv_ts_us = page->timestamp_us;
     s->fetched = true;
     s->seq = ++pg->seq;
     s->total = page->total;
@@ -842,7 +1026,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     }
     if (mp.nrows > 0) {
         int n = mp.nrows;
-        job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), n);
+        job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), n)->fresh = fresh;
     }
     map_page_free(&mp);
     pager_pump(r);
@@ -855,7 +1039,6 @@ static void pager_begin(sync_run *r, enum entity ent)
     memset(pg, 0, sizeof *pg);
     pg->ent = ent;
     pg->total = -1;
-    pg->started_us = kvs_now_wall_ms() * 1000;
     slot_ensure(pg, 0, step_of(r));
     pg->next = 1;
     fetch_start(r, 0);
@@ -872,11 +1055,20 @@ static void token_saved_cb(db_result *res, void *arg)
     jobs_dec(r);
 }
 
+/* The database's clock now (seconds), from its reading at the claim plus our monotonic time
+ * since: token expiry is stored and compared in the database's time, so a jump of this
+ * host's clock neither keeps a dead token nor throws away a good one. */
+static int64_t db_now_s(const sync_run *r)
+{
+    return (r->db_start_us / 1000 + (int64_t)(kvs_now_mono_ms() - r->claim_mono_ms)) / 1000;
+}
+
 static void on_token(const char *token, int64_t expires_wall_s, void *arg)
 {
     sync_run *r = arg;
     char exp[32];
-    snprintf(exp, sizeof exp, "%" PRId64, expires_wall_s);
+    int64_t ttl_s = expires_wall_s - kvs_now_wall_ms() / 1000; /* both on the host's clock */
+    snprintf(exp, sizeof exp, "%" PRId64, db_now_s(r) + ttl_s);
     const char *p[4] = {r->row->id, r->env.daemon_id, token, exp};
     r->jobs++;
     db_exec(r->db, store_sql(r->env.store, ST_TOKEN_SAVE), 4, p, token_saved_cb, r);
@@ -918,7 +1110,11 @@ static void start_fetching(sync_run *r)
         .client_secret = r->row->client_secret,
         .retailer = r->row->retailer,
         .access_token = r->row->access_token,
-        .token_expires_wall_s = r->row->token_expires_us / 1000000,
+        /* the row's expiry is in the database's time: move it onto ours */
+        .token_expires_wall_s = r->row->token_expires_us
+                                    ? r->row->token_expires_us / 1000000 - db_now_s(r) +
+                                          kvs_now_wall_ms() / 1000
+                                    : 0,
         .token_margin_s = r->env.cfg->token_margin_s,
         .max_retries = r->env.cfg->max_retries,
         .on_token = on_token,
@@ -932,18 +1128,34 @@ static void start_fetching(sync_run *r)
     phase_next(r);
 }
 
+static void released_cb(db_result *res, void *arg)
+{
+    (void)res;
+    run_close(arg);
+}
+
 static void log_start_cb(db_result *res, void *arg)
 {
     sync_run *r = arg;
     if (res->status != DB_OK) {
+        /* Without a log row nothing may be written: give the lease back (if the database
+         * lets us) and let the scheduler try again. */
         log_db_error(r, "could not write the sync_logs row", res);
-        snprintf(r->res.message, sizeof r->res.message, "could not write sync_logs: %s",
+        bool down = db_transient(res);
+        snprintf(r->res.message, sizeof r->res.message, "%s: %s",
+                 down ? "database unavailable" : "could not write sync_logs",
                  res->message ? res->message : "?");
-        r->failing = true;
-        run_finish(r);
+        log_redact(r->res.message, sizeof r->res.message);
+        r->res.status = down ? SYNC_NO_DB : SYNC_FAILED;
+        r->phase = PH_FINISH;
+        const char *p[2] = {r->row->id, r->env.daemon_id};
+        db_exec(r->db, store_sql(r->env.store, ST_RELEASE), 2, p, released_cb, r);
         return;
     }
-    snprintf(r->log_id, sizeof r->log_id, "%s", PQgetvalue(res->results[0], 0, 0));
+    long closed = atol(PQgetvalue(res->results[0], 0, 0));
+    if (closed)
+        rlog_notice(&r->lctx, "closed %ld abandoned sync_logs row(s) as failed", closed);
+    snprintf(r->log_id, sizeof r->log_id, "%s", PQgetvalue(res->results[1], 0, 0));
     r->lctx.run = r->log_id;
     rlog_notice(&r->lctx, "%s sync started", r->full ? "full" : "incremental");
     if (r->cancelled) {
@@ -977,9 +1189,12 @@ static void claim_cb(db_result *res, void *arg)
         return;
     }
     r->row = integ_row_parse(pr, 0);
+    r->db_start_us = strtoll(PQgetvalue(res->results[1], 0, 0), NULL, 10);
+    r->claim_mono_ms = kvs_now_mono_ms();
     const kvs_config *cfg = r->env.cfg;
+    /* Both times are the database's: a jump of this host's clock changes nothing. */
     bool reconcile_due = cfg->reconcile_hours > 0 && r->row->last_full_us &&
-                         kvs_now_wall_ms() * 1000 - r->row->last_full_us >=
+                         r->db_start_us - r->row->last_full_us >=
                              (int64_t)cfg->reconcile_hours * 3600 * 1000000;
     r->full = r->force_full || !r->row->products_cursor_us || !r->row->categories_cursor_us ||
               reconcile_due;
@@ -990,7 +1205,12 @@ static void claim_cb(db_result *res, void *arg)
                                             : "incremental",
                         r->env.daemon_id};
     r->phase = PH_START;
-    db_exec(r->db, store_sql(r->env.store, ST_LOG_START), 3, p, log_start_cb, r);
+    /* Our claim took the lease from whoever held it: a 'running' row left by a daemon that died
+     * (kill -9, power loss) is closed here, not only when a daemon starts. */
+    db_batch *b = db_batch_new();
+    db_batch_add(b, store_sql(r->env.store, ST_LOG_ABANDONED), 0, NULL);
+    db_batch_add(b, store_sql(r->env.store, ST_LOG_START), 3, p);
+    db_submit(r->db, b, log_start_cb, r);
 }
 
 static void phase_next(sync_run *r)
@@ -1067,12 +1287,24 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
     const char *p[3];
     lease_params(r, p, secs);
     r->phase = PH_CLAIM;
-    db_exec(r->db, store_sql(env->store, ST_CLAIM), 3, p, claim_cb, r);
+    db_batch *b = db_batch_new();
+    db_batch_add(b, store_sql(env->store, ST_CLAIM), 3, p);
+    db_batch_add(b, sql_db_now, 0, NULL);
+    db_submit(r->db, b, claim_cb, r);
     return r;
 }
 
 void sync_run_cancel(sync_run *r)
 {
+    if (r->phase == PH_FINISH && r->finish_waiting && !r->cancelled) {
+        /* Waiting for the database to record the end: give up; the row stays 'running' and
+         * the next claim of this integration closes it as abandoned. */
+        r->cancelled = true;
+        r->finish_waiting = false;
+        rlog_warn(&r->lctx, "stopping before the end of the run could be recorded");
+        run_close(r);
+        return;
+    }
     if (r->cancelled || r->phase >= PH_FINISH) return;
     r->cancelled = true;
     rlog_notice(&r->lctx, "cancelling the run");
