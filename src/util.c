@@ -48,6 +48,8 @@ void kvs_buf_reset(kvs_buf *b)
 
 int kvs_buf_reserve(kvs_buf *b, size_t extra)
 {
+    /* len + extra + 1 must not wrap: a wrapped sum would "fit" and the copy would overrun. */
+    if (extra > SIZE_MAX - b->len - 1) return -ENOMEM;
     if (b->len + extra + 1 <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1) {
