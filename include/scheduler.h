@@ -10,8 +10,9 @@
  * - The integration list is re-read every [sync] poll_interval seconds (default 30) and on
  *   reload, so added, removed, disabled and re-timed integrations apply without a restart,
  *   within one poll interval (at once with SIGHUP); a run-now request (sync_requested_at) is
- *   picked up the same way. Polling rather than LISTEN/NOTIFY: it needs no trigger in the
- *   shop's database and works through poolers.
+ *   picked up the same way, and at once when `kiotviet-syncd sync` sends NOTIFY kiotviet_sync
+ *   (the control connection LISTENs). Polling is the mechanism of record: it needs no trigger
+ *   in the shop's database and works through poolers.
  * - Several daemons may share one database. A due integration is claimed on the control
  *   connection with a lease that is only granted if nobody synced it since the last_sync_at
  *   this daemon saw, so each due run happens once; a daemon that loses the claim waits until

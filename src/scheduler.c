@@ -18,6 +18,9 @@
 #define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon */
 #define LEASE_MARGIN_MS 250    /* after another daemon's lease expires, try this much later */
 #define PRUNE_EVERY_MS (3600u * 1000u)
+/* `kiotviet-syncd sync NAME` sends this after writing a run-now request: a listening daemon
+ * re-reads the integrations at once instead of at its next poll. */
+#define NOTIFY_CHANNEL "kiotviet_sync"
 
 /* The scheduler's claim: takes the lease only if the integration is still enabled, free (or
  * ours, or expired) AND nobody synced it since the last_sync_at we saw ($4, epoch us), unless
@@ -100,6 +103,8 @@ struct sched {
     int exit_code;
     uint64_t last_prune_ms, last_abandoned_ms;
     uint64_t list_sent_ms;     /* when the list in flight (or the last one) was sent */
+    uint64_t listen_connects;  /* connection count of ctl when LISTEN last succeeded */
+    bool listen_inflight;
     sched_done_cb done;
     void *arg;
     int handles_open;
@@ -515,6 +520,40 @@ static void integ_arm(integ *it)
 
 /* ---- control connection --------------------------------------------------------------------- */
 
+static void on_notify(const char *channel, const char *payload, void *arg)
+{
+    sched *s = arg;
+    if (strcmp(channel, NOTIFY_CHANNEL) != 0 || s->stopping) return;
+    log_debug("NOTIFY %s '%s': re-reading the integrations", channel, payload);
+    ctl_list(s);
+}
+
+static void listen_cb(db_result *res, void *arg)
+{
+    sched *s = arg;
+    s->listen_inflight = false;
+    if (res->status == DB_OK && s->ctl) {
+        db_conn_stats st;
+        db_conn_get_stats(s->ctl, &st);
+        s->listen_connects = st.connects;
+    } else if (res->status != DB_OK && res->status != DB_E_CANCELLED) {
+        log_warn("LISTEN %s failed (run-now requests wait for the next poll): %s", NOTIFY_CHANNEL,
+                 res->message ? res->message : "?");
+    }
+}
+
+/* LISTEN is lost with the connection: (re)issue it whenever ctl has connected anew. Polling
+ * stays the mechanism of record (a pooler may not pass notifications on). */
+static void ctl_listen_check(sched *s)
+{
+    if (s->o.once || !s->ctl || s->listen_inflight || s->finishing || s->stopping) return;
+    db_conn_stats st;
+    db_conn_get_stats(s->ctl, &st);
+    if (st.connects == s->listen_connects) return;
+    s->listen_inflight = true;
+    db_exec(s->ctl, "LISTEN " NOTIFY_CHANNEL, 0, NULL, listen_cb, s);
+}
+
 /* A reload is over once the integrations were re-read after it: READY=1 then. */
 static void reload_maybe_ready(sched *s)
 {
@@ -615,6 +654,7 @@ static void list_cb(db_result *res, void *arg)
         return;
     }
     for (integ *it = s->integs; it; it = it->next) integ_arm(it);
+    ctl_listen_check(s);
     if (!s->ready_sent) {
         /* The database answered and the integrations are loaded: now we are ready. */
         s->ready_sent = true;
@@ -864,6 +904,7 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
         .application_name = "kiotviet-syncd control",
     };
     s->ctl = db_conn_new(loop, &d);
+    if (!o->once) db_conn_set_notify_cb(s->ctl, on_notify, s);
     ctl_discover(s, cfg);
     return s;
 }

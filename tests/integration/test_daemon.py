@@ -165,8 +165,18 @@ def test_ready_reload_and_broken_reload(db, workdir):
             notes.wait(has("READY"), after=i + 1, timeout=10)
             wait_until(lambda: statuses(db, "kiotviet") == ["success", "success"], 15,
                        what="run on the new schedule")
-            # ... and the next one is a minute away, not now.
             assert "interval now 1 min" in d.log()
+
+            # A run-now request announced with NOTIFY kiotviet_sync (what `kiotviet-syncd sync`
+            # does) runs at once: no SIGHUP, no poll. The request is cleared afterwards.
+            db.sql("UPDATE public.third_party_integrations SET sync_requested_at = now()"
+                   " WHERE name = 'kiotviet'")
+            db.sql("NOTIFY kiotviet_sync, 'kiotviet'")
+            wait_until(lambda: statuses(db, "kiotviet") == ["success"] * 3, 10,
+                       what="run-now request")
+            wait_until(lambda: db.value("SELECT sync_requested_at IS NULL FROM"
+                                        " public.third_party_integrations WHERE name = 'kiotviet'"),
+                       5, what="request cleared")
 
             # 2. A changed file: log level and poll interval apply; a start-only key is reported
             # and keeps its value.
@@ -183,8 +193,7 @@ def test_ready_reload_and_broken_reload(db, workdir):
             before = d.log().count("<7>debug")
             db.sql("UPDATE public.third_party_integrations SET last_sync_at = now() -"
                    " interval '61 seconds' WHERE name = 'kiotviet'")
-            wait_until(lambda: len(statuses(db, "kiotviet")) == 3 and
-                       statuses(db, "kiotviet")[-1] == "success", 15,
+            wait_until(lambda: statuses(db, "kiotviet") == ["success"] * 4, 15,
                        what="run picked up by polling")
             assert d.log().count("<7>debug") > before
 
@@ -200,8 +209,7 @@ def test_ready_reload_and_broken_reload(db, workdir):
                              r"\d+: \[sync\] poll_interval: 'soon' is not a whole number", log), log
             db.sql("UPDATE public.third_party_integrations SET last_sync_at = now() -"
                    " interval '61 seconds' WHERE name = 'kiotviet'")
-            wait_until(lambda: len(statuses(db, "kiotviet")) == 4 and
-                       statuses(db, "kiotviet")[-1] == "success", 15,
+            wait_until(lambda: statuses(db, "kiotviet") == ["success"] * 5, 15,
                        what="run under the old configuration")
             assert d.proc.poll() is None
         finally:
