@@ -385,15 +385,8 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
             owners = {r[0] for r in db.sql("SELECT daemon_id FROM public.sync_logs")}
             assert len(owners) >= 2, owners  # the work is shared
 
-            # Round 2: due again (as if a minute had passed).
-            make_due()
-            wait_until(lambda: all(v == 2 for v in count("success").values()), 30,
-                       what="round 2")
-            phase("round 2 done")
-            time.sleep(2.2)
-            assert count() == {n: 2 for n in names}
-
-            # Round 3: slow runs; one daemon dies (kill -9) in the middle of its runs.
+            # Round 2: due again (as if a minute had passed), slow runs, and one daemon dies
+            # (kill -9) in the middle of its runs.
             sim.config(latency_ms=900)
             make_due()
             pid_of = {d.proc.pid: d for d in daemons}
@@ -434,9 +427,9 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
 
             wait_until(taken_over, 30, what="takeover after the lease expired")
             phase("taken over")
-            wait_until(lambda: all(v == 3 for v in count("success").values()), 30,
-                       what="round 3")
-            phase("round 3 done")
+            wait_until(lambda: all(v == 2 for v in count("success").values()), 30,
+                       what="round 2")
+            phase("round 2 done")
             # The dead daemon's rows are closed as failed (abandoned) by a survivor.
             wait_until(lambda: db.value("SELECT count(*) FROM public.sync_logs"
                                         " WHERE status = 'running'") == 0, 20,
@@ -447,11 +440,11 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
             assert len(abandoned) == len(orphaned)
             assert all(s == "failed" and "abandoned" in m for s, m in abandoned), abandoned
             time.sleep(2.2)
-            # Each due run happened once: 3 successes everywhere, plus one abandoned row for
+            # Each due run happened once: 2 successes everywhere, plus one abandoned row for
             # each integration the dead daemon was running.
             dead_names = {n for n, _ in orphaned}
-            assert count("success") == {n: 3 for n in names}
-            assert count() == {n: 3 + (n in dead_names) for n in names}
+            assert count("success") == {n: 2 for n in names}
+            assert count() == {n: 2 + (n in dead_names) for n in names}
         finally:
             rcs = [d.stop() for d in daemons]
             for n in notes:
@@ -467,9 +460,9 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
             if d is not dead:
                 check_log_lines(text, secrets)
             # A daemon that loses a claim waits for the other's lease (or its next poll) instead
-            # of retrying at once: about one lost claim per integration and round here.
+            # of retrying at once: one or two lost claims per integration and round here.
             per_integ = {}
             for m in lost.finditer(text):
                 per_integ[m.group(1)] = per_integ.get(m.group(1), 0) + 1
             print("lost claims per integration:", per_integ)
-            assert max(per_integ.values(), default=0) <= 8, per_integ
+            assert max(per_integ.values(), default=0) <= 6, per_integ
