@@ -399,15 +399,15 @@ static void claim_cb(db_result *res, void *arg)
         if (synced_since) {
             /* Synced since we looked (by another daemon, or our view predates our own last
              * run): the schedule follows the database's last_sync_at. */
-            rlog_info(ictx(it, &lc), "synced since we last looked; rescheduling");
+            rlog_debug(ictx(it, &lc), "synced since we last looked; rescheduling");
             it->last_sync_us = db_last;
         }
         if (lease_left > 0) {
             it->not_before_ms = now + (uint64_t)lease_left + LEASE_MARGIN_MS;
             it->not_before_set_ms = now;
             rlog_debug(ictx(it, &lc),
-                      "leased by another daemon for %" PRId64 " ms more; trying again then",
-                      lease_left);
+                       "leased by another daemon for %" PRId64 " ms more; trying again then",
+                       lease_left);
         } else if (!synced_since) {
             /* Another daemon claimed it between our snapshot and our update: it holds a fresh
              * lease now, so look again when that lease would end. */
