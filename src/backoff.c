@@ -6,28 +6,33 @@
 
 #include "util.h"
 
+/* base * 2^n, saturating at cap (no overflow whatever the inputs). */
+static uint64_t doubled(uint64_t base, long n, uint64_t cap)
+{
+    uint64_t d = base;
+    if (!d) return 0;
+    for (long i = 0; i < n && d < cap; i++) d = d > cap / 2 ? cap : d * 2;
+    return d > cap ? cap : d;
+}
+
 uint64_t backoff_delay_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd)
 {
-    uint64_t d = base_ms;
-    for (unsigned i = 0; i < attempt && d < cap_ms; i++) d *= 2;
-    if (d > cap_ms) d = cap_ms;
+    uint64_t d = doubled(base_ms, (long)attempt, cap_ms);
     uint64_t half = d / 2;
     return half + (half ? (uint64_t)rnd % (half + 1) : 0);
 }
 
 uint64_t backoff_retry_after_ms(long retry_after_s, uint64_t cap_ms)
 {
-    uint64_t ms = retry_after_s <= 0 ? 1000 : (uint64_t)retry_after_s * 1000;
-    if (ms < 1000) ms = 1000;
-    return ms > cap_ms ? cap_ms : ms;
+    if (retry_after_s <= 1) return cap_ms < 1000 ? cap_ms : 1000;
+    if ((uint64_t)retry_after_s >= cap_ms / 1000) return cap_ms; /* also avoids overflow */
+    return (uint64_t)retry_after_s * 1000;
 }
 
 uint64_t backoff_interval_ms(uint64_t interval_ms, int failures, uint64_t cap_ms)
 {
-    uint64_t d = interval_ms;
-    for (int i = 0; i < failures && d < cap_ms; i++) d *= 2;
-    if (failures > 0 && d > cap_ms) d = cap_ms < interval_ms ? interval_ms : cap_ms;
-    return d;
+    if (failures <= 0 || cap_ms <= interval_ms) return interval_ms; /* never shorter */
+    return doubled(interval_ms, failures, cap_ms);
 }
 
 void kv_budget_init(kv_budget *b, int limit)
