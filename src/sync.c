@@ -1296,16 +1296,20 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
 
 void sync_run_cancel(sync_run *r)
 {
-    if (r->phase == PH_FINISH && r->finish_waiting && !r->cancelled) {
-        /* Waiting for the database to record the end: give up; the row stays 'running' and
-         * the next claim of this integration closes it as abandoned. */
+    if (r->phase == PH_FINISH) {
+        /* Recording the end: no more retries of it. If it is waiting for the database, give up
+         * now; the row stays 'running' and the next claim of this integration closes it as
+         * abandoned. */
+        if (r->cancelled) return;
         r->cancelled = true;
-        r->finish_waiting = false;
-        rlog_warn(&r->lctx, "stopping before the end of the run could be recorded");
-        run_close(r);
+        if (r->finish_waiting) {
+            r->finish_waiting = false;
+            rlog_warn(&r->lctx, "stopping before the end of the run could be recorded");
+            run_close(r);
+        }
         return;
     }
-    if (r->cancelled || r->phase >= PH_FINISH) return;
+    if (r->cancelled || r->phase > PH_FINISH) return;
     r->cancelled = true;
     rlog_notice(&r->lctx, "cancelling the run");
     if (r->phase == PH_CLAIM || r->phase == PH_START) return; /* their callbacks finish */

@@ -630,6 +630,42 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
     check_products(db, sim)
 
 
+def test_stop_during_database_outage_does_not_hang(db, sim, workdir, proxy):
+    kvsd.setup_integration(db, sim)
+    sim.config(latency_ms=40)
+    cfg = config(db, workdir, dsn=proxy.dsn(db.name), name="kvs-proxy.conf",
+                 sync={"page_size": 20, "pages_in_flight": 1, "grace_period": 1},
+                 database={"connect_timeout": 2})
+    d = kvsd.Daemon(cfg)
+    try:
+        wait_running_with_progress(db, 20)
+        dead = db.value("SELECT max(id) FROM public.sync_logs")
+        proxy.cut()
+        kvsd.wait_until(lambda: "will record the end of the run when the database is back"
+                        in d.log(), timeout=LEASE + 5, what="the run waiting to log its end")
+        t0 = time.monotonic()
+        rc = d.stop(timeout=20)
+        stopped_in = time.monotonic() - t0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+        print(d.log()[-6000:])
+    no_sanitizer_report(d.log())
+    assert rc == 0 and stopped_in < 5, (rc, stopped_in)
+    assert "stopping before the end of the run could be recorded" in d.log()
+    proxy.restore()
+    # The unrecorded run is closed by the next claim (its lease lapsed during the outage).
+    kvsd.wait_until(lambda: db.value("SELECT sync_lease_expires_at < now() FROM"
+                                     " public.third_party_integrations WHERE name = 'kiotviet'"),
+                    timeout=LEASE + 5, what="the lease to expire")
+    sim.config(latency_ms=0)
+    res = once(config(db, workdir))
+    assert res.rc == 0, res
+    st, msg = db.sql("SELECT status, error_message FROM public.sync_logs WHERE id = %s", dead)[0]
+    assert st == "failed" and "abandoned" in msg
+    check_products(db, sim)
+
+
 def test_constraint_violation_fails_only_that_row(shop_db, sim, workdir):
     db = shop_db
     kvsd.setup_integration(db, sim)
