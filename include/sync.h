@@ -7,7 +7,14 @@
  * between neighbours so that a catalogue that shrinks while we page is noticed (a neighbour
  * whose first id lies beyond our last id) and the gap is fetched again. Each page is stored in
  * one transaction that also renews the lease; a run whose lease was taken over stops writing.
- * The cursor advances only when the run succeeded (success or partial). */
+ * The cursor advances only when the run succeeded (success or partial), to a time before its
+ * first read (KiotViet's "timestamp", else the database's now() at the claim: never this
+ * host's clock), and never past a row the database refused.
+ *
+ * Faults: a batch that loses the database is sent again (one transaction each, idempotent) for
+ * up to lease_seconds, then the run fails as SYNC_NO_DB; the end of a run (sync_logs row,
+ * cursors, lease) is retried until the database is back (at most 10 lease periods, or until
+ * cancelled). A claim also closes 'running' sync_logs rows whose daemon lost its lease. */
 #ifndef KVS_SYNC_H
 #define KVS_SYNC_H
 
@@ -39,7 +46,8 @@ enum sync_status {
     SYNC_FAILED,
     SYNC_CANCELLED,
     SYNC_SKIPPED,    /* leased by another live daemon, or not claimable */
-    SYNC_NO_DB,      /* could not reach the database to claim it */
+    SYNC_NO_DB,      /* could not reach the database to claim it, or lost it mid-run (the
+                        sync_logs row then says 'failed'); not the integration's fault */
 };
 
 typedef struct sync_counts {

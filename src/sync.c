@@ -665,8 +665,9 @@ static void job_cb(db_result *res, void *arg)
         return;
     }
     if (db_transient(res) && !run_stopping(r)) {
-        /* The batch was one transaction: nothing of it is stored. Send it again in a new one
-         * (db reconnects on the next submit) for up to one lease period. */
+        /* The batch was one transaction: all or nothing of it is stored (all, when only the
+         * answer was lost), and storing it again is harmless. Send it again in a new one (db
+         * reconnects on the next submit) for up to one lease period. */
         uint64_t now = kvs_now_mono_ms();
         if (!j->first_fail_ms) j->first_fail_ms = now;
         uint64_t patience = (uint64_t)r->env.cfg->lease_seconds * 1000;
@@ -683,7 +684,7 @@ static void job_cb(db_result *res, void *arg)
             r->waiting = j;
             return;
         }
-        r->db_down = !r->failing && !r->cancelled;
+        r->db_down = true;
         run_fail(r, "database unavailable for %llu s while storing %s: %s",
                  (unsigned long long)((now - j->first_fail_ms) / 1000),
                  j->ent == ENT_PRODUCTS ? "products" : "categories",
