@@ -240,8 +240,10 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
         text[b - a] = '\0';
         char *key = jewel_key_normalize(text);
         if (!key || !*key) {
-            kvs_err_set(err, -EINVAL, "%s: alias '%.100s' is not valid UTF-8 text",
-                        field_names[field], key ? text : "(invalid UTF-8)");
+            /* A valid alias of only format characters (BOM, ZWSP) normalises to nothing. */
+            kvs_err_set(err, -EINVAL, "%s: alias '%.100s' %s", field_names[field],
+                        key ? text : "(invalid UTF-8)",
+                        key ? "has no visible characters" : "is not valid UTF-8 text");
             free(text);
             free(key);
             rc = -EINVAL;

@@ -5,9 +5,10 @@
  * the reader must never depend on line lengths (see test_config.c test_long_url_line).
  *
  * Oracles beyond sanitizers: success <=> empty error message; every error message starts with
- * the file name and is valid text; the database URL is never part of an error message. */
+ * the file name; loaded values are within their ranges. (Whether the URL can reach a message
+ * is not checked here: a fuzzed URL is a few bytes that also occur in the messages' own words;
+ * tests/unit/test_config.c and tests/integration/test_security.py check real ones.) */
 #include <errno.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,12 +64,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         map_opts_free(&mo);
     } else {
         FUZZ_CHECK(e2.msg[0], "mapping options failed without a reason");
-        /* The URL may only appear when the input repeated it in a [mapping] value. */
-        bool echoed = false;
-        for (int i = 0; i < KVS_MAPPING_KEYS; i++)
-            if (c->mapping[i] && strstr(c->mapping[i], c->db_url)) echoed = true;
-        if (strlen(c->db_url) >= 4 && !echoed)
-            FUZZ_CHECK(!strstr(e2.msg, c->db_url), "URL in a message: %s", e2.msg);
     }
     char diff[256];
     int n = config_diff_noreload(defaults, c, diff, sizeof diff);

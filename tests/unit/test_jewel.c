@@ -414,6 +414,12 @@ static void test_set_aliases(void **state)
     assert_int_equal(jewel_map_set_aliases(m, JF_SHAPE, "ok, bad\xff", &err), -EINVAL);
     assert_non_null(strstr(err.msg, "UTF-8"));
     assert_int_equal(jewel_map_alias_count(m, JF_SHAPE), 0);
+    /* Valid UTF-8 of format characters only (a BOM, found by tests/fuzz/fuzz_config) has no
+     * key: refused, and the message does not call it invalid UTF-8. */
+    assert_int_equal(jewel_map_set_aliases(m, JF_SHAPE, "ok, \xEF\xBB\xBF\xE2\x80\x8B", &err),
+                     -EINVAL);
+    assert_string_equal(err.msg, "shape: alias '\xEF\xBB\xBF\xE2\x80\x8B' has no visible characters");
+    assert_int_equal(jewel_map_alias_count(m, JF_SHAPE), 0);
     assert_int_equal(jewel_map_set_aliases(m, JF_SHAPE, "x", NULL), 0); /* NULL err is fine */
     jewel_map_free(m);
 }
