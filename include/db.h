@@ -6,8 +6,12 @@
  * either every statement commits or none does (do not put BEGIN/COMMIT in a batch). Batches run
  * in submission order; several can be in flight at once on one connection.
  *
- * No named prepared statements and no session state beyond the settings made at connect, so it
- * works through Supabase's session pooler as well as directly.
+ * A statement text used a second time on a connection is prepared under a name (in the same
+ * pipeline) and executed by name from then on: a page upsert is then neither parsed nor planned
+ * again (~0.8 ms of server CPU per page). Prepared statements are session state: they work
+ * directly and through Supabase's session pooler (the daemon needs a session anyway: it keeps
+ * its connections and LISTENs); behind a transaction pooler the first lost statement fails what
+ * is in flight with DB_E_CONN and the connection reconnects without them (or set no_prepare).
  *
  * Connecting is asynchronous (PQconnectStart/PQconnectPoll with a uv_timer deadline, because
  * libpq ignores connect_timeout there). If the connection is lost, every batch in flight or
@@ -62,6 +66,7 @@ typedef struct db_conn_stats {
     uint64_t batches_failed; /* user batches completed with any error */
     uint64_t flush_waits;    /* times PQflush left data unsent and we waited for UV_WRITABLE */
     uint64_t max_in_flight;  /* most batches sent and awaiting results at once (incl. setup) */
+    uint64_t prepared;       /* statements prepared (Parse confirmed) */
 } db_conn_stats;
 
 typedef struct db_opts {
@@ -69,6 +74,7 @@ typedef struct db_opts {
     long connect_timeout_ms;       /* default 10000 */
     long statement_timeout_ms;     /* 0 = server (or role) default; set_config at connect */
     const char *application_name;  /* default "kiotviet-syncd" */
+    bool no_prepare;               /* never use named prepared statements */
 } db_opts;
 
 /* Creates the connection object; connecting starts on the first submit (or db_conn_connect). */

@@ -33,9 +33,12 @@
 #define DB_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DB_DEFAULT_APP_NAME "kiotviet-syncd"
 #define DB_MAX_PARAMS 65535 /* the protocol's limit (16-bit parameter count) */
+#define DB_PREP_MAX 32      /* statements tracked for preparing, per connection */
 
 /* Session settings, sent first on every new connection. $2 NULL resets statement_timeout to the
- * server's (or role's) default. */
+ * server's (or role's) default. plan_cache_mode stays automatic on purpose: a generic plan of
+ * the page upsert made while products is still small seq-scans it for every page row until the
+ * next ANALYZE (a first sync of 100,000 rows: 24 s of server CPU instead of 5). */
 static const char setup_sql[] =
     "SELECT pg_catalog.set_config('search_path', '', false),"
     " pg_catalog.set_config('application_name', $1, false),"
@@ -55,6 +58,15 @@ typedef struct db_stmt {
     char **params;  /* owned array of owned strings (or NULL = SQL NULL) */
 } db_stmt;
 
+/* One protocol command sent for a batch: the execution of user statement `stmt`, or (prep >=
+ * 0) the Parse of prepared statement slot `prep` that precedes that execution. */
+typedef struct db_op {
+    int stmt;
+    int prep;       /* -1 for an execution */
+    bool named;     /* execution of a prepared statement */
+    unsigned seq;   /* prep: the slot's name sequence when sent (stale after a reset) */
+} db_op;
+
 struct db_batch {
     db_stmt *stmts; /* owned array */
     int n, cap;
@@ -64,7 +76,9 @@ struct db_batch {
 
     /* Result bookkeeping, valid once sent. */
     PGresult **results;    /* owned array of n; entries owned until after the callback */
-    int cur;               /* statement whose results PQgetResult is delivering */
+    db_op *ops;            /* owned: commands sent, in order (n executions + prepares) */
+    int nops;
+    int cur;               /* op whose results PQgetResult is delivering */
     bool cur_started;      /* a result for `cur` arrived; the next NULL moves to cur + 1 */
     enum db_status status;
     int failed_stmt;
@@ -76,6 +90,17 @@ struct db_batch {
 typedef struct db_list {
     db_batch *head, *tail;
 } db_list;
+
+/* A statement text seen on this connection. Its second use sends a Parse under a name; from
+ * the confirmation on it is executed by name (no parse, no plan per page). */
+enum prep_state { PREP_NONE, PREP_PENDING, PREP_READY };
+typedef struct db_prep {
+    char *sql;              /* owned */
+    uint64_t hash;
+    unsigned uses;
+    enum prep_state state;
+    unsigned seq;           /* names the server-side statement: "kvs_<seq>" */
+} db_prep;
 
 struct db_conn {
     uv_loop_t *loop;           /* borrowed */
@@ -99,6 +124,11 @@ struct db_conn {
     db_list queue;             /* submitted, not yet sent */
     db_list sent;              /* sent, awaiting results, in order */
     int in_flight;             /* length of sent */
+
+    db_prep preps[DB_PREP_MAX];
+    int npreps;
+    unsigned prep_seq;         /* last name sequence handed out */
+    bool prep_off;             /* never prepare (option, or a pooler lost our statements) */
 
     db_notify_cb notify_cb;
     void *notify_arg;
@@ -224,6 +254,7 @@ void db_batch_free(db_batch *b)
     free(b->stmts);
     batch_clear_results(b);
     free(b->results);
+    free(b->ops);
     free(b);
 }
 
@@ -262,6 +293,7 @@ static void conn_handle_closed(db_conn *c)
 {
     REQUIRE(c->open_handles > 0);
     if (--c->open_handles > 0 || !c->closing) return;
+    for (int i = 0; i < c->npreps; i++) free(c->preps[i].sql);
     free(c->conninfo);
     free(c->password);
     free(c->app_name);
@@ -337,6 +369,8 @@ static void conn_kick(db_conn *c)
 static void conn_teardown(db_conn *c)
 {
     c->gen++;
+    /* Prepared statements live and die with the server session. */
+    for (int i = 0; i < c->npreps; i++) c->preps[i].state = PREP_NONE;
     poll_drop(c);
     if (c->pg) PQfinish(c->pg);
     c->pg = NULL;
@@ -385,19 +419,75 @@ static void conn_fail_pq(db_conn *c, enum db_status st, const char *what)
     conn_fail(c, st, text);
 }
 
+static uint64_t sql_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The prepared-statement slot of sql, counting this use; -1 when not tracked (table full). */
+static int prep_slot(db_conn *c, const char *sql)
+{
+    uint64_t h = sql_hash(sql);
+    for (int i = 0; i < c->npreps; i++)
+        if (c->preps[i].hash == h && strcmp(c->preps[i].sql, sql) == 0) {
+            c->preps[i].uses++;
+            return i;
+        }
+    if (c->npreps == DB_PREP_MAX) return -1;
+    db_prep *p = &c->preps[c->npreps];
+    p->sql = kvs_strdup(sql);
+    p->hash = h;
+    p->uses = 1;
+    p->state = PREP_NONE;
+    p->seq = 0;
+    return c->npreps++;
+}
+
+static void prep_name(const db_prep *p, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "kvs_%u", p->seq);
+}
+
 /* Sends b's statements and Sync. b must already be on c->sent (so a failure fails it too).
- * Returns 0, or -EIO when libpq refused (connection broken or out of memory). */
+ * A statement seen before on this connection is prepared (Parse with a name, in the same
+ * pipeline, right before its execution) and executed by name from then on; while a Parse is
+ * unconfirmed, other batches still send the text. Returns 0, or -EIO when libpq refused
+ * (connection broken or out of memory). */
 static int batch_send(db_conn *c, db_batch *b)
 {
     b->results = kvs_xcalloc((size_t)b->n, sizeof *b->results);
+    b->ops = kvs_xcalloc((size_t)b->n * 2, sizeof *b->ops);
+    b->nops = 0;
     b->cur = 0;
     b->cur_started = false;
     for (int i = 0; i < b->n; i++) {
         const db_stmt *s = &b->stmts[i];
-        /* Unnamed statement, text parameters and results: works through transaction poolers. */
-        if (!PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, (const char *const *)s->params,
-                               NULL, NULL, 0))
-            return -EIO;
+        const char *const *params = (const char *const *)s->params;
+        /* The session settings run once per connection: never worth a name. */
+        int slot = c->prep_off || b->cb == on_setup_done ? -1 : prep_slot(c, s->sql);
+        db_prep *p = slot >= 0 ? &c->preps[slot] : NULL;
+        char name[32];
+        if (p && p->state == PREP_NONE && p->uses >= 2) {
+            p->seq = ++c->prep_seq;
+            prep_name(p, name, sizeof name);
+            if (!PQsendPrepare(c->pg, name, s->sql, s->nparams, NULL)) return -EIO;
+            p->state = PREP_PENDING;
+            b->ops[b->nops++] = (db_op){.stmt = i, .prep = slot, .seq = p->seq};
+            /* Executed by name right away: if the Parse fails, so would the text. */
+            if (!PQsendQueryPrepared(c->pg, name, s->nparams, params, NULL, NULL, 0)) return -EIO;
+            b->ops[b->nops++] = (db_op){.stmt = i, .prep = -1, .named = true};
+        } else if (p && p->state == PREP_READY) {
+            prep_name(p, name, sizeof name);
+            if (!PQsendQueryPrepared(c->pg, name, s->nparams, params, NULL, NULL, 0)) return -EIO;
+            b->ops[b->nops++] = (db_op){.stmt = i, .prep = -1, .named = true};
+        } else {
+            /* Unnamed statement, text parameters and results. */
+            if (!PQsendQueryParams(c->pg, s->sql, s->nparams, NULL, params, NULL, NULL, 0))
+                return -EIO;
+            b->ops[b->nops++] = (db_op){.stmt = i, .prep = -1};
+        }
     }
     if (!PQpipelineSync(c->pg)) return -EIO;
     return 0;
@@ -557,43 +647,66 @@ static void flush_and_arm(db_conn *c)
     }
 }
 
-/* Stores one result for the head batch's current statement. Returns false if the connection
- * must be dropped (protocol state we cannot follow). */
-static bool batch_take_result(db_batch *b, PGresult *r)
+enum take { TAKE_OK, TAKE_PROTOCOL, TAKE_PREP_LOST };
+
+/* Stores one result for the head batch's current op (an execution: in results[stmt]; a Parse:
+ * moves its slot on, and a failed Parse is the failure of the statement it precedes). */
+static enum take batch_take_result(db_conn *c, db_batch *b, PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
-    if (b->cur >= b->n) {
+    if (b->cur >= b->nops) {
         PQclear(r);
-        return false;
+        return TAKE_PROTOCOL;
     }
+    const db_op *op = &b->ops[b->cur];
     b->cur_started = true;
+    if (op->prep >= 0) {
+        db_prep *p = &c->preps[op->prep];
+        if (p->state == PREP_PENDING && p->seq == op->seq) {
+            p->state = st == PGRES_COMMAND_OK ? PREP_READY : PREP_NONE;
+            if (p->state == PREP_READY) c->stats.prepared++;
+        }
+        if (st != PGRES_FATAL_ERROR) {
+            PQclear(r);
+            return TAKE_OK;
+        }
+    }
     switch (st) {
-    case PGRES_PIPELINE_ABORTED: /* skipped after an earlier error: results[cur] stays NULL */
+    case PGRES_PIPELINE_ABORTED: /* skipped after an earlier error: results[stmt] stays NULL */
         PQclear(r);
-        return true;
+        return TAKE_OK;
     case PGRES_COPY_IN:
     case PGRES_COPY_OUT:
     case PGRES_COPY_BOTH:
         PQclear(r);
-        return false;
+        return TAKE_PROTOCOL;
     default:
         break;
     }
-    if (b->results[b->cur]) { /* one result per statement is all we keep */
-        PQclear(r);
-        return true;
+    if (st == PGRES_FATAL_ERROR && op->named) {
+        /* Our statement is gone although the session is not: something between us and the
+         * server (a transaction pooler) switched sessions. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (state && strcmp(state, "26000") == 0) {
+            PQclear(r);
+            return TAKE_PREP_LOST;
+        }
     }
-    b->results[b->cur] = r;
+    if (b->results[op->stmt]) { /* one result per statement is all we keep */
+        PQclear(r);
+        return TAKE_OK;
+    }
+    b->results[op->stmt] = r;
     if (st == PGRES_FATAL_ERROR && b->status == DB_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
         b->status = DB_E_SQL;
-        b->failed_stmt = b->cur;
+        b->failed_stmt = op->stmt;
         snprintf(b->sqlstate, sizeof b->sqlstate, "%s", state ? state : "");
         b->message = primary ? primary : PQresultErrorMessage(r);
         b->detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
     }
-    return true;
+    return TAKE_OK;
 }
 
 /* Reads every result that is complete, batch by batch. Returns after a callback tore the
@@ -637,7 +750,16 @@ static void conn_read_results(db_conn *c)
             batch_complete(b); /* may close or (setup failure) tear down: loop re-checks */
             continue;
         }
-        if (!batch_take_result(b, r)) {
+        enum take t = batch_take_result(c, b, r);
+        if (t == TAKE_PREP_LOST) {
+            /* Everything in flight fails as a lost connection (nothing of it committed: the
+             * pipeline aborted), so callers retry; the next connection sends text only. */
+            c->prep_off = true;
+            conn_fail(c, DB_E_CONN, "a prepared statement vanished (a transaction pooler between "
+                                    "us and the server?); reconnecting without them");
+            return;
+        }
+        if (t != TAKE_OK) {
             conn_fail(c, DB_E_CONN, "protocol error: unexpected result (COPY is not supported)");
             return;
         }
@@ -701,6 +823,7 @@ db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts)
                                  : DB_DEFAULT_APP_NAME);
     c->connect_timeout_ms =
         opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DB_DEFAULT_CONNECT_TIMEOUT_MS;
+    c->prep_off = opts->no_prepare;
     if (opts->statement_timeout_ms > 0)
         snprintf(c->stmt_timeout, sizeof c->stmt_timeout, "%ld", opts->statement_timeout_ms);
     c->state = DB_ST_IDLE;
