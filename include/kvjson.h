@@ -1,10 +1,11 @@
-/* JSON documents from KiotViet, parsed with cJSON but with numbers kept exact.
+/* JSON documents from KiotViet, as cJSON items but with numbers kept exact.
  *
  * cJSON turns every number into a double, which loses ids beyond 2^53 and prints 0.35 as
- * 0.34999... . kvjson_parse runs cJSON and a small lexer over the same text: every number
- * item keeps cJSON_Number type (valuedouble as usual) and additionally gets valuestring set to
- * its original token text ("0.35", "30118850", "1e308"), stored in one arena owned by the
- * document. Always free with kvjson_doc_free (never cJSON_Delete on the root).
+ * 0.34999... . kvjson_parse is its own one-pass parser that builds cJSON items (walk them with
+ * the cJSON API): every number item keeps cJSON_Number type (valuedouble as cJSON computes it)
+ * and additionally gets valuestring set to its original token text ("0.35", "30118850",
+ * "1e308"). Items, keys and strings all live in arena blocks owned by the document: the tree
+ * is read-only, and is freed only with kvjson_doc_free (never cJSON_Delete any of its items).
  *
  * Other normalisations, all documented in SECURITY.md:
  * - "\u0000" inside strings becomes U+FFFD (Postgres text cannot hold NUL, and cJSON would
