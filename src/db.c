@@ -492,6 +492,17 @@ static int batch_send(db_conn *c, db_batch *b)
         }
     }
     if (!PQpipelineSync(c->pg)) return -EIO;
+    /* libpq holds its own copy now: a page's rows (or a reconcile's id list) need not wait in
+     * memory twice until the answer comes. */
+    for (int i = 0; i < b->n; i++) {
+        db_stmt *s = &b->stmts[i];
+        for (int j = 0; j < s->nparams; j++) free(s->params[j]);
+        free(s->params);
+        free(s->sql);
+        s->params = NULL;
+        s->nparams = 0;
+        s->sql = NULL;
+    }
     return 0;
 }
 
