@@ -88,7 +88,7 @@ for t in $targets; do
         "$OUT/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -max_len=$maxlen -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" \
         $dict ${FUZZ_EXTRA:-} "$OUT/corpus/$t" $seeds >"$OUT/$t.log" 2>&1; then
-        grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$OUT/$t.log" | tail -n 2 || true
+        grep -aE '^stat::number_of_executed_units|^Done [0-9]+ runs' "$OUT/$t.log" | tail -n 2 || true
         echo "== $t: ok (log: $OUT/$t.log)"
     else
         tail -n 40 "$OUT/$t.log"
