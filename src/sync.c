@@ -593,35 +593,69 @@ static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *ms
     r->failures_listed++;
 }
 
-/* Splits a page whose statement failed on one row's data into one batch per row. */
+/* The exact "kid" of one mapped row (an object, or a one-element array): parsed with kvjson so
+ * ids beyond 2^53 keep every digit. 0 when absent. */
+static int64_t row_kid(const char *text, size_t len)
+{
+    kvjson_doc doc;
+    kvs_err e;
+    int64_t id = 0;
+    char *copy = kvs_xmalloc(len + 1); /* kvjson_parse works in place */
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+    if (kvjson_parse(copy, len, &doc, &e) == 0) {
+        const cJSON *o = cJSON_IsArray(doc.root) ? cJSON_GetArrayItem(doc.root, 0) : doc.root;
+        if (o && kvjson_get_int64(o, "kid", &id)) id = 0;
+        kvjson_doc_free(&doc);
+    }
+    free(copy);
+    return id;
+}
+
+/* Splits a page whose statement failed on one row's data into one batch per row. The rows are
+ * cut out of the page's text as they are (a string-aware scan for the top-level objects), never
+ * re-encoded, so every number keeps its exact text. */
 static void job_split(store_job *j)
 {
     sync_run *r = j->run;
-    /* rows is a JSON array of objects: walk it with cJSON to get each row's text. */
-    cJSON *arr = cJSON_Parse(j->rows);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        char *one = cJSON_PrintUnformatted(it);
-        const cJSON *kid = cJSON_GetObjectItem(it, "kid");
-        store_job *k = kvs_xcalloc(1, sizeof *k);
-        k->run = r;
-        k->ent = j->ent;
-        k->kind = JOB_ROW;
-        size_t n = strlen(one) + 3;
-        k->rows = kvs_xmalloc(n);
-        snprintf(k->rows, n, "[%s]", one);
-        free(one);
-        k->nrows = 1;
-        if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
-            k->fresh = 1;
-            j->fresh--;
+    const char *p = j->rows, *start = NULL;
+    int depth = 0;
+    bool in_str = false, esc = false;
+    for (; *p; p++) {
+        char ch = *p;
+        if (in_str) {
+            if (esc) esc = false;
+            else if (ch == '\\') esc = true;
+            else if (ch == '"') in_str = false;
+            continue;
         }
-        k->row_id = cJSON_IsNumber(kid) ? (int64_t)kid->valuedouble : 0;
-        r->jobs++;
-        job_submit(k);
+        if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{') {
+            if (depth++ == 1) start = p; /* depth 1 is the page's array */
+        } else if (ch == '[') {
+            depth++;
+        } else if ((ch == '}' || ch == ']') && --depth == 1 && ch == '}' && start) {
+            size_t len = (size_t)(p + 1 - start);
+            store_job *k = kvs_xcalloc(1, sizeof *k);
+            k->run = r;
+            k->ent = j->ent;
+            k->kind = JOB_ROW;
+            k->rows = kvs_xmalloc(len + 3);
+            k->rows[0] = '[';
+            memcpy(k->rows + 1, start, len);
+            memcpy(k->rows + 1 + len, "]", 2);
+            k->nrows = 1;
+            if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
+                k->fresh = 1;
+                j->fresh--;
+            }
+            k->row_id = row_kid(start, len);
+            start = NULL;
+            r->jobs++;
+            job_submit(k);
+        }
     }
-    cJSON_Delete(arr);
 }
 
 static void job_cb(db_result *res, void *arg)
@@ -711,12 +745,7 @@ static void job_cb(db_result *res, void *arg)
                  res->detail ? ": " : "", res->detail ? res->detail : "");
         log_redact(msg, sizeof msg);
         int64_t id = j->row_id;
-        if (!id) {
-            cJSON *arr = cJSON_Parse(j->rows);
-            const cJSON *k = arr ? cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "kid") : NULL;
-            if (cJSON_IsNumber(k)) id = (int64_t)k->valuedouble;
-            cJSON_Delete(arr);
-        }
+        if (!id) id = row_kid(j->rows, strlen(j->rows));
         rlog_warn(&r->lctx, "%s %" PRId64 " not stored: %s",
                   j->ent == ENT_PRODUCTS ? "product" : "category", id, msg);
         row_failure(r, j->ent, id, msg);

@@ -470,8 +470,6 @@ def test_ids_beyond_2_53_exact(shop_db, workdir):
     assert got == [(BIG_ID, BIG_MASTER, NASTY_NAME.replace("\u0000", "\ufffd"))], got
 
 
-@pytest.mark.xfail(strict=True, reason="src/sync.c job_split re-serialises a failed page's rows "
-                   "through cJSON doubles (ids beyond 2^53 lose digits); see SECURITY.md")
 def test_ids_beyond_2_53_exact_when_a_page_is_stored_row_by_row(shop_db, workdir):
     db = shop_db
     with Sim(products=60, seed=3) as s:
