@@ -66,4 +66,9 @@ int config_diff_noreload(const kvs_config *old, const kvs_config *nw, char *buf,
 /* Prints every key with its effective value (secrets masked) to stdout, for --check-config. */
 void config_print(const kvs_config *c);
 
+/* Reads a one-value secret file (a systemd credential such as database-url): a new string
+ * without trailing white space (caller frees), or NULL when the file is absent or empty. The
+ * read buffer is wiped. */
+char *config_secret_file_read(const char *path);
+
 #endif

@@ -417,3 +417,17 @@ void config_print(const kvs_config *c)
     for (int i = 0; i < KVS_MAPPING_KEYS; i++)
         if (c->mapping[i]) printf("%s = %s\n", config_mapping_keys[i], c->mapping[i]);
 }
+
+char *config_secret_file_read(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
+    char *out = n ? kvs_strdup(buf) : NULL;
+    explicit_bzero(buf, sizeof buf);
+    return out;
+}

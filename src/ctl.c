@@ -211,16 +211,7 @@ static char *url_file_read(void)
     char path[4096];
     snprintf(path, sizeof path, "%s", CTL_DEFAULT_URL_FILE);
     if (dir && *dir) snprintf(path, sizeof path, "%s/database-url", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
-    char *out = n ? kvs_strdup(buf) : NULL;
-    explicit_bzero(buf, sizeof buf);
-    return out;
+    return config_secret_file_read(path);
 }
 
 /* Loads the configuration like the service does: -c FILE, else the installed file when it
@@ -750,6 +741,8 @@ cleanup:
 
 /* ---- sync NAME ------------------------------------------------------------------------------ */
 
+/* `sync NAME` waits for the daemon by polling the table: a one-shot CLI path with no event
+ * loop, so sleeping here blocks nothing (see the top of this file). */
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};

@@ -907,7 +907,9 @@ PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
         snprintf(msg, sizeof msg, "%s", pg ? PQerrorMessage(pg) : "out of memory");
         goto fail;
     }
-    /* The same session settings as the asynchronous path (all our SQL is schema-qualified). */
+    /* The same session settings as the asynchronous path (all our SQL is schema-qualified).
+     * Blocking on purpose: db_connect_blocking serves CLI paths (explain, status), never the
+     * daemon's loop. */
     const char *params[1] = {DB_DEFAULT_APP_NAME};
     PGresult *r = PQexecParams(pg,
                                "SELECT pg_catalog.set_config('search_path', '', false),"

@@ -82,24 +82,14 @@ static void sched_done(int code, void *arg)
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
 
-/* Reads a systemd credential file (LoadCredential=) into a new string without its trailing
- * newline; NULL when absent or empty. */
+/* A systemd credential (LoadCredential=) by name; NULL when absent or empty. */
 static char *credential_read(const char *name)
 {
     const char *dir = getenv("CREDENTIALS_DIRECTORY");
     if (!dir || !*dir) return NULL;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
-    char *out = n ? kvs_strdup(buf) : NULL;
-    explicit_bzero(buf, sizeof buf);
-    return out;
+    return config_secret_file_read(path);
 }
 
 /* config_load, plus systemd's credential: when neither DATABASE_URL nor [database] url gives
