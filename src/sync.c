@@ -228,32 +228,45 @@ static void counts_json(const sync_run *r, kvs_buf *b)
                 r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0) == 0);
 }
 
-static void list_append(kvs_buf *dst, int *listed, const kvs_buf *items, int nitems)
+/* Finds the next JSON object in text made of objects separated by commas (optionally inside
+ * one array): sets *start and *len and returns the text after it, or NULL when there is none.
+ * The scan skips braces inside strings; the objects are returned exactly as written. */
+static const char *next_object(const char *p, const char **start, size_t *len)
 {
-    /* items is a comma-separated list of JSON objects; keep the first MAX_LISTED overall. */
-    if (!items->len || *listed >= MAX_LISTED) return;
-    const char *p = items->data;
+    while (*p && *p != '{') p++;
+    if (!*p) return NULL;
+    const char *s = p;
     int depth = 0;
     bool in_str = false, esc = false;
-    const char *start = p;
-    for (; *p && *listed < MAX_LISTED; p++) {
+    for (; *p; p++) {
         char ch = *p;
         if (in_str) {
             if (esc) esc = false;
             else if (ch == '\\') esc = true;
             else if (ch == '"') in_str = false;
-            continue;
-        }
-        if (ch == '"') in_str = true;
-        else if (ch == '{') depth++;
-        else if (ch == '}' && --depth == 0) {
-            if (dst->len) REQUIRE(kvs_buf_puts(dst, ",") == 0);
-            REQUIRE(kvs_buf_append(dst, start, (size_t)(p + 1 - start)) == 0);
-            (*listed)++;
-            start = p + 2; /* skip the comma */
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{') {
+            depth++;
+        } else if (ch == '}' && --depth == 0) {
+            *start = s;
+            *len = (size_t)(p + 1 - s);
+            return p + 1;
         }
     }
-    (void)nitems;
+    return NULL;
+}
+
+/* items is a comma-separated list of JSON objects; keep the first MAX_LISTED overall. */
+static void list_append(kvs_buf *dst, int *listed, const kvs_buf *items)
+{
+    const char *p = items->len ? items->data : NULL, *obj;
+    size_t len;
+    while (p && *listed < MAX_LISTED && (p = next_object(p, &obj, &len)) != NULL) {
+        if (dst->len) REQUIRE(kvs_buf_puts(dst, ",") == 0);
+        REQUIRE(kvs_buf_append(dst, obj, len) == 0);
+        (*listed)++;
+    }
 }
 
 /* ---- database plumbing ---------------------------------------------------------------- */
@@ -618,43 +631,25 @@ static int64_t row_kid(const char *text, size_t len)
 static void job_split(store_job *j)
 {
     sync_run *r = j->run;
-    const char *p = j->rows, *start = NULL;
-    int depth = 0;
-    bool in_str = false, esc = false;
-    for (; *p; p++) {
-        char ch = *p;
-        if (in_str) {
-            if (esc) esc = false;
-            else if (ch == '\\') esc = true;
-            else if (ch == '"') in_str = false;
-            continue;
+    const char *p = j->rows, *row;
+    size_t len;
+    while ((p = next_object(p, &row, &len)) != NULL) {
+        store_job *k = kvs_xcalloc(1, sizeof *k);
+        k->run = r;
+        k->ent = j->ent;
+        k->kind = JOB_ROW;
+        k->rows = kvs_xmalloc(len + 3);
+        k->rows[0] = '[';
+        memcpy(k->rows + 1, row, len);
+        memcpy(k->rows + 1 + len, "]", 2);
+        k->nrows = 1;
+        if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
+            k->fresh = 1;
+            j->fresh--;
         }
-        if (ch == '"') {
-            in_str = true;
-        } else if (ch == '{') {
-            if (depth++ == 1) start = p; /* depth 1 is the page's array */
-        } else if (ch == '[') {
-            depth++;
-        } else if ((ch == '}' || ch == ']') && --depth == 1 && ch == '}' && start) {
-            size_t len = (size_t)(p + 1 - start);
-            store_job *k = kvs_xcalloc(1, sizeof *k);
-            k->run = r;
-            k->ent = j->ent;
-            k->kind = JOB_ROW;
-            k->rows = kvs_xmalloc(len + 3);
-            k->rows[0] = '[';
-            memcpy(k->rows + 1, start, len);
-            memcpy(k->rows + 1 + len, "]", 2);
-            k->nrows = 1;
-            if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
-                k->fresh = 1;
-                j->fresh--;
-            }
-            k->row_id = row_kid(start, len);
-            start = NULL;
-            r->jobs++;
-            job_submit(k);
-        }
+        k->row_id = row_kid(row, len);
+        r->jobs++;
+        job_submit(k);
     }
 }
 
@@ -1039,7 +1034,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         r->counts.products_synced += fresh;
         r->counts.attribute_notes += mp.nnotes;
         r->counts.skipped += mp.nskipped;
-        list_append(&r->notes, &r->notes_listed, &mp.notes, mp.nnotes);
+        list_append(&r->notes, &r->notes_listed, &mp.notes);
     } else {
         r->counts.categories_synced += fresh;
     }
@@ -1048,7 +1043,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
             r->counts.products_failed += mp.nfailed;
         else
             r->counts.categories_failed += mp.nfailed;
-        list_append(&r->failures, &r->failures_listed, &mp.failures, mp.nfailed);
+        list_append(&r->failures, &r->failures_listed, &mp.failures);
         rlog_warn(&r->lctx, "%d record(s) at offset %" PRId64 " could not be mapped", mp.nfailed,
                   s->offset);
         /* A record without an id might be one we hold: reconciliation would be unsafe. */
