@@ -85,7 +85,38 @@ const char *jewel_status_name(enum jewel_status st)
 
 /* Writes the comparison form of s[0..n) into out (NUL-terminated). Returns its length,
  * -EINVAL for invalid UTF-8, -ERANGE when out is too small, -ENOMEM. */
+static int fold_text_uncached(const char *s, size_t n, char *out, size_t outsz);
+
+/* fold_text is pure and sees the same attribute names and values again and again: a small
+ * direct-mapped cache of (input -> folded) pairs. */
+#define FOLD_CACHE 512
+static struct { char *in; size_t n; char *out; int rc; } fold_cache[FOLD_CACHE];
+
 static int fold_text(const char *s, size_t n, char *out, size_t outsz)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    size_t k = h % FOLD_CACHE;
+    if (fold_cache[k].in && fold_cache[k].n == n && memcmp(fold_cache[k].in, s, n) == 0) {
+        int rc = fold_cache[k].rc;
+        if (rc < 0) return rc;
+        if ((size_t)rc + 1 > outsz) return -ERANGE;
+        memcpy(out, fold_cache[k].out, (size_t)rc + 1);
+        return rc;
+    }
+    int rc = fold_text_uncached(s, n, out, outsz);
+    if (rc == -ERANGE || rc == -ENOMEM) return rc;
+    free(fold_cache[k].in);
+    free(fold_cache[k].out);
+    fold_cache[k].in = kvs_xmalloc(n + 1);
+    memcpy(fold_cache[k].in, s, n);
+    fold_cache[k].n = n;
+    fold_cache[k].rc = rc;
+    fold_cache[k].out = rc >= 0 ? kvs_strdup(out) : NULL;
+    return rc;
+}
+
+static int fold_text_uncached(const char *s, size_t n, char *out, size_t outsz)
 {
     uint8_t buf1[FOLD_STACK], buf2[FOLD_STACK];
     uint8_t *nfd = NULL, *cf = NULL, *nfc = NULL; /* each either a stack buffer or malloc'd */

@@ -940,7 +940,9 @@ static void pager_pump(sync_run *r)
         fetch_start(r, pg->next++);
         if (run_stopping(r)) return;
     }
-    if (pg->inflight > 0) return;
+    /* Stores behind: wait for them before judging the end (or fetching successors), so a
+     * slow database holds the fetcher back instead of queueing every page in memory. */
+    if (pg->inflight > 0 || r->jobs >= 2 * K) return;
     for (int i = 0; i + 1 < pg->nslots; i++)
         if (!pair_check(r, i)) return;
     /* All issued pages are in; a last page that came back full may have successors. */

@@ -97,28 +97,29 @@ int kvs_buf_json_str(kvs_buf *b, const char *s)
     int rc = kvs_buf_reserve(b, strlen(s) + 2);
     if (rc) return rc;
     b->data[b->len++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        /* Copy the run of bytes that need no escape in one append. */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p != '"' && *p != '\\') p++;
+        if (p > run && (rc = kvs_buf_append(b, run, (size_t)(p - run)))) return rc;
+        if (!*p) break;
         char esc[7];
-        const char *out = NULL;
-        size_t n = 0;
+        const char *out;
+        size_t n = 2;
         switch (*p) {
-        case '"': out = "\\\""; n = 2; break;
-        case '\\': out = "\\\\"; n = 2; break;
-        case '\n': out = "\\n"; n = 2; break;
-        case '\r': out = "\\r"; n = 2; break;
-        case '\t': out = "\\t"; n = 2; break;
+        case '"': out = "\\\""; break;
+        case '\\': out = "\\\\"; break;
+        case '\n': out = "\\n"; break;
+        case '\r': out = "\\r"; break;
+        case '\t': out = "\\t"; break;
         default:
-            if (*p < 0x20) {
-                esc[0] = '\\'; esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
-                esc[4] = hex[*p >> 4]; esc[5] = hex[*p & 15]; esc[6] = 0;
-                out = esc; n = 6;
-            }
+            esc[0] = '\\'; esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[*p >> 4]; esc[5] = hex[*p & 15]; esc[6] = 0;
+            out = esc; n = 6;
         }
-        if (out) {
-            if ((rc = kvs_buf_append(b, out, n))) return rc;
-        } else {
-            if ((rc = kvs_buf_append(b, p, 1))) return rc;
-        }
+        if ((rc = kvs_buf_append(b, out, n))) return rc;
+        p++;
     }
     return kvs_buf_append(b, "\"", 1);
 }
