@@ -28,6 +28,7 @@ typedef struct kvs_config {
     int max_concurrent_runs;    /* runs in flight across all integrations */
     int page_size;              /* KiotViet pageSize, 1..100 */
     int pages_in_flight;        /* concurrent page requests per run */
+    int store_connections;      /* database connections a run writes pages through */
     int overlap_minutes;        /* incremental window reaches back this far before the cursor */
     int lease_seconds;          /* integration lease; renewed every third of it */
     int hourly_get_budget;      /* per integration, below KiotViet's 5000/h */

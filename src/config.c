@@ -47,6 +47,8 @@ static const key_def keys[] = {
     {"sync", "max_concurrent_runs", K_INT, OFF(max_concurrent_runs), "4", 1, 64, 0, NULL},
     {"sync", "page_size", K_INT, OFF(page_size), "100", 1, 100, 0, "KiotViet caps it at 100"},
     {"sync", "pages_in_flight", K_INT, OFF(pages_in_flight), "4", 1, 16, 0, NULL},
+    {"sync", "store_connections", K_INT, OFF(store_connections), "2", 1, 4, 0,
+     "page writes in parallel; 1 = one connection per run"},
     {"sync", "overlap_minutes", K_INT, OFF(overlap_minutes), "10", 0, 1440, 0, NULL},
     {"sync", "lease_seconds", K_INT, OFF(lease_seconds), "60", 6, 3600, 0, NULL},
     {"sync", "hourly_get_budget", K_INT, OFF(hourly_get_budget), "4500", 10, 5000, 0,
