@@ -40,8 +40,15 @@ const char *log_level_name(int level);
 
 void log_msg(int level, const log_ctx *ctx, const char *fmt, ...) KVS_PRINTF(3, 4);
 
-/* Secrets: copies s (ignored if shorter than 4 bytes); duplicates are harmless. */
+/* Secrets: copies s (ignored if shorter than 4 bytes). The registry counts holders: adding a
+ * secret that is already there only counts one more holder, and log_secret_remove forgets it
+ * (wiping the copy) when every add has been matched by a remove. Holders of short-lived
+ * secrets (access tokens) remove them when they drop them, so a long run keeps only the live
+ * ones; removing a secret that is not registered does nothing. */
 void log_secret_add(const char *s);
+void log_secret_remove(const char *s);
+/* Distinct secrets registered now (for tests and diagnostics). */
+size_t log_secret_count(void);
 void log_secret_forget_all(void);
 /* Replaces every registered secret inside buf (NUL-terminated, capacity cap) by "***". */
 void log_redact(char *buf, size_t cap);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,15 @@
 int log_max_level = KVS_LOG_INFO;
 
 static int use_journal;
-static char **secrets;      /* owned; each entry owned */
+
+/* A registered secret and how many holders registered it: a token replaced by a new one is
+ * forgotten once its last holder removes it, so the registry stays as small as the set of
+ * live secrets over a long run instead of growing with every refreshed token. */
+typedef struct secret {
+    char *text;  /* owned; wiped before it is freed */
+    size_t refs; /* log_secret_add calls not yet matched by log_secret_remove */
+} secret;
+static secret *secrets;     /* owned */
 static size_t nsecrets;
 
 static const char *const level_names[] = {
@@ -62,18 +71,53 @@ const char *log_level_name(int level)
     return level_names[level];
 }
 
+static secret *secret_find(const char *s)
+{
+    for (size_t i = 0; i < nsecrets; i++)
+        if (strcmp(secrets[i].text, s) == 0) return &secrets[i];
+    return NULL;
+}
+
+static void secret_wipe(secret *e)
+{
+    explicit_bzero(e->text, strlen(e->text));
+    free(e->text);
+    e->text = NULL;
+}
+
 void log_secret_add(const char *s)
 {
     if (!s || strlen(s) < 4) return;
-    for (size_t i = 0; i < nsecrets; i++)
-        if (strcmp(secrets[i], s) == 0) return;
+    secret *e = secret_find(s);
+    if (e) {
+        if (e->refs < SIZE_MAX) e->refs++; /* saturated: simply never forgotten */
+        return;
+    }
     secrets = kvs_xrealloc(secrets, (nsecrets + 1) * sizeof *secrets);
-    secrets[nsecrets++] = kvs_strdup(s);
+    secrets[nsecrets].text = kvs_strdup(s);
+    secrets[nsecrets].refs = 1;
+    nsecrets++;
 }
+
+void log_secret_remove(const char *s)
+{
+    if (!s || strlen(s) < 4) return;
+    secret *e = secret_find(s);
+    if (!e || e->refs == SIZE_MAX || --e->refs > 0) return;
+    secret_wipe(e);
+    /* Order does not matter to redaction: the last entry fills the hole. */
+    *e = secrets[--nsecrets];
+    if (nsecrets == 0) {
+        free(secrets);
+        secrets = NULL;
+    }
+}
+
+size_t log_secret_count(void) { return nsecrets; }
 
 void log_secret_forget_all(void)
 {
-    for (size_t i = 0; i < nsecrets; i++) free(secrets[i]);
+    for (size_t i = 0; i < nsecrets; i++) secret_wipe(&secrets[i]);
     free(secrets);
     secrets = NULL;
     nsecrets = 0;
@@ -86,16 +130,17 @@ static void redact(char *buf, size_t cap, size_t min_tail)
 {
     if (!buf || !cap) return;
     for (size_t i = 0; i < nsecrets; i++) {
-        size_t sl = strlen(secrets[i]);
+        const char *sec = secrets[i].text;
+        size_t sl = strlen(sec);
         char *p;
-        while ((p = strstr(buf, secrets[i])) != NULL) {
+        while ((p = strstr(buf, sec)) != NULL) {
             /* "***" is never longer than a secret (>= 4 bytes), so this only shrinks. */
             memcpy(p, "***", 3);
             memmove(p + 3, p + sl, strlen(p + sl) + 1);
         }
         size_t len = strlen(buf);
         for (size_t k = sl - 1 < len ? sl - 1 : len; k >= min_tail && k > 0; k--) {
-            if (memcmp(buf + len - k, secrets[i], k) == 0) {
+            if (memcmp(buf + len - k, sec, k) == 0) {
                 /* The cut secret is dropped; "***" follows when there is room. */
                 buf[len - k] = '\0';
                 if (cap - (len - k) > 3) memcpy(buf + len - k, "***", 4);

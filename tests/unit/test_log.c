@@ -1,6 +1,7 @@
 /* Unit tests for log.c: record format on stderr, one line per record whatever the message or
  * the (database-supplied) integration name holds, and secret redaction, including a secret
- * cut off at the end of a message too long for the record buffer. */
+ * cut off at the end of a message too long for the record buffer, and a registry that forgets
+ * a secret once its last holder removed it (bounded over a long run of token refreshes). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -140,6 +141,80 @@ static void test_log_redact_buffer(void **state)
     assert_string_equal(fine, "a word: pw-"); /* 3 bytes say nothing */
 }
 
+static void emit_old_and_new_token(void)
+{
+    log_info("old tok-OLD-0123456789 new tok-NEW-0123456789");
+}
+
+/* A holder that replaces its token removes the old one; another holder of the same secret
+ * keeps it registered until it lets go too. */
+static void test_secret_remove_counts_holders(void **state)
+{
+    (void)state;
+    assert_int_equal(log_secret_count(), 0);
+    log_secret_add("tok-OLD-0123456789");      /* the client */
+    log_secret_add("tok-OLD-0123456789");      /* the integration row that stored it */
+    assert_int_equal(log_secret_count(), 1);
+    log_secret_add("tok-NEW-0123456789");
+    log_secret_remove("tok-OLD-0123456789");   /* the client moved on */
+    assert_int_equal(log_secret_count(), 2);
+    char buf[80] = "tok-OLD-0123456789";
+    log_redact(buf, sizeof buf);
+    assert_string_equal(buf, "***");           /* still held by the row */
+    log_secret_remove("tok-OLD-0123456789");   /* the row is freed */
+    assert_int_equal(log_secret_count(), 1);
+    char *out = capture(emit_old_and_new_token);
+    assert_string_equal(out, "<6>info old tok-OLD-0123456789 new ***\n");
+    free(out);
+    /* Unknown, short and NULL secrets: nothing happens. */
+    log_secret_remove("never-registered");
+    log_secret_remove("abc");
+    log_secret_remove(NULL);
+    assert_int_equal(log_secret_count(), 1);
+    log_secret_remove("tok-NEW-0123456789");
+    assert_int_equal(log_secret_count(), 0);
+    /* Removing more often than adding does not underflow into a later add. */
+    log_secret_remove("tok-NEW-0123456789");
+    log_secret_add("tok-NEW-0123456789");
+    log_secret_remove("tok-NEW-0123456789");
+    assert_int_equal(log_secret_count(), 0);
+}
+
+/* A day of token refreshes for a few integrations: each new token is registered by the client
+ * and by the row that stores it, the old one is dropped by both. The registry stays at the
+ * live set (one token and one client secret per integration), and redaction still works. */
+static void test_secret_registry_stays_bounded(void **state)
+{
+    (void)state;
+    enum { INTEGRATIONS = 5, REFRESHES = 2000 };
+    char cur[INTEGRATIONS][48];
+    for (int i = 0; i < INTEGRATIONS; i++) {
+        char sec[48];
+        snprintf(sec, sizeof sec, "client-secret-%d-xyz", i);
+        log_secret_add(sec);
+        cur[i][0] = '\0';
+    }
+    for (int n = 0; n < REFRESHES; n++) {
+        for (int i = 0; i < INTEGRATIONS; i++) {
+            char next[48];
+            snprintf(next, sizeof next, "token-%d-%06d-abcdef", i, n);
+            log_secret_add(next); /* client */
+            log_secret_add(next); /* row */
+            if (cur[i][0]) {
+                log_secret_remove(cur[i]);
+                log_secret_remove(cur[i]);
+            }
+            snprintf(cur[i], sizeof cur[i], "%s", next);
+        }
+        assert_true(log_secret_count() <= 2 * INTEGRATIONS);
+    }
+    assert_int_equal(log_secret_count(), 2 * INTEGRATIONS);
+    char buf[128];
+    snprintf(buf, sizeof buf, "a %s b client-secret-3-xyz c token-1-000005-abcdef", cur[2]);
+    log_redact(buf, sizeof buf);
+    assert_string_equal(buf, "a *** b *** c token-1-000005-abcdef");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +223,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secrets_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_cut_at_the_end_is_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_redact_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_remove_counts_holders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_registry_stays_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
