@@ -44,6 +44,8 @@ typedef struct kvs_config {
     int http_timeout_s;
     int max_page_bytes;         /* response size cap per page */
     int max_retries;            /* per request, for transient failures */
+    int retry_base_ms;          /* first retry waits about this long (with jitter) ... */
+    int retry_cap_ms;           /* ... doubling per attempt up to this; base <= cap */
     /* [log] */
     int log_level;
     /* [mapping]: alias lists per jewellery column (NULL = defaults), and the branches whose

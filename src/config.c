@@ -65,6 +65,10 @@ static const key_def keys[] = {
     {"kiotviet", "max_page_bytes", K_INT, OFF(max_page_bytes), "33554432", 65536, 1073741824, 0,
      NULL},
     {"kiotviet", "max_retries", K_INT, OFF(max_retries), "4", 0, 20, 0, "per request"},
+    {"kiotviet", "retry_base_ms", K_INT, OFF(retry_base_ms), "1000", 10, 600000, 0,
+     "first retry delay (doubles per attempt, with jitter)"},
+    {"kiotviet", "retry_cap_ms", K_INT, OFF(retry_cap_ms), "60000", 10, 600000, 0,
+     "longest retry delay; at least retry_base_ms"},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, 0, "error|warning|notice|info|debug"},
     {"mapping", "branches", K_STR, OFF(branches), NULL, 0, 0, 0, "branch ids, comma-separated"},
 };
@@ -75,6 +79,7 @@ typedef struct parse_state {
     int line;
     kvs_err *err;
     int failed;
+    int key_line[ARRAY_SIZE(keys)]; /* line that last set each key, 0 = default */
 } parse_state;
 
 /* Largest configuration accepted; real ones are a few KB. */
@@ -166,7 +171,26 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
         st->failed = 1;
         return 0;
     }
+    st->key_line[k - keys] = st->line;
     return 1;
+}
+
+/* Keys whose valid values depend on each other, checked once the whole file is read. The
+ * error names the line of whichever of the pair was set last (the one to look at). */
+static int cross_check(const parse_state *st)
+{
+    const kvs_config *c = st->cfg;
+    if (c->retry_base_ms > c->retry_cap_ms) {
+        const key_def *b = key_find("kiotviet", "retry_base_ms");
+        const key_def *cap = key_find("kiotviet", "retry_cap_ms");
+        int lb = st->key_line[b - keys], lc = st->key_line[cap - keys];
+        const key_def *at = lb >= lc ? b : cap;
+        kvs_err_set(st->err, -EINVAL,
+                    "%s:%d: [kiotviet] %s: retry_base_ms (%d) must not exceed retry_cap_ms (%d)",
+                    st->path, lb >= lc ? lb : lc, at->name, c->retry_base_ms, c->retry_cap_ms);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
@@ -326,7 +350,7 @@ static kvs_config *config_build(char *text, size_t len, const char *shown, kvs_e
     defaults_apply(c);
     if (text) {
         parse_state st = {.cfg = c, .path = shown, .err = err};
-        if (ini_parse_text(text, len, &st)) goto fail;
+        if (ini_parse_text(text, len, &st) || cross_check(&st)) goto fail;
     }
     const char *env = getenv("DATABASE_URL");
     if (env && *env) {

@@ -177,6 +177,59 @@ static void test_file_and_env(void **state)
     unlink(path);
 }
 
+/* The client's retry delays: defaults, values, ranges, and base <= cap with the line of the
+ * key set last (the one the reader just changed), whichever order they come in. */
+static void test_retry_delay_keys(void **state)
+{
+    (void)state;
+    kvs_err err;
+    kvs_config *c = load("[database]\nurl = x\n", &err);
+    assert_non_null(c);
+    assert_int_equal(c->retry_base_ms, 1000);
+    assert_int_equal(c->retry_cap_ms, 60000);
+    config_free(c);
+    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 50\nretry_cap_ms = 400\n", &err);
+    assert_non_null(c);
+    assert_int_equal(c->retry_base_ms, 50);
+    assert_int_equal(c->retry_cap_ms, 400);
+    config_free(c);
+    /* equal is fine; the bounds themselves are accepted */
+    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 10\nretry_cap_ms = 10\n", &err);
+    assert_non_null(c);
+    config_free(c);
+    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 600000\nretry_cap_ms = 600000\n",
+             &err);
+    assert_non_null(c);
+    config_free(c);
+
+    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 9\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: 9 is out of range 10..600000");
+    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_cap_ms = 600001\n", &err));
+    assert_string_equal(err.msg,
+                        "t.conf:4: [kiotviet] retry_cap_ms: 600001 is out of range 10..600000");
+    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 1s\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: '1s' is not a whole number");
+    /* base above the cap: the cap set last is named ... */
+    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 500\n\nretry_cap_ms = 200\n",
+                     &err));
+    assert_string_equal(err.msg, "t.conf:6: [kiotviet] retry_cap_ms: retry_base_ms (500) must not "
+                                 "exceed retry_cap_ms (200)");
+    /* ... or the base set last; against the default cap too */
+    assert_null(load("[kiotviet]\nretry_cap_ms = 200\nretry_base_ms = 500\n[database]\nurl = x\n",
+                     &err));
+    assert_string_equal(err.msg, "t.conf:3: [kiotviet] retry_base_ms: retry_base_ms (500) must not "
+                                 "exceed retry_cap_ms (200)");
+    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: retry_base_ms (90000) must "
+                                 "not exceed retry_cap_ms (60000)");
+    /* a later line may fix an earlier one: only the final values count */
+    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\nretry_cap_ms = 120000\n",
+             &err);
+    assert_non_null(c);
+    assert_int_equal(c->retry_cap_ms, 120000);
+    config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +240,7 @@ int main(void)
         cmocka_unit_test_setup(test_errors_never_quote_secrets, setup),
         cmocka_unit_test_setup(test_nul_byte_and_size_limit, setup),
         cmocka_unit_test_setup(test_file_and_env, setup),
+        cmocka_unit_test_setup(test_retry_delay_keys, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
