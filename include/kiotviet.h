@@ -10,7 +10,8 @@
  * - transient failures (transport errors, timeouts, 5xx, 429) are retried up to max_retries
  *   with capped exponential backoff and jitter; Retry-After is honoured;
  * - every GET takes a slot of the hourly budget first (waiting when the window is full);
- * - api_url/token_url must be https unless the host is loopback. */
+ * - api_url/token_url must be https unless the host is loopback, and hold no userinfo
+ *   (user:password@); error messages name a URL by scheme, host and port only. */
 #ifndef KVS_KIOTVIET_H
 #define KVS_KIOTVIET_H
 
@@ -23,6 +24,11 @@
 #include "kvjson.h"
 #include "log.h"
 #include "util.h"
+
+/* A page with more records than this (nested category children included) is refused with
+ * KV_E_PARSE, not mapped: KiotViet pages hold at most 100, and every record costs mapping and
+ * SQL work on the event loop. */
+#define KV_PAGE_MAX_RECORDS 10000
 
 typedef struct kv_client kv_client;
 typedef struct kv_req kv_req;
@@ -81,7 +87,8 @@ void kv_req_cancel(kv_req *r);
 int kv_client_gets(const kv_client *c);            /* GET requests sent (incl. retries) */
 int kv_client_token_requests(const kv_client *c);  /* token requests sent */
 
-/* https, or http to a loopback host; 0 or -EINVAL with a reason in err. */
+/* https, or http to a loopback host, without userinfo; 0 or -EINVAL with a reason in err
+ * (which names the URL by scheme://host[:port] only). */
 int kv_url_check(const char *url, const char *what, kvs_err *err);
 
 #endif

@@ -59,6 +59,16 @@ static bool host_is_loopback(const char *h)
            c < 256 && d < 256;
 }
 
+/* "scheme://host[:port]" of a parsed URL, for messages: never its userinfo, path, query or
+ * fragment, any of which may carry a secret someone pasted into the row. */
+static void url_origin(CURLU *u, const char *scheme, const char *host, char *out, size_t cap)
+{
+    char *port = NULL;
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK) port = NULL;
+    snprintf(out, cap, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
+    curl_free(port);
+}
+
 int kv_url_check(const char *url, const char *what, kvs_err *err)
 {
     if (!url || !*url) {
@@ -66,7 +76,8 @@ int kv_url_check(const char *url, const char *what, kvs_err *err)
         return -EINVAL;
     }
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
+    char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL, *options = NULL;
+    char origin[300];
     int rc = 0;
     if (!u || curl_url_set(u, CURLUPART_URL, url, 0) ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
@@ -75,14 +86,32 @@ int kv_url_check(const char *url, const char *what, kvs_err *err)
         rc = -EINVAL;
         goto out;
     }
+    /* user[:password][;options]@ would be sent as HTTP Basic auth and, worse, repeated by any
+     * message quoting the URL. KiotViet authenticates with client_id/client_secret only. */
+    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_OPTIONS, &options, 0) == CURLUE_OK) {
+        url_origin(u, scheme, host, origin, sizeof origin);
+        kvs_err_set(err, -EINVAL,
+                    "%s (%s) must not contain a user name or password (user:password@): "
+                    "credentials belong in client_id and client_secret",
+                    what, origin);
+        rc = -EINVAL;
+        goto out;
+    }
     if (!strcasecmp(scheme, "https")) goto out;
     if (!strcasecmp(scheme, "http") && host_is_loopback(host)) goto out;
+    url_origin(u, scheme, host, origin, sizeof origin);
     kvs_err_set(err, -EINVAL, "%s must use https (plain http is only allowed to loopback hosts): %s",
-                what, url);
+                what, origin);
     rc = -EINVAL;
 out:
     curl_free(scheme);
     curl_free(host);
+    curl_free(user);
+    if (password) explicit_bzero(password, strlen(password));
+    curl_free(password);
+    curl_free(options);
     curl_url_cleanup(u);
     return rc;
 }
@@ -196,8 +225,24 @@ void kv_page_free(kv_page *p)
 static const char *const removed_keys[] = {"removedIds", "removeIds", "removedId", "removeId",
                                            NULL};
 
+/* Records in a "data" array, nested "children" (hierarchical categories) included; counting
+ * stops once past limit. Depth is bounded by kvjson's nesting limit. */
+static long page_records(const cJSON *arr, long limit)
+{
+    long n = 0;
+    for (const cJSON *it = arr->child; it && n <= limit; it = it->next) {
+        n++;
+        const cJSON *ch = cJSON_IsObject(it) ? kvjson_get(it, "children") : NULL;
+        if (cJSON_IsArray(ch)) n += page_records(ch, limit - n);
+    }
+    return n;
+}
+
+/* 0 with *out; -EINVAL for an answer that is not a page (worth retrying: usually a cut
+ * transfer), -E2BIG for a page over KV_PAGE_MAX_RECORDS (the same next time). */
 static int page_parse(http_response *resp, kv_page **out, char *msg, size_t cap)
 {
+    int rc = -EINVAL;
     kv_page *p = kvs_xcalloc(1, sizeof *p);
     kvs_err e;
     kvs_err_clear(&e);
@@ -217,6 +262,13 @@ static int page_parse(http_response *resp, kv_page **out, char *msg, size_t cap)
         snprintf(msg, cap, "invalid answer from KiotViet: \"data\" is not an array");
         goto fail;
     }
+    if (p->data && page_records(p->data, KV_PAGE_MAX_RECORDS) > KV_PAGE_MAX_RECORDS) {
+        snprintf(msg, cap,
+                 "KiotViet page refused: more than %d records (a page holds at most 100)",
+                 KV_PAGE_MAX_RECORDS);
+        rc = -E2BIG;
+        goto fail;
+    }
     p->removed = kvjson_get_any(root, removed_keys);
     if (p->removed && !cJSON_IsArray(p->removed)) p->removed = NULL;
     if (kvjson_get_int64(root, "total", &p->total)) p->total = -1;
@@ -230,7 +282,7 @@ static int page_parse(http_response *resp, kv_page **out, char *msg, size_t cap)
     return 0;
 fail:
     kv_page_free(p);
-    return -EINVAL;
+    return rc;
 }
 
 static void req_http_cb(http_response *resp, void *arg)
@@ -260,7 +312,11 @@ static void req_http_cb(http_response *resp, void *arg)
         transient = true;
     } else if (resp->status == 200) {
         kv_page *page = NULL;
-        if (page_parse(resp, &page, msg, sizeof msg)) {
+        int prc = page_parse(resp, &page, msg, sizeof msg);
+        if (prc == -E2BIG) {
+            req_finish(r, KV_E_PARSE, NULL, msg);
+            return;
+        } else if (prc) {
             /* A truncated or garbled body is usually a transport hiccup: retry it. */
             transient = true;
             parse_failed = true;
