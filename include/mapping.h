@@ -1,10 +1,13 @@
 /* Mapping: KiotViet records (parsed JSON) to rows for the shop's tables.
  *
- * A mapped page is a JSON array text, one object per record, with the keys below; store.c turns
- * it into a set-based upsert with jsonb_to_recordset. Numbers are written with their exact
- * decimal text, strings as valid UTF-8. A record that cannot be mapped (no id, wrong types) is
+ * A mapped page is a JSON array text, one object per record, with the keys below; store.c sends
+ * it as one json parameter of a set-based upsert that reads it with json_to_recordset. Numbers
+ * are written with their exact decimal text, strings as valid UTF-8 without NUL (what
+ * PostgreSQL's json and text accept). A record that cannot be mapped (no id, wrong types) is
  * left out, counted, and described in the page's failures; one whose jewellery attributes cannot
- * be understood is kept (those columns NULL) and described in its notes. */
+ * be understood is kept (those columns NULL) and described in its notes. A record whose id was
+ * already handled in the page is dropped; duplicates are found with a hash set, so mapping is
+ * linear in the page's records (kiotviet.c refuses pages of over KV_PAGE_MAX_RECORDS). */
 #ifndef KVS_MAPPING_H
 #define KVS_MAPPING_H
 
@@ -15,7 +18,7 @@
 #include "jewel.h"
 #include "util.h"
 
-/* Row fields: key in the row JSON, SQL type of the value in jsonb_to_recordset. */
+/* Row fields: key in the row JSON, SQL type of the value in json_to_recordset. */
 enum product_field {
     PF_KID,          /* id -> kiotviet_id */
     PF_CODE,         /* code -> sku | code */
@@ -25,7 +28,7 @@ enum product_field {
     PF_PRICE,        /* basePrice */
     PF_CAT_KID,      /* categoryId (resolved to the shop's category id in SQL) */
     PF_ACTIVE,       /* isActive */
-    PF_IMAGES,       /* images (jsonb array of URLs) */
+    PF_IMAGES,       /* images (JSON array of URLs) */
     PF_STOCK,        /* sum of onHand over the counted branches */
     PF_BARCODE,      /* barCode */
     PF_WEIGHT_G,     /* product_weight_g */
@@ -84,6 +87,7 @@ typedef struct map_page {
     int64_t *ids;         /* ids of mapped rows, in page order */
     size_t *row_start;    /* row i is rows.data[row_start[i] .. row_start[i] + row_len[i]) */
     size_t *row_len;
+    int rows_cap, notes_cap; /* allocated entries of ids/row_start/row_len and note_ids */
     int64_t first_id, last_id; /* first/last id of the page as served (for gap checks) */
     bool ascending;       /* ids ascending across the page as served */
     int nrecords;         /* records in the page as served */

@@ -7,6 +7,7 @@
  * test. Further tests: categories (flat, hierarchical), removedIds, options from the config,
  * and the --explain-product account. */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -703,6 +704,122 @@ static void test_explain(void **state)
     jewel_map_free(jm);
 }
 
+/* ---- hostile page sizes ------------------------------------------------------------------- */
+
+#define LARGE_IDS 50000
+
+/* The id of unique record k: multiples of 2^20, which fall into one bucket of any hash that
+ * keeps only the low bits (the set must spread them). */
+static int64_t large_id(int k) { return (int64_t)(k + 1) << 20; }
+
+/* 100,000 product records, every id twice: the second copies come in reverse order, so each
+ * duplicate is far from its first copy. Each id is mapped once, in served order; every copy
+ * counts as served. Duplicates are found with a hash set; the earlier scan of the ids handled
+ * so far was quadratic (about 10^10 comparisons for this page). */
+static void test_large_page_products(void **state)
+{
+    (void)state;
+    jewel_map *jm = jewel_map_new_defaults();
+    map_opts o = {.jewel = jm, .name_scan = true};
+    kvs_buf b;
+    kvs_buf_init(&b);
+    OK(kvs_buf_puts(&b, "["));
+    for (int k = 0; k < 2 * LARGE_IDS; k++) {
+        int u = k < LARGE_IDS ? k : 2 * LARGE_IDS - 1 - k;
+        OK(kvs_buf_printf(&b, "%s{\"id\":%" PRId64 ",\"code\":\"SP%d\",\"name\":\"Nhẫn %d\"}",
+                          k ? "," : "", large_id(u), u, u));
+    }
+    OK(kvs_buf_puts(&b, "]"));
+    kvjson_doc in, rows;
+    parse_text(kvs_buf_cstr(&b), &in);
+    kvs_buf_free(&b);
+    map_page p;
+    map_page_init(&p);
+    map_products(in.root, &o, &p);
+    kvjson_doc_free(&in);
+    assert_int_equal(p.nrecords, 2 * LARGE_IDS);
+    assert_int_equal(p.nrows, LARGE_IDS);
+    assert_int_equal(p.nfailed, 0);
+    assert_int_equal(p.nskipped, 0);
+    assert_false(p.ascending);
+    assert_true(p.first_id == large_id(0) && p.last_id == large_id(0));
+    parse_text(kvs_buf_cstr(&p.rows), &rows);
+    assert_int_equal(cJSON_GetArraySize(rows.root), LARGE_IDS);
+    int i = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows.root) /* (not cJSON_GetArrayItem: that walks from the start) */
+    {
+        int64_t kid = 0;
+        const char *code = NULL;
+        OK(kvjson_get_int64(r, "kid", &kid));
+        OK(kvjson_get_str(r, "code", &code));
+        char want[32];
+        snprintf(want, sizeof want, "SP%d", i);
+        if (kid != large_id(i) || p.ids[i] != kid || strcmp(code, want))
+            fail_msg("row %d: kid %" PRId64 " (ids[] %" PRId64 ") code %s; want %" PRId64 " %s", i,
+                     kid, p.ids[i], code, large_id(i), want);
+        i++;
+    }
+    kvjson_doc_free(&rows);
+    map_page_free(&p);
+    jewel_map_free(jm);
+}
+
+/* 100,001 category records: one root whose children are 50,000 categories, then the same
+ * 50,000 again flat and in reverse order. The nested copies are mapped (with the root as
+ * parent); the flat ones are duplicates. */
+static void test_large_page_categories(void **state)
+{
+    (void)state;
+    kvs_buf b;
+    kvs_buf_init(&b);
+    OK(kvs_buf_puts(&b, "[{\"categoryId\":7,\"categoryName\":\"Gốc\",\"children\":["));
+    for (int k = 0; k < LARGE_IDS; k++)
+        OK(kvs_buf_printf(&b, "%s{\"categoryId\":%" PRId64 ",\"categoryName\":\"C%d\"}",
+                          k ? "," : "", large_id(k), k));
+    OK(kvs_buf_puts(&b, "]}"));
+    for (int k = LARGE_IDS - 1; k >= 0; k--)
+        OK(kvs_buf_printf(&b, ",{\"categoryId\":%" PRId64 ",\"categoryName\":\"flat C%d\"}",
+                          large_id(k), k));
+    OK(kvs_buf_puts(&b, "]"));
+    kvjson_doc in, rows;
+    parse_text(kvs_buf_cstr(&b), &in);
+    kvs_buf_free(&b);
+    map_page p;
+    map_page_init(&p);
+    map_categories(in.root, &p);
+    kvjson_doc_free(&in);
+    assert_int_equal(p.nrecords, 2 * LARGE_IDS + 1);
+    assert_int_equal(p.nrows, LARGE_IDS + 1);
+    assert_int_equal(p.nfailed, 0);
+    parse_text(kvs_buf_cstr(&p.rows), &rows);
+    assert_int_equal(cJSON_GetArraySize(rows.root), LARGE_IDS + 1);
+    const char *pkey = category_fields[CF_PARENT_KID].key;
+    int i = -1; /* row 0 is the root */
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows.root)
+    {
+        int64_t kid = 0, parent = 0;
+        const char *name = NULL;
+        OK(kvjson_get_int64(r, "kid", &kid));
+        OK(kvjson_get_str(r, "name", &name));
+        if (i < 0) {
+            assert_true(kid == 7);
+            assert_int_equal(kvjson_get_int64(r, pkey, &parent), -ENOENT);
+        } else {
+            char want[32];
+            snprintf(want, sizeof want, "C%d", i);
+            OK(kvjson_get_int64(r, pkey, &parent));
+            if (kid != large_id(i) || p.ids[i + 1] != kid || parent != 7 || strcmp(name, want))
+                fail_msg("row %d: kid %" PRId64 " parent %" PRId64 " name %s", i + 1, kid, parent,
+                         name);
+        }
+        i++;
+    }
+    kvjson_doc_free(&rows);
+    map_page_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -712,6 +829,8 @@ int main(void)
         cmocka_unit_test(test_removed_ids),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_explain),
+        cmocka_unit_test(test_large_page_products),
+        cmocka_unit_test(test_large_page_categories),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
