@@ -9,11 +9,14 @@ tests/fuzz (make fuzz).
 import http.server
 import json
 import os
+import pwd
+import resource
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -194,22 +197,165 @@ def test_secrets_never_in_logs_or_sync_logs(pg, db, workdir):
         assert secret not in everything, f"the {name} appears in a log or sync_logs row"
 
 
-def test_warns_when_config_with_password_is_world_readable(pg, db, workdir):
-    dsn = db.dsn.replace("postgres@", "postgres:not-checked-by-trust@")
-    cfg = kvsd.write_config(workdir / "kvs.conf", dsn)
-    os.chmod(cfg, 0o644)
-    res = kvsd.run_once(cfg)
-    assert res.rc == 0, res
-    assert "readable by other users" in res.err and "chmod 640" in res.err, res
-    assert "not-checked-by-trust" not in res.err + res.out
-    os.chmod(cfg, 0o640)
-    res = kvsd.run_once(cfg)
-    assert res.rc == 0 and "readable by other users" not in res.err, res
+def test_warns_when_config_with_password_is_readable_by_others(pg, db, workdir):
+    """The warning is exact: libpq's parser decides whether the database URL in the file holds a
+    password, and the mode whether others can read it (group read counts when the group is not
+    the daemon's own: the unit's setup is root:kiotviet-sync 0640). Never the password itself."""
+    pw = "not-checked-by-trust-" + secrets.token_hex(6)
+    with_pw = db.dsn.replace("postgres@", f"postgres:{pw}@")
+    assert with_pw != db.dsn
+    keyword_pw = (f"host=127.0.0.1 port={pg.port} user=postgres password={pw} dbname={db.name}")
+    warning = "readable by other users"
+    cases = [
+        # (url in the file, mode, file's group or None, warns)
+        (with_pw, 0o644, None, True),
+        (keyword_pw, 0o604, None, True),
+        (with_pw, 0o600, None, False),
+        (with_pw, 0o640, None, False),   # group = ours (the daemon reads through it)
+        (db.dsn, 0o644, None, False),    # no password (user@host:port/db)
+        (db.dsn + "?application_name=password", 0o644, None, False),
+        (db.dsn + "?passfile=/nonexistent/kvs-pgpass", 0o644, None, False),
+    ]
+    if os.geteuid() == 0:  # a group that is not ours can read it
+        cases.append((with_pw, 0o640, pwd.getpwnam("nobody").pw_gid, True))
+    for i, (url, mode, gid, warns) in enumerate(cases):
+        cfg = kvsd.write_config(workdir / f"kvs{i}.conf", url)
+        if gid is not None:
+            os.chown(cfg, -1, gid)
+        os.chmod(cfg, mode)
+        res = kvsd.run_once(cfg)
+        what = f"case {i}: mode {mode:o}, url {url.replace(pw, '***')}"
+        assert res.rc == 0, (what, res)
+        assert pw not in res.err + res.out, what
+        if warns:
+            assert warning in res.err, (what, res)
+            line = next(ln for ln in res.err.splitlines() if warning in ln)
+            assert f"{cfg} holds the database password" in line, line
+            assert f"(mode 0{mode:o})" in line and "chmod 600" in line, line
+            assert "passfile" in line and "LoadCredential" in line, line
+        else:
+            assert warning not in res.err, (what, res)
     # The URL from the environment: the file holds no password, nothing to warn about.
     plain = kvsd.write_config(workdir / "env.conf", "postgresql://unused@127.0.0.1:1/x")
     os.chmod(plain, 0o644)
-    res = kvsd.run_once(plain, env={"DATABASE_URL": dsn})
-    assert res.rc == 0 and "readable by other users" not in res.err, res
+    res = kvsd.run_once(plain, env={"DATABASE_URL": with_pw})
+    assert res.rc == 0 and warning not in res.err, res
+    assert pw not in res.err + res.out
+
+
+def test_userinfo_in_urls_refused_and_never_echoed(db, sim, workdir):
+    """api_url/token_url come from a database row. A password pasted into their userinfo
+    (user:password@) is refused before any request, and appears in no log line, no sync_logs
+    row and no --explain-product output; a refused URL is named by scheme, host and port
+    only, never its path, query or fragment."""
+    pw = "Ui-" + secrets.token_hex(12) + "-Pw"
+    hostport = sim.url.split("://", 1)[1].rstrip("/")
+    userinfo = "must not contain a user name or password"
+    cases = [
+        # (column, url, expected message part)
+        ("token_url", f"http://kvuser:{pw}@{hostport}/connect/token", userinfo),
+        ("api_url", f"http://kvuser:{pw}@{hostport}", userinfo),
+        ("api_url", f"https://{pw}@192.0.2.1/", userinfo),  # a user name alone
+        ("api_url", f"http://kvuser:{pw}@192.0.2.1:8080/x", userinfo),
+        ("api_url", f"http://192.0.2.1:8080/p/{pw}?key={pw}#{pw}",
+         "must use https (plain http is only allowed to loopback hosts): http://192.0.2.1:8080"),
+    ]
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, log={"level": "debug"})
+    texts = []
+    for col, url, want in cases:
+        kvsd.setup_integration(db, sim)
+        db.sql(f"UPDATE public.third_party_integrations SET {col} = %s WHERE name = 'kiotviet'",
+               url)
+        before = sim.stats("demoshop")
+        res = kvsd.run_once(cfg, "--full")
+        texts += [res.out, res.err]
+        log = run_log(db)
+        assert log["status"] == "failed", (url, log, res)
+        assert want in log["error_message"], (url, log)
+        assert want in res.err, (url, res)
+        if want == userinfo:  # named as "token_url (http://127.0.0.1:PORT) must not ..."
+            assert f"{col} (http://{hostport.split('@')[-1]}" in log["error_message"] or \
+                f"{col} (http://192.0.2.1" in log["error_message"] or \
+                f"{col} (https://192.0.2.1)" in log["error_message"], log
+        after = sim.stats("demoshop")
+        assert after["token_requests"] == before["token_requests"], url
+        assert after["requests"] == before["requests"], url
+        # The read-only --explain-product path checks the row's URLs the same way.
+        p = subprocess.run(kvsd.base_args() + ["-c", cfg, "--explain-product", "SP000001"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and want in p.stderr, (url, p)
+        texts += [p.stdout, p.stderr]
+    texts.append(sync_logs_text(db))
+    everything = "\n".join(texts)
+    assert pw not in everything, "a password from a URL's userinfo appears in a log or sync_logs"
+    assert everything.count(userinfo) >= 8
+
+
+class FakeKiotViet:
+    """A loopback KiotViet that issues a token and answers every GET with one fixed page."""
+
+    def __init__(self, page):
+        body = json.dumps(page).encode()
+        token = json.dumps({"access_token": "fake-" + secrets.token_hex(16), "expires_in": 3600,
+                            "token_type": "Bearer"}).encode()
+        gets = self.gets = [0]
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, data):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.reply(token)
+
+            def do_GET(self):
+                gets[0] += 1
+                self.reply(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def cap_page(nested):
+    """10,001 category records, flat or as the children of one root (10,000 + the root)."""
+    recs = [{"categoryId": 1000 + i, "categoryName": f"c{i}"} for i in range(10001 - nested)]
+    if nested:
+        recs = [{"categoryId": 1, "categoryName": "root", "children": recs}]
+    return {"total": 10001, "pageSize": 100, "data": recs}
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_page_record_cap(db, workdir, nested):
+    """A page with more than 10,000 records (KiotViet's pages hold at most 100) is refused
+    before mapping, once (not retried), and the run fails saying why."""
+    fake = FakeKiotViet(cap_page(nested))
+    try:
+        db.sql("UPDATE public.third_party_integrations SET api_url = %s, token_url = %s,"
+               " client_id = 'cid', client_secret = 'fake-secret-123', retailer = 'demoshop',"
+               " sync_enabled = true WHERE name = 'kiotviet'", fake.url, fake.url + "/connect/token")
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn), "--full", timeout=60)
+        log = run_log(db)
+        assert log["status"] == "failed", (log, res)
+        assert "KiotViet page refused: more than 10000 records" in log["error_message"], log
+        assert fake.gets[0] == 1, fake.gets  # the same page would come again: no retry
+        assert db.value("SELECT count(*) FROM public.categories WHERE kiotviet_id IS NOT NULL") == 0
+    finally:
+        fake.close()
 
 
 # ---- process --------------------------------------------------------------------------------------
@@ -226,6 +372,50 @@ def test_refuses_root_without_allow_root(db, workdir):
         assert p.returncode == 0, p
     else:
         assert p.returncode == 0 and "refusing" not in p.stderr, p
+
+
+def test_no_core_dumps_and_not_dumpable(db, sim):
+    """The daemon holds secrets in memory: started with core files allowed, it sets its core
+    limit to 0 (soft and hard) and makes itself non-dumpable, so /proc/PID/mem, environ and fd
+    belong to root and no other process of its user can read them.
+    As root the daemon is started as nobody: a root process's /proc entries are root's anyway."""
+    kvsd.setup_integration(db, sim, interval=1)
+    runner = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    tmp = tempfile.mkdtemp(prefix="kvs-dump-")
+    os.chmod(tmp, 0o755)
+    cfg = kvsd.write_config(Path(tmp) / "kvs.conf", db.dsn, sync={"poll_interval": 1})
+    if runner:
+        os.chown(cfg, runner.pw_uid, runner.pw_gid)
+    logpath = Path(tmp) / "daemon.log"
+
+    def allow_cores():
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NOTIFY_SOCKET")}
+    with open(logpath, "w") as logf:
+        kw = {"user": runner.pw_uid, "group": runner.pw_gid, "extra_groups": []} if runner else {}
+        proc = subprocess.Popen([kvsd.BIN, "-c", cfg], stdout=logf, stderr=subprocess.STDOUT,
+                                env=env, cwd=tmp, preexec_fn=allow_cores, **kw)
+    try:
+        kvsd.wait_until(lambda: db.value("SELECT count(*) FROM public.sync_logs"
+                                         " WHERE status = 'success'") >= 1 or proc.poll() is not None,
+                        timeout=30, what="the daemon's first run")
+        assert proc.poll() is None, logpath.read_text()
+        with open(f"/proc/{proc.pid}/status") as f:
+            ruid = int(next(ln for ln in f if ln.startswith("Uid:")).split()[1])
+        assert ruid == (runner.pw_uid if runner else os.geteuid()) and ruid != 0
+        with open(f"/proc/{proc.pid}/limits") as f:
+            core = next(ln for ln in f if ln.startswith("Max core file size")).split()
+        assert core[4:6] == ["0", "0"], core  # soft and hard
+        # Non-dumpable: the kernel gives the entries under /proc/PID (not the directory itself)
+        # to root; a dumpable process of nobody's has them owned by nobody.
+        owners = {os.stat(f"/proc/{proc.pid}/{sub}").st_uid for sub in ("mem", "environ", "fd")}
+        assert owners == {0}, (owners, ruid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert proc.returncode == 0, logpath.read_text()
 
 
 def readelf(*args):
