@@ -29,11 +29,14 @@
  * The outer SELECT sees the row as it was before the UPDATE: when the claim fails it says why
  * (someone synced it since: the newer last_sync_at; leased: how long the lease still runs).
  * The run's own claim (ST_CLAIM) then succeeds because the lease is already ours.
+ * The row is locked FOR UPDATE first: that waits for the writes of a run whose lease this may
+ * take over (they hold it FOR KEY SHARE, see store.c put_lease_cte).
  * "@" stands for the quoted schema. */
 static const char claim_due_template[] =
-    "WITH c AS (UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
+    "WITH lk AS (SELECT 1 FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid FOR UPDATE),"
+    " c AS (UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
     " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int)"
-    " WHERE \"id\" = $1::uuid AND \"is_active\" AND \"sync_enabled\""
+    " WHERE EXISTS (SELECT 1 FROM lk) AND \"id\" = $1::uuid AND \"is_active\" AND \"sync_enabled\""
     " AND (\"sync_lease_owner\" IS NULL OR \"sync_lease_expires_at\" IS NULL"
     "      OR \"sync_lease_expires_at\" <= now() OR \"sync_lease_owner\" = $2)"
     " AND (coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0) <= $4::bigint"

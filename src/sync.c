@@ -63,6 +63,8 @@ struct fetch {
 };
 
 /* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
+#define MAX_WRITERS 4
+
 typedef struct store_job {
     sync_run *run;
     enum entity ent;
@@ -72,6 +74,7 @@ typedef struct store_job {
     int64_t row_id;         /* JOB_ROW: the row's id */
     int fresh;              /* rows first seen in this run (counted as synced), JOB_UPSERT/ROW */
     int attempt;
+    int conn;               /* index into run->db of the connection it was sent on */
     uint64_t first_fail_ms; /* monotonic time of the first lost connection, 0 = none */
     uv_timer_t *timer;      /* retry timer, NULL unless waiting */
     struct store_job *wnext, *wprev; /* the run's list of jobs waiting on their timer */
@@ -94,7 +97,13 @@ struct sync_run {
 
     enum phase phase;
     bool cancelled, failing;
-    db_conn *db;
+    db_conn *db;            /* the run's connection: claim, log, lease, every kind of write */
+    /* Page writes spread over db and up to MAX_WRITERS - 1 more connections, each page its
+     * own transaction: one PostgreSQL backend is one core, and a page upsert costs the server
+     * more CPU than the daemon spends fetching and mapping it. wdb[0] aliases db. */
+    db_conn *wdb[MAX_WRITERS];
+    int nwriters;
+    int on_conn[MAX_WRITERS]; /* jobs in flight per connection */
     kv_client *kv;
     integ_row *row;
     char log_id[32];
@@ -319,6 +328,10 @@ static void run_close(sync_run *r)
         r->counts.token_requests = kv_client_token_requests(r->kv);
         kv_client_free(r->kv);
         r->kv = NULL;
+    }
+    for (int i = 1; i < r->nwriters; i++) {
+        if (r->wdb[i]) db_conn_close(r->wdb[i]);
+        r->wdb[i] = NULL;
     }
     if (r->db) {
         db_conn_close(r->db);
@@ -657,6 +670,7 @@ static void job_cb(db_result *res, void *arg)
 {
     store_job *j = arg;
     sync_run *r = j->run;
+    r->on_conn[j->conn]--;
     if (res->status == DB_OK) {
         PGresult *pr = res->results[0];
         bool lease_ok = PQntuples(pr) == 1 && atoi(PQgetvalue(pr, 0, 0)) > 0;
@@ -783,13 +797,22 @@ static void job_submit(store_job *j)
         sql = prod ? store_products_relink_sql(s) : store_categories_relink_sql(s);
         break;
     }
+    /* Pages go to the least busy connection (the run's own on a tie, so a small run opens no
+     * other); everything else stays on the run's connection, in order. */
+    j->conn = 0;
+    if (j->kind == JOB_UPSERT || j->kind == JOB_ROW)
+        for (int i = 1; i < r->nwriters; i++)
+            if (r->on_conn[i] < r->on_conn[j->conn]) j->conn = i;
+    r->on_conn[j->conn]++;
     char secs[16];
     const char *p[4];
     p[0] = j->rows;
     lease_params(r, p + 1, secs);
     db_batch *b = db_batch_new();
     db_batch_add(b, sql, 4, p);
-    if (r->log_id[0]) {
+    /* Progress rides with the run's connection only: the sync_logs row lock would otherwise
+     * make the writers wait for each other. */
+    if (r->log_id[0] && j->conn == 0) {
         kvs_buf counts;
         kvs_buf_init(&counts);
         counts_json(r, &counts);
@@ -797,7 +820,7 @@ static void job_submit(store_job *j)
         db_batch_add(b, store_sql(s, ST_LOG_PROGRESS), 2, lp);
         kvs_buf_free(&counts);
     }
-    db_submit(r->db, b, job_cb, j);
+    db_submit(r->wdb[j->conn], b, job_cb, j);
 }
 
 static store_job *job_start(sync_run *r, enum entity ent, int kind, char *rows, int nrows)
@@ -1028,10 +1051,46 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     }
     kv_page_free(page);
 
-    /* Counts: a record counts as synced the first time this run stores it. */
+    /* A record is stored, counted and described the first time this run sees it: the rows a
+     * page shares with its neighbour (the overlap, a refetch) were fetched after the run began
+     * as well, and changes made since are read by the next run. Sending them again would also
+     * make neighbouring pages on different connections wait for each other's commit. */
     int fresh = 0;
+    bool *is_new = mp.nrows ? kvs_xcalloc((size_t)mp.nrows, sizeof *is_new) : NULL;
     for (int i = 0; i < mp.nrows; i++)
-        if (idset_add(&r->seen[ent], mp.ids[i])) fresh++;
+        if ((is_new[i] = idset_add(&r->seen[ent], mp.ids[i]))) fresh++;
+    if (fresh < mp.nrows) {
+        kvs_buf rows;
+        kvs_buf_init(&rows);
+        REQUIRE(kvs_buf_puts(&rows, "[") == 0);
+        for (int i = 0, k = 0; i < mp.nrows; i++) {
+            if (!is_new[i]) continue;
+            if (k++) REQUIRE(kvs_buf_puts(&rows, ",") == 0);
+            REQUIRE(kvs_buf_append(&rows, mp.rows.data + mp.row_start[i], mp.row_len[i]) == 0);
+        }
+        REQUIRE(kvs_buf_puts(&rows, "]") == 0);
+        kvs_buf_free(&mp.rows);
+        mp.rows = rows;
+        /* Notes of rows stored earlier in this run were counted then. */
+        kvs_buf notes;
+        kvs_buf_init(&notes);
+        const char *np = mp.notes.len ? mp.notes.data : NULL, *obj;
+        size_t olen;
+        int kept = 0;
+        for (int i = 0; np && (np = next_object(np, &obj, &olen)) != NULL; i++) {
+            bool keep = false;
+            for (int k = 0; k < mp.nrows && i < mp.nnotes; k++)
+                if (mp.ids[k] == mp.note_ids[i]) keep = is_new[k];
+            if (keep) {
+                if (notes.len) REQUIRE(kvs_buf_puts(&notes, ",") == 0);
+                REQUIRE(kvs_buf_append(&notes, obj, olen) == 0);
+                kept++;
+            }
+        }
+        kvs_buf_free(&mp.notes);
+        mp.notes = notes;
+        mp.nnotes = kept;
+    }
     if (ent == ENT_PRODUCTS) {
         r->counts.products_synced += fresh;
         r->counts.attribute_notes += mp.nnotes;
@@ -1051,10 +1110,8 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         /* A record without an id might be one we hold: reconciliation would be unsafe. */
         if (strstr(kvs_buf_cstr(&mp.failures), "\"id\":null")) r->reconcile_ok = false;
     }
-    if (mp.nrows > 0) {
-        int n = mp.nrows;
-        job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), n)->fresh = fresh;
-    }
+    if (fresh > 0) job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), fresh)->fresh = fresh;
+    free(is_new);
     map_page_free(&mp);
     pager_pump(r);
 }
@@ -1310,6 +1367,11 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
         .application_name = "kiotviet-syncd",
     };
     r->db = db_conn_new(env->loop, &dopts);
+    r->wdb[0] = r->db;
+    r->nwriters = env->cfg->store_connections;
+    if (r->nwriters < 1) r->nwriters = 1;
+    if (r->nwriters > MAX_WRITERS) r->nwriters = MAX_WRITERS;
+    for (int i = 1; i < r->nwriters; i++) r->wdb[i] = db_conn_new(env->loop, &dopts);
     char secs[16];
     const char *p[3];
     lease_params(r, p, secs);

@@ -325,3 +325,48 @@ def test_config_errors_exit_78_with_file_line_and_key(workdir):
     assert p.returncode == 0 and "configuration OK" in p.stdout and "pw" not in p.stdout, p
     res = kvsd.run_once(str(workdir / "missing.conf"))
     assert res.rc == 78 and "cannot open" in res.err
+
+
+def synced_values(db):
+    out = {}
+    for table in ("products", "categories"):
+        cols = sorted(shop_columns(db, table) - {"id", "created_at", "updated_at",
+                                                  "last_synced_at", "category_id", "parent_id"})
+        out[table] = db.sql(f"SELECT {', '.join(cols)} FROM public.{table}"
+                            " WHERE kiotviet_id IS NOT NULL ORDER BY kiotviet_id")
+    return out
+
+
+def test_parallel_writers_store_what_one_writer_stores(pg, workdir):
+    """Pages written through three connections (each page its own transaction, neighbouring
+    pages sharing rows) leave exactly the rows one connection leaves, counted once, and the
+    extra connections are really used."""
+    import pgharness
+    results, sessions = {}, {}
+    with Sim(products=3000, seed=5) as sim:
+        for n in (1, 3):
+            dsn = pg.create_database(f"writers_{n}")
+            pgharness.apply_shop_schema(dsn, "uuid")
+            pgharness.apply_migrations(dsn)
+            db = pgharness.Database(pg, f"writers_{n}")
+            kvsd.setup_integration(db, sim)
+            cfg = kvsd.write_config(workdir / f"w{n}.conf", db.dsn,
+                                    sync={"store_connections": n, "pages_in_flight": 8},
+                                    log={"level": "debug"})
+            db.sql("SELECT pg_stat_reset()")
+            res = kvsd.run_once(cfg)
+            assert res.rc == 0, res
+            log = kvsd.last_log(db)
+            assert log["status"] == "success"
+            nprod = len([p for p in catalog_exact(sim)["products"] if "masterUnitId" not in p])
+            assert log["products_synced"] == nprod == log["products_created"]
+            results[n] = synced_values(db)
+            check_catalog(db, catalog_exact(sim), "uuid")
+            # sessions established to this database since the reset, once they have ended
+            kvsd.wait_until(lambda: db.value(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()") == 0, 10)
+            sessions[n] = db.value("SELECT sessions FROM pg_stat_database"
+                                   " WHERE datname = current_database()")
+    assert results[1] == results[3]
+    assert sessions[3] - sessions[1] == 2, sessions
