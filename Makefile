@@ -4,6 +4,7 @@
 # make check-asan the same under AddressSanitizer + UndefinedBehaviorSanitizer
 # make demo       throwaway PostgreSQL + simulator + one full sync, summarised
 # make bench      performance figures against the targets (see README)
+# make soak       minutes of syncing against a faulty simulator: RSS, descriptors, sync_logs
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -11,12 +12,12 @@ BUILD   ?= build
 SAN     ?=
 
 CC      ?= cc
-PKGS    := libuv libcurl libpq libcjson libsystemd inih
+PKGS    := libuv libcurl libpq libcjson libsystemd
 PYTHON  := /usr/bin/python3
 
 # Debian packages the build and the tests need; `make deps` installs what is missing.
 DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
-             libsystemd-dev libinih-dev libunistring-dev libcmocka-dev
+             libsystemd-dev libunistring-dev libcmocka-dev
 DEB_TEST  := postgresql-15 python3 python3-pytest python3-psycopg openssl systemd
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
@@ -46,7 +47,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps check check-unit check-integration check-systemd check-asan demo bench clean \
-        install fuzz check-fuzz
+        install fuzz check-fuzz soak
 all: deps $(BIN)
 
 # Installs missing Debian packages when run as root; otherwise prints the exact command.
@@ -85,7 +86,7 @@ check-integration: deps $(BIN)
 	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
 # The systemd unit must verify and keep its exposure score low (see scripts/check-systemd.sh).
-check-systemd: deps
+check-systemd: deps $(BIN)
 	sh scripts/check-systemd.sh systemd/kiotviet-sync.service
 
 # The README's test command: unit tests, then integration tests against a throwaway PostgreSQL.
@@ -109,6 +110,12 @@ demo: deps $(BIN)
 
 bench: deps $(BIN)
 	$(PYTHON) scripts/bench.py --bin $(abspath $(BIN))
+
+# The soak of issue 5 (a day in miniature): several integrations every few seconds against a
+# simulator injecting random faults, for SOAK_SECONDS (default 300). Not part of `make check`.
+SOAK_SECONDS ?= 300
+soak: deps $(BIN)
+	$(PYTHON) tests/soak/soak.py --bin $(abspath $(BIN)) --duration $(SOAK_SECONDS)
 
 clean:
 	rm -rf build build-asan build-fuzz
