@@ -69,7 +69,7 @@ struct http_req {
     void *arg;                      /* borrowed, user's */
     http_req *prev, *next;          /* client's in-flight list */
     char curl_err[CURL_ERROR_SIZE]; /* CURLOPT_ERRORBUFFER */
-    char msg[CURL_ERROR_SIZE + 96]; /* text for http_response.error */
+    char msg[CURL_ERROR_SIZE + 256]; /* text for http_response.error */
 };
 
 struct http_client {
@@ -370,9 +370,103 @@ static void req_deliver(http_req *r, enum http_result result, long status, const
     req_free(r);
 }
 
+/* "2 s" for whole seconds, else "300 ms". */
+static void ms_text(long ms, char *buf, size_t cap)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, cap, "%ld s", ms / 1000);
+    else
+        snprintf(buf, cap, "%ld ms", ms);
+}
+
+/* Removes what a URL inside s may carry that is nobody's business in a log: the userinfo
+ * ("user:password@") and the query string (shown as "?..."). curl's messages name hosts and
+ * ports, not URLs, but a future version or a proxy error might; this is the second line of
+ * defence behind log_redact. In place: the text only shrinks. */
+static void url_secrets_strip(char *s)
+{
+    for (char *p = strstr(s, "://"); p; p = strstr(p, "://")) {
+        char *auth = p + 3;
+        size_t alen = strcspn(auth, "/?# \t\"'<>");
+        char *at = NULL;
+        for (char *q = auth; q < auth + alen; q++)
+            if (*q == '@') at = q;
+        if (at) {
+            memmove(auth, at + 1, strlen(at + 1) + 1);
+            alen -= (size_t)(at + 1 - auth);
+        }
+        char *rest = auth + alen;
+        size_t plen = strcspn(rest, "?# \t\"'<>");
+        char *query = rest[plen] == '?' ? rest + plen : NULL;
+        p = rest + plen;
+        if (query) {
+            /* Dropped whatever its length; "..." says something was there when it fits. */
+            char *qend = query + 1 + strcspn(query + 1, "# \t\"'<>");
+            size_t keep = qend - query > 3 ? 3 : 0;
+            memcpy(query + 1, "...", keep);
+            memmove(query + 1 + keep, qend, strlen(qend) + 1);
+            p = query + 1;
+        }
+    }
+}
+
+/* The error text of a failed transfer: curl's name for the error code, the phase it failed
+ * in and, for a timeout, which limit was hit, then curl's own detail (host, port, bytes),
+ * e.g. "Timeout was reached, total timeout of 60 s: Operation timed out after 60000
+ * milliseconds with 512 out of 2048 bytes received (curl 28)". The phase comes from curl's
+ * timings and counters: no connection (TCP, and TLS for https) yet, no request bytes sent,
+ * no response header received, or in the body. */
+static void error_text(http_req *r, CURLcode rc, char *out, size_t cap)
+{
+    const http_opts *o = &r->c->opts;
+    long sent = 0, hdr = 0;
+    curl_off_t total_us = 0, conn_us = 0, tls_us = 0;
+    const char *scheme = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &hdr);
+    curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+    curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &conn_us);
+    curl_easy_getinfo(r->easy, CURLINFO_APPCONNECT_TIME_T, &tls_us);
+    curl_easy_getinfo(r->easy, CURLINFO_SCHEME, &scheme);
+    /* A reused connection reports no connect time (and no new connection) but request bytes
+     * sent; a new one reports its connect time, and for https its TLS handshake time. */
+    bool connected = sent > 0 || hdr > 0 ||
+                     (conn_us > 0 && (tls_us > 0 || !scheme || strcasecmp(scheme, "https") != 0));
+    bool total_hit = total_us / 1000 + 50 >= o->total_timeout_ms;
+    char phase[160], t[32];
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        if (!connected && !(total_hit && o->total_timeout_ms < o->connect_timeout_ms)) {
+            ms_text(o->connect_timeout_ms, t, sizeof t);
+            snprintf(phase, sizeof phase, "connect timeout of %s", t);
+        } else if (total_hit) {
+            ms_text(o->total_timeout_ms, t, sizeof t);
+            snprintf(phase, sizeof phase, "total timeout of %s", t);
+        } else {
+            snprintf(phase, sizeof phase, "low-speed limit: under %ld bytes/s for %ld s",
+                     o->low_speed_limit, o->low_speed_time_s);
+        }
+    } else {
+        snprintf(phase, sizeof phase, "while %s",
+                 !connected  ? "connecting"
+                 : sent <= 0 ? "sending the request"
+                 : hdr <= 0  ? "waiting for the answer"
+                             : "receiving the answer");
+    }
+    const char *name = curl_easy_strerror(rc);
+    /* The detail may be a copy of the name when curl had nothing more to say. */
+    size_t dl = strlen(r->curl_err);
+    while (dl && (r->curl_err[dl - 1] == '\n' || r->curl_err[dl - 1] == ' '))
+        r->curl_err[--dl] = '\0';
+    bool detail = dl && strcmp(r->curl_err, name) != 0;
+    snprintf(out, cap, "%s, %s%s%s (curl %d)", name, phase, detail ? ": " : "",
+             detail ? r->curl_err : "", (int)rc);
+    url_secrets_strip(out);
+    log_redact(out, cap);
+}
+
 /* Builds the outcome of a finished transfer. Error texts come from curl's error buffer, which
- * holds host/port/TLS details but never request headers or bodies; registered secrets are
- * redacted anyway. */
+ * holds host/port/TLS details but never request headers or bodies; URL userinfo and queries
+ * are stripped and registered secrets redacted anyway. */
 static void req_complete(http_req *r, CURLcode rc)
 {
     http_client *c = r->c;
@@ -394,9 +488,7 @@ static void req_complete(http_req *r, CURLcode rc)
         snprintf(r->msg, sizeof r->msg, "out of memory storing the response body");
     } else {
         res = rc == CURLE_OPERATION_TIMEDOUT ? HTTP_E_TIMEOUT : HTTP_E_TRANSPORT;
-        snprintf(r->msg, sizeof r->msg, "%s (curl %d)",
-                 r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc), (int)rc);
-        log_redact(r->msg, sizeof r->msg);
+        error_text(r, rc, r->msg, sizeof r->msg);
     }
     req_deliver(r, res, status, res == HTTP_OK ? NULL : r->msg);
 }

@@ -395,6 +395,10 @@ def test_5xx_reset_and_stall_are_retried(db, sim, workdir):
     assert re.search(r"request failed \([^)]*(reset|Empty reply|curl 5[256])", res.err), res.err
     # curl's error text can be a reset's; code 28 is its timeout
     assert re.search(r"request failed \([^)]*(timed out|Timeout|curl 28)", res.err), res.err
+    # the timeout says which limit cut it (curl's name for code 28, then the phase)
+    assert "request failed (Timeout was reached, total timeout of 2 s: " in res.err, res.err
+    assert re.search(r"request failed \([^(]*, while (sending the request|waiting for the answer|"
+                     r"receiving the answer)(: [^(]*)? \(curl 5[256]\)", res.err), res.err
     assert len(retry_delays(res.err)) >= 3
     assert kvsd.last_log(db)["status"] == "success"
     check_products(db, sim)
@@ -435,6 +439,57 @@ def test_dns_failure_fails_the_run_cleanly(db, sim, workdir):
     assert "token request failed after 2 attempts" in log["error_message"]
     assert "resolve" in log["error_message"].lower()
     assert integ(db)["lease_owner"] is None
+
+
+class Blackhole:
+    """A listening socket whose accept queue is full: new connections are never answered (the
+    kernel drops their SYNs), so a client's connect times out, like a firewalled host."""
+
+    def __init__(self):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0)
+        self.port = self.lsock.getsockname()[1]
+        self.fill = []
+        for _ in range(3):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fill.append(c)
+        time.sleep(0.1)
+
+    def close(self):
+        for c in self.fill:
+            c.close()
+        self.lsock.close()
+
+
+def test_connect_timeout_names_its_phase_and_no_url_secrets(db, sim, workdir):
+    kvsd.setup_integration(db, sim)
+    hole = Blackhole()
+    try:
+        # userinfo and a query in the URL must not reach the logs or sync_logs
+        db.sql("UPDATE public.third_party_integrations SET token_url = %s",
+               f"http://kvuser:kvpass-7731@127.0.0.1:{hole.port}/connect/token?code=qs-5521")
+        t0 = time.monotonic()
+        res = once(config(db, workdir, kiotviet={"max_retries": 1, "connect_timeout": 1,
+                                                 "retry_base_ms": 100, "retry_cap_ms": 200}))
+        took = time.monotonic() - t0
+    finally:
+        hole.close()
+    assert res.rc == 1, res
+    log = kvsd.last_log(db)
+    assert log["status"] == "failed"
+    msg = log["error_message"]
+    assert "token request failed after 2 attempts: Timeout was reached, connect timeout of 1 s: " \
+        in msg, msg
+    assert msg.endswith("(curl 28)"), msg
+    assert took < 6, took
+    text = res.out + res.err + msg + json.dumps(log["error_details"])
+    assert "kvpass-7731" not in text and "qs-5521" not in text and "kvuser" not in text
 
 
 # ---- bad answers --------------------------------------------------------------------------------
