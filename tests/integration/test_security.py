@@ -252,11 +252,13 @@ def test_userinfo_in_urls_refused_and_never_echoed(db, sim, workdir):
     hostport = sim.url.split("://", 1)[1].rstrip("/")
     userinfo = "must not contain a user name or password"
     cases = [
-        # (column, url, expected message part)
-        ("token_url", f"http://kvuser:{pw}@{hostport}/connect/token", userinfo),
-        ("api_url", f"http://kvuser:{pw}@{hostport}", userinfo),
-        ("api_url", f"https://{pw}@192.0.2.1/", userinfo),  # a user name alone
-        ("api_url", f"http://kvuser:{pw}@192.0.2.1:8080/x", userinfo),
+        # (column, url, expected message part: the URL named by scheme://host[:port] only)
+        ("token_url", f"http://kvuser:{pw}@{hostport}/connect/token",
+         f"token_url (http://{hostport}) {userinfo}"),
+        ("api_url", f"http://kvuser:{pw}@{hostport}", f"api_url (http://{hostport}) {userinfo}"),
+        ("api_url", f"https://{pw}@192.0.2.1/", f"api_url (https://192.0.2.1) {userinfo}"),
+        ("api_url", f"http://kvuser:{pw}@192.0.2.1:8080/x",
+         f"api_url (http://192.0.2.1:8080) {userinfo}"),
         ("api_url", f"http://192.0.2.1:8080/p/{pw}?key={pw}#{pw}",
          "must use https (plain http is only allowed to loopback hosts): http://192.0.2.1:8080"),
     ]
@@ -273,10 +275,6 @@ def test_userinfo_in_urls_refused_and_never_echoed(db, sim, workdir):
         assert log["status"] == "failed", (url, log, res)
         assert want in log["error_message"], (url, log)
         assert want in res.err, (url, res)
-        if want == userinfo:  # named as "token_url (http://127.0.0.1:PORT) must not ..."
-            assert f"{col} (http://{hostport.split('@')[-1]}" in log["error_message"] or \
-                f"{col} (http://192.0.2.1" in log["error_message"] or \
-                f"{col} (https://192.0.2.1)" in log["error_message"], log
         after = sim.stats("demoshop")
         assert after["token_requests"] == before["token_requests"], url
         assert after["requests"] == before["requests"], url
