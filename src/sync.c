@@ -64,6 +64,7 @@ struct fetch {
 
 /* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
 #define MAX_WRITERS 4
+#define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
 typedef struct store_job {
     sync_run *run;
@@ -104,6 +105,7 @@ struct sync_run {
     db_conn *wdb[MAX_WRITERS];
     int nwriters;
     int on_conn[MAX_WRITERS]; /* jobs in flight per connection */
+    uint64_t progress_ms;   /* monotonic time of the last progress update sent */
     kv_client *kv;
     integ_row *row;
     char log_id[32];
@@ -810,9 +812,12 @@ static void job_submit(store_job *j)
     lease_params(r, p + 1, secs);
     db_batch *b = db_batch_new();
     db_batch_add(b, sql, 4, p);
-    /* Progress rides with the run's connection only: the sync_logs row lock would otherwise
-     * make the writers wait for each other. */
-    if (r->log_id[0] && j->conn == 0) {
+    /* Progress rides with the run's connection only (the sync_logs row lock would otherwise
+     * make the writers wait for each other), at most every PROGRESS_MS: enough for `status`
+     * and a watching operator, and not an extra UPDATE with every page. */
+    uint64_t now_ms = kvs_now_mono_ms();
+    if (r->log_id[0] && j->conn == 0 && now_ms - r->progress_ms >= PROGRESS_MS) {
+        r->progress_ms = now_ms;
         kvs_buf counts;
         kvs_buf_init(&counts);
         counts_json(r, &counts);
