@@ -15,7 +15,8 @@
 #include "sync.h"
 
 #define JITTER_MS 3000         /* spread of start times of integrations due together */
-#define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon */
+#define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon
+                                  (or at the next poll interval, when that is shorter) */
 #define LEASE_MARGIN_MS 250    /* after another daemon's lease expires, try this much later */
 #define PRUNE_EVERY_MS (3600u * 1000u)
 /* `kiotviet-syncd sync NAME` sends this after writing a run-now request: a listening daemon
@@ -27,7 +28,8 @@
  * a run-now request is newer than its last sync. Without the last condition a daemon holding
  * a stale view (another daemon ran it a moment ago and released the lease) would run it again.
  * The outer SELECT sees the row as it was before the UPDATE: when the claim fails it says why
- * (someone synced it since: the newer last_sync_at; leased: how long the lease still runs).
+ * (someone synced it since: the newer last_sync_at, and the database's now() to tell how long
+ * ago that was; leased: how long the lease still runs).
  * The run's own claim (ST_CLAIM) then succeeds because the lease is already ours.
  * The row is locked FOR UPDATE first: that waits for the writes of a run whose lease this may
  * take over (they hold it FOR KEY SHARE, see store.c put_lease_cte).
@@ -48,8 +50,20 @@ static const char claim_due_template[] =
     " CASE WHEN \"sync_lease_owner\" IS DISTINCT FROM $2 AND \"sync_lease_expires_at\" > now()"
     "      THEN ceil(extract(epoch from \"sync_lease_expires_at\" - now()) * 1000)::bigint"
     "      ELSE 0 END,"
-    " coalesce(\"is_active\" AND \"sync_enabled\", false)"
+    " coalesce(\"is_active\" AND \"sync_enabled\", false),"
+    " (extract(epoch from now()) * 1000000)::bigint"
     " FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid";
+
+/* The integration list (store's ST_LIST, "%s") with the database's now() as its last column:
+ * how long ago each last_sync_at was is measured on the database's clock, the one that wrote
+ * it, never against this host's wall clock (which an administrator or NTP may jump). */
+static const char list_template[] =
+    "SELECT l.*, (extract(epoch from now()) * 1000000)::bigint FROM (%s) l ORDER BY 2";
+
+/* integ.armed_due_ms for timers not set from a last sync (no computed due time equals them). */
+#define DUE_REQUEST INT64_MIN        /* run-now request: at once */
+#define DUE_NEVER (INT64_MIN + 1)    /* never synced: after its jitter */
+#define DUE_RETRY (INT64_MIN + 2)    /* retry after the database was unreachable */
 
 /* Config + discovered schema + mapping options; refcounted by the runs that use it. */
 typedef struct gen {
@@ -57,6 +71,7 @@ typedef struct gen {
     store *store;     /* owned */
     map_opts mopts;   /* owned */
     char *claim_sql;  /* owned: claim_due_template for this schema */
+    char *list_sql;   /* owned: list_template around this store's ST_LIST */
     int refs;         /* runs using it, plus one while it is current */
 } gen;
 
@@ -67,14 +82,21 @@ struct integ {
     char *id, *name;           /* owned */
     bool enabled, present, removed;
     int interval_min, failures;
-    int64_t last_sync_us, requested_us, handled_request_us;
+    int64_t last_sync_us;      /* last_sync_at as the database last told us (0 = never) */
+    int64_t requested_us, handled_request_us;
+    /* When the last sync happened, on this host's monotonic clock: the database's age of
+     * last_sync_at subtracted from when we learnt it, or the end of our own run. Schedules are
+     * armed from it, so a jump of the host's wall clock moves nothing. */
+    int64_t synced_mono_ms;
+    bool synced_mono_valid;
     bool request_full;
     uv_timer_t timer;          /* due timer; integ freed in its close callback */
     bool queued;               /* due, waiting for a free run slot */
     bool claiming;             /* the scheduler's claim is in flight (holds a run slot) */
     uint64_t not_before_ms;    /* monotonic: another daemon holds the lease until about then */
     uint64_t not_before_set_ms; /* when not_before_ms was learnt (from a failed claim) */
-    int64_t armed_due_ms;      /* what the running timer was set from (see integ_arm) */
+    int64_t armed_due_ms;      /* what the running timer was set from: a monotonic due time
+                                  or DUE_* (see integ_arm) */
     uint64_t armed_not_before_ms;
     sync_run *run;
     gen *run_gen;
@@ -141,6 +163,7 @@ static void gen_unref(gen *g)
     store_free(g->store);
     config_free(g->cfg);
     free(g->claim_sql);
+    free(g->list_sql);
     free(g);
 }
 
@@ -227,6 +250,45 @@ static void lease_release(integ *it)
     ctl_write_submit(s, "release a lease", store_sql(s->cur->store, ST_RELEASE), 2, p);
 }
 
+/* ---- schedule bookkeeping ------------------------------------------------------------------- */
+
+/* Takes last_sync_at (db_last_us, 0 = never) from an answer that also carried the database's
+ * now() (db_now_us), received at mono_now: the sync happened (db_now - db_last) before that
+ * on the monotonic clock. Both times are the database's, so this host's wall clock plays no
+ * part. */
+static void integ_set_last_sync(integ *it, int64_t db_last_us, int64_t db_now_us, uint64_t mono_now)
+{
+    it->last_sync_us = db_last_us;
+    if (!db_last_us) {
+        it->synced_mono_valid = false;
+        return;
+    }
+    it->synced_mono_ms = (int64_t)mono_now - (db_now_us - db_last_us) / 1000;
+    it->synced_mono_valid = true;
+}
+
+/* Our own run ended just now: it set last_sync_at to the database's now(). */
+static void integ_synced_now(integ *it)
+{
+    it->synced_mono_ms = (int64_t)kvs_now_mono_ms();
+    it->synced_mono_valid = true;
+}
+
+/* The database could not be reached for this integration: try again soon, without backoff
+ * (not the integration's fault). The timer is marked DUE_RETRY so the next successful list
+ * re-arms it from the schedule instead of taking it for the due timer. Returns the delay. */
+static uint64_t integ_retry_soon(integ *it)
+{
+    uint64_t wait = NO_DB_RETRY_MS;
+    const kvs_config *cfg = cfg_of(it->s);
+    if (cfg && (uint64_t)cfg->poll_interval_s * 1000 < wait)
+        wait = (uint64_t)cfg->poll_interval_s * 1000;
+    it->armed_due_ms = DUE_RETRY;
+    it->armed_not_before_ms = it->not_before_ms;
+    uv_timer_start(&it->timer, integ_fire, wait, 0);
+    return wait;
+}
+
 /* ---- runs ------------------------------------------------------------------------------------ */
 
 static void print_once_result(const integ *it, const sync_result *r, uint64_t ms)
@@ -293,12 +355,14 @@ static void run_done(const sync_result *res, void *arg)
     switch (res->status) {
     case SYNC_SUCCESS:
     case SYNC_PARTIAL:
+        /* The run has just set last_sync_at to the database's now(). Its exact value comes
+         * with the next list (until then a claim sees it as "synced since" and adopts it). */
         it->failures = 0;
-        it->last_sync_us = kvs_now_wall_ms() * 1000;
+        integ_synced_now(it);
         break;
     case SYNC_FAILED:
         it->failures++;
-        it->last_sync_us = kvs_now_wall_ms() * 1000;
+        integ_synced_now(it);
         if (it->failures > 1)
             rlog_warn(ictx(it, &lc), "%d failed runs in a row: next attempt in %" PRIu64 " min",
                       it->failures,
@@ -334,7 +398,7 @@ static void run_done(const sync_result *res, void *arg)
         integ_unlink_close(it);
     } else if (!s->o.once && !s->stopping) {
         if (res->status == SYNC_NO_DB)
-            uv_timer_start(&it->timer, integ_fire, NO_DB_RETRY_MS, 0);
+            integ_retry_soon(it);
         else
             integ_arm(it);
     }
@@ -386,9 +450,9 @@ static void claim_cb(db_result *res, void *arg)
     uint64_t now = kvs_now_mono_ms();
     if (res->status != DB_OK) {
         if (res->status != DB_E_CANCELLED) {
-            rlog_warn(ictx(it, &lc), "cannot claim the integration: %s; retrying in %d s",
-                      res->message ? res->message : "?", NO_DB_RETRY_MS / 1000);
-            uv_timer_start(&it->timer, integ_fire, NO_DB_RETRY_MS, 0);
+            uint64_t wait = integ_retry_soon(it);
+            rlog_warn(ictx(it, &lc), "cannot claim the integration: %s; retrying in %" PRIu64 " s",
+                      res->message ? res->message : "?", (wait + 999) / 1000);
         }
     } else if (!found || !(PQgetvalue(pr, 0, 3)[0] == 't')) {
         rlog_notice(ictx(it, &lc), "no longer enabled: not syncing");
@@ -398,12 +462,13 @@ static void claim_cb(db_result *res, void *arg)
     } else {
         int64_t db_last = strtoll(PQgetvalue(pr, 0, 1), NULL, 10);
         int64_t lease_left = strtoll(PQgetvalue(pr, 0, 2), NULL, 10);
+        int64_t db_now = strtoll(PQgetvalue(pr, 0, 4), NULL, 10);
         bool synced_since = db_last != it->last_sync_us;
         if (synced_since) {
             /* Synced since we looked (by another daemon, or our view predates our own last
              * run): the schedule follows the database's last_sync_at. */
             rlog_debug(ictx(it, &lc), "synced since we last looked; rescheduling");
-            it->last_sync_us = db_last;
+            integ_set_last_sync(it, db_last, db_now, now);
         }
         if (lease_left > 0) {
             it->not_before_ms = now + (uint64_t)lease_left + LEASE_MARGIN_MS;
@@ -491,32 +556,31 @@ static void integ_arm(integ *it)
         return;
     }
     const kvs_config *cfg = cfg_of(s);
-    /* When it is due (wall ms, before jitter): -1 = run-now request, 0 = never synced. */
+    /* When it is due (monotonic ms, before jitter), or DUE_REQUEST / DUE_NEVER. */
     int64_t due_ms;
     if (it->requested_us > it->handled_request_us) {
-        due_ms = -1;
-    } else if (!it->last_sync_us) {
-        due_ms = 0;
+        due_ms = DUE_REQUEST;
+    } else if (!it->synced_mono_valid) {
+        due_ms = DUE_NEVER;
     } else {
         uint64_t interval = backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
                                                 (uint64_t)cfg->max_backoff_minutes * 60000);
-        due_ms = it->last_sync_us / 1000 + (int64_t)interval;
+        due_ms = it->synced_mono_ms + (int64_t)interval;
     }
     /* Every poll re-arms every integration: a timer already set for the same moment keeps
-     * running, or a jitter longer than the poll interval would postpone it for ever. */
+     * running, or a jitter longer than the poll interval would postpone it for ever. (The
+     * moment is stable: synced_mono_ms changes only when last_sync_at does.) */
     if (uv_is_active((const uv_handle_t *)&it->timer) && it->armed_due_ms == due_ms &&
         it->armed_not_before_ms == it->not_before_ms)
         return;
     it->armed_due_ms = due_ms;
     it->armed_not_before_ms = it->not_before_ms;
-    uint64_t delay = 0;
-    if (due_ms == 0) {
-        delay = jitter_of(it->id);
-    } else if (due_ms > 0) {
-        int64_t now_ms = kvs_now_wall_ms();
-        delay = (due_ms > now_ms ? (uint64_t)(due_ms - now_ms) : 0) + jitter_of(it->id);
-    }
     uint64_t now = kvs_now_mono_ms();
+    uint64_t delay = 0;
+    if (due_ms == DUE_NEVER)
+        delay = jitter_of(it->id);
+    else if (due_ms != DUE_REQUEST)
+        delay = (due_ms > (int64_t)now ? (uint64_t)(due_ms - (int64_t)now) : 0) + jitter_of(it->id);
     if (it->not_before_ms > now && it->not_before_ms - now > delay) delay = it->not_before_ms - now;
     uv_timer_start(&it->timer, integ_fire, delay, 0);
 }
@@ -583,6 +647,9 @@ static void list_cb(db_result *res, void *arg)
         goto next;
     }
     PGresult *pr = res->results[0];
+    /* The database's now() (the last column) and when we learnt it. */
+    int64_t db_now = PQntuples(pr) ? strtoll(PQgetvalue(pr, 0, PQnfields(pr) - 1), NULL, 10) : 0;
+    uint64_t now = kvs_now_mono_ms();
     for (integ *it = s->integs; it; it = it->next) it->present = false;
     int enabled = 0;
     for (int i = 0; i < PQntuples(pr); i++) {
@@ -614,7 +681,8 @@ static void list_cb(db_result *res, void *arg)
             rlog_notice(ictx(it, &lc), "interval now %d min", interval);
         it->interval_min = interval;
         if (!integ_busy(it)) {
-            it->last_sync_us = row->last_sync_us;
+            if (row->last_sync_us != it->last_sync_us || !it->synced_mono_valid)
+                integ_set_last_sync(it, row->last_sync_us, db_now, now);
             it->failures = row->consecutive_failures;
         }
         /* A lease that is over (or ours) no longer holds this daemon back, if this list was
@@ -684,7 +752,7 @@ static void ctl_list(sched *s)
     }
     s->listing = true;
     s->list_sent_ms = kvs_now_mono_ms();
-    db_exec(s->ctl, store_sql(s->cur->store, ST_LIST), 0, NULL, list_cb, s);
+    db_exec(s->ctl, s->cur->list_sql, 0, NULL, list_cb, s);
 }
 
 static void prune_cb(db_result *res, void *arg)
@@ -777,6 +845,10 @@ static int gen_build(kvs_config *cfg, PGresult *pr, gen **out)
     g->cfg = cfg;
     g->store = st;
     g->claim_sql = claim_sql_build(cfg->db_schema);
+    kvs_buf b;
+    kvs_buf_init(&b);
+    REQUIRE(kvs_buf_printf(&b, list_template, store_sql(st, ST_LIST)) == 0);
+    g->list_sql = kvs_buf_steal(&b);
     g->refs = 1;
     *out = g;
     return 0;

@@ -657,12 +657,17 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
         # the failed run is recorded once the database is back, then the next run syncs
         kvsd.wait_until(lambda: db.value("SELECT status FROM public.sync_logs WHERE id = %s",
                                          first) != "running", timeout=30, what="the late log")
-        # The scheduler retries a run that lost the database after 30 s by itself; a run-now
-        # request (picked up at the next poll) keeps this test short.
-        db.sql("UPDATE public.third_party_integrations SET sync_requested_at = now()")
+        # The scheduler retries a run that lost the database by itself, at most a poll interval
+        # (here 1 s) later; the integration is still due (its last_sync_at did not move), so
+        # the next list, once the database answers, re-arms it at once (plus its jitter) instead
+        # of leaving the 30 s retry timer in place.
+        back = time.monotonic()
         kvsd.wait_until(lambda: db.sql("SELECT 1 FROM public.sync_logs WHERE id > %s AND"
                                        " status = 'success'", first), timeout=15,
                         what="a successful run after the outage")
+        assert time.monotonic() - back < 10
+        assert not db.value("SELECT sync_requested_at IS NOT NULL FROM"
+                            " public.third_party_integrations WHERE name = 'kiotviet'")
         assert d.proc.poll() is None
         rc = d.stop()
     finally:
@@ -1079,4 +1084,60 @@ def test_clock_jump_mid_run_keeps_token_and_retry_timers(db, sim, workdir, clock
     delays = retry_delays(err)
     assert len(delays) == 2 and all(ms <= 1000 for _, ms in delays), delays
     assert kvsd.last_log(db)["status"] == "success"
+    check_products(db, sim)
+
+
+def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir, clock_shim):
+    """The daemon's schedule is measured on the database's clock (how long ago last_sync_at
+    was) and armed on the monotonic clock: the host's wall clock jumping hours forward neither
+    fires a run early nor runs it again and again; jumping back does not stall it."""
+    kvsd.setup_integration(db, sim, interval=1)
+    clock = HostClock(clock_shim, workdir)
+    cfg = config(db, workdir)
+
+    def set_last_sync(ago_s):
+        """last_sync_at = now() - ago_s: due (interval 1 min) 60 - ago_s s from now."""
+        return db.value("UPDATE public.third_party_integrations SET last_sync_at ="
+                        " now() - make_interval(secs => %s) WHERE name = 'kiotviet'"
+                        " RETURNING last_sync_at", ago_s)
+
+    def runs():
+        return db.sql("SELECT l.id, l.status, l.started_at, l.completed_at IS NOT NULL"
+                      " FROM public.sync_logs l ORDER BY l.id")
+
+    def started_after(last, run):
+        """Seconds between the last sync it was due from and the run's start (database time)."""
+        return (run[2] - last).total_seconds()
+
+    last = set_last_sync(56)
+    d = kvsd.Daemon(cfg, env=clock.env)
+    try:
+        kvsd.wait_until(lambda: "ready:" in d.log(), timeout=10, what="the daemon ready")
+        clock.set(5 * 3600)        # forward 5 h: by the host's clock it is long overdue
+        kvsd.wait_until(lambda: runs() and runs()[-1][3], timeout=15, what="the first run")
+        first = runs()
+        assert len(first) == 1 and first[0][1] == "success", first
+        # not early: a minute after last_sync_at (plus at most 3 s of jitter)
+        assert 59.7 <= started_after(last, first[0]) <= 63.8, first
+        # no burst: the next run is a minute away whatever the host's clock says (a wall-clock
+        # schedule ran it again within jitter + a poll)
+        time.sleep(4.5)
+        assert runs() == first, runs()
+        clock.set(-5 * 3600)       # back 5 h: by the host's clock the next run is hours away
+        time.sleep(1.2)            # a poll with the clock back
+        assert runs() == first, runs()
+        last = set_last_sync(58)   # due in 2 s by the database's clock
+        kvsd.wait_until(lambda: len(runs()) == 2 and runs()[-1][3], timeout=10,
+                        what="the run due while the clock is hours behind")
+        second = runs()[-1]
+        assert second[1] == "success"
+        assert 59.7 <= started_after(last, second) <= 63.8, second
+        rc = d.stop()
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+        print(d.log()[-6000:])
+    no_sanitizer_report(d.log())
+    assert rc == 0
+    assert len(runs()) == 2
     check_products(db, sim)
