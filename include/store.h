@@ -91,6 +91,11 @@ void store_sql_cache_free(void); /* at exit */
  * $3 lease owner, $4 lease seconds. Result: one row (lease_ok, inserted, updated). */
 const char *store_products_upsert_sql(const store *s);
 const char *store_categories_upsert_sql(const store *s);
+/* The same upserts without the prefilter that skips unchanged rows before the INSERT: cheaper
+ * (~6% of the server's CPU per page) when the rows are new, as in a first sync; for a row that
+ * exists ON CONFLICT ... WHERE still writes only a change, but locks the row to compare it. */
+const char *store_products_insert_sql(const store *s);
+const char *store_categories_insert_sql(const store *s);
 /* $1 bigint[] text ("{1,2}"), $2..$4 as above -> (lease_ok, n) */
 const char *store_products_remove_sql(const store *s);
 const char *store_categories_remove_sql(const store *s);

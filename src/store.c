@@ -109,6 +109,7 @@ struct store {
     char *schema_q;      /* quoted schema name */
     table products, categories, integrations, logs;
     char *products_upsert, *categories_upsert;
+    char *products_insert, *categories_insert; /* the same without the prefilter */
     char *products_remove, *categories_remove, *products_reconcile;
     char *categories_relink, *products_relink;
     bool products_is_active, categories_is_active;
@@ -180,6 +181,8 @@ void store_free(store *s)
     free(s->schema_q);
     free(s->products_upsert);
     free(s->categories_upsert);
+    free(s->products_insert);
+    free(s->categories_insert);
     free(s->products_remove);
     free(s->categories_remove);
     free(s->products_reconcile);
@@ -264,7 +267,7 @@ static void put_lease_cte(kvs_buf *b, const store *s)
  * - unchanged rows are filtered out before the INSERT (no lock, no WAL, no dead tuple for
  *   them); ON CONFLICT DO UPDATE re-checks, so a row changed meanwhile is still compared. */
 static char *gen_upsert(const store *s, const char *tname, const table *t, const chosen *chs,
-                        int nch, const field_spec *fields, int nfields)
+                        int nch, const field_spec *fields, int nfields, bool prefilter)
 {
     kvs_buf b;
     kvs_buf_init(&b);
@@ -291,6 +294,11 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
         P(&b, " LEFT JOIN %s.\"categories\" k%d ON k%d.\"kiotviet_id\" = s.", s->schema_q, i, i);
         put_ident(&b, fields[chs[i].t->field].key);
     }
+    if (!prefilter) {
+        /* Rows expected to be new: no lookup; ON CONFLICT still compares any that exist. */
+        P(&b, "), w AS (SELECT v.* FROM v WHERE EXISTS (SELECT 1 FROM lease)");
+        goto insert;
+    }
     P(&b, "), w AS (SELECT v.* FROM v LEFT JOIN LATERAL (SELECT t0.\"kiotviet_id\"");
     for (int i = 0; i < nch; i++) {
         P(&b, ", t0.");
@@ -313,7 +321,9 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
         if (nch == 1) P(&b, ", NULL::int");
         P(&b, ")");
     }
-    P(&b, ")), up AS (INSERT INTO %s.", s->schema_q);
+    P(&b, ")");
+insert:
+    P(&b, "), up AS (INSERT INTO %s.", s->schema_q);
     put_ident(&b, tname);
     P(&b, " AS t (\"kiotviet_id\"");
     for (int i = 0; i < nch; i++) {
@@ -534,9 +544,13 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
     }
 
     s->products_upsert =
-        gen_upsert(s, "products", &s->products, pch, np, product_fields, PF__COUNT);
+        gen_upsert(s, "products", &s->products, pch, np, product_fields, PF__COUNT, true);
     s->categories_upsert =
-        gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT);
+        gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT, true);
+    s->products_insert =
+        gen_upsert(s, "products", &s->products, pch, np, product_fields, PF__COUNT, false);
+    s->categories_insert =
+        gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT, false);
     s->products_remove = gen_remove(s, "products", &s->products,
                                     "t.\"kiotviet_id\" = ANY($1::bigint[])");
     s->categories_remove = gen_remove(s, "categories", &s->categories,
@@ -591,6 +605,8 @@ const char *store_describe(const store *s) { return s->describe.data ? s->descri
 bool store_products_have_is_active(const store *s) { return s->products_is_active; }
 const char *store_products_upsert_sql(const store *s) { return s->products_upsert; }
 const char *store_categories_upsert_sql(const store *s) { return s->categories_upsert; }
+const char *store_products_insert_sql(const store *s) { return s->products_insert; }
+const char *store_categories_insert_sql(const store *s) { return s->categories_insert; }
 const char *store_products_remove_sql(const store *s) { return s->products_remove; }
 const char *store_categories_remove_sql(const store *s) { return s->categories_remove; }
 const char *store_products_reconcile_sql(const store *s) { return s->products_reconcile; }

@@ -106,6 +106,7 @@ struct sync_run {
     int nwriters;
     int on_conn[MAX_WRITERS]; /* jobs in flight per connection */
     uint64_t progress_ms;   /* monotonic time of the last progress update sent */
+    bool expect_new[2];     /* the last stored page was all new rows (see job_cb) */
     kv_client *kv;
     integ_row *row;
     char log_id[32];
@@ -688,6 +689,9 @@ static void job_cb(db_result *res, void *arg)
         switch (j->kind) {
         case JOB_UPSERT:
         case JOB_ROW:
+            /* A page whose rows were all new predicts more of them (a first sync): the next
+             * pages skip the prefilter until one finds a row that exists. */
+            if (j->kind == JOB_UPSERT) r->expect_new[j->ent] = a == j->nrows;
             if (prod) {
                 r->counts.products_created += a;
                 r->counts.products_updated += b;
@@ -787,7 +791,10 @@ static void job_submit(store_job *j)
     switch (j->kind) {
     case JOB_UPSERT:
     case JOB_ROW:
-        sql = prod ? store_products_upsert_sql(s) : store_categories_upsert_sql(s);
+        if (j->kind == JOB_UPSERT && r->expect_new[j->ent])
+            sql = prod ? store_products_insert_sql(s) : store_categories_insert_sql(s);
+        else
+            sql = prod ? store_products_upsert_sql(s) : store_categories_upsert_sql(s);
         break;
     case JOB_REMOVE:
         sql = prod ? store_products_remove_sql(s) : store_categories_remove_sql(s);

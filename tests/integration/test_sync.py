@@ -370,3 +370,28 @@ def test_parallel_writers_store_what_one_writer_stores(pg, workdir):
                                    " WHERE datname = current_database()")
     assert results[1] == results[3]
     assert sessions[3] - sessions[1] == 2, sessions
+
+
+def test_pages_after_all_new_ones_still_skip_unchanged_rows(shop_db, sim, workdir):
+    """A page of only new rows switches the next pages to the upsert without the prefilter;
+    rows that exist and did not change must still not be rewritten (same xmin), and the counts
+    stay exact."""
+    db = shop_db
+    kvsd.setup_integration(db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, sync={"page_size": 20})
+    assert kvsd.run_once(cfg).rc == 0
+    # The 40 lowest ids disappear from the shop's table: the next full read starts with two
+    # pages of new rows, then meets the rest unchanged.
+    db.sql("DELETE FROM public.products WHERE kiotviet_id IN (SELECT kiotviet_id FROM"
+           " public.products WHERE kiotviet_id IS NOT NULL ORDER BY kiotviet_id LIMIT 40)")
+    before = dict(db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                         " WHERE kiotviet_id IS NOT NULL"))
+    res = kvsd.run_once(cfg, "--full")
+    assert res.rc == 0, res
+    log = kvsd.last_log(db)
+    assert log["products_created"] == 40 and log["products_updated"] == 0, log
+    after = dict(db.sql("SELECT kiotviet_id, xmin::text FROM public.products"
+                        " WHERE kiotviet_id IS NOT NULL"))
+    assert {k: after[k] for k in before} == before
+    assert len(after) == len(before) + 40
+    check_catalog(db, catalog_exact(sim), shop_db.shape)
