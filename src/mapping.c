@@ -81,12 +81,20 @@ static void put_str(kvs_buf *b, const char *s)
     free(clean);
 }
 
+/* Keys are our own identifiers (field_spec): nothing to escape, one append per key. */
 static void put_key(kvs_buf *b, bool *first, const char *key)
 {
-    B(kvs_buf_puts(b, *first ? "" : ","));
+    char k[64];
+    size_t n = strlen(key), o = 0;
+    REQUIRE(n + 4 <= sizeof k);
+    if (!*first) k[o++] = ',';
     *first = false;
-    B(kvs_buf_json_str(b, key));
-    B(kvs_buf_puts(b, ":"));
+    k[o++] = '"';
+    memcpy(k + o, key, n);
+    o += n;
+    k[o++] = '"';
+    k[o++] = ':';
+    B(kvs_buf_append(b, k, o));
 }
 
 /* Per-record mapping error: the message goes into the page's failures. */
