@@ -88,6 +88,8 @@ static void test_errors_name_file_and_line(void **state)
     kvs_err err;
     assert_null(load("[database]\nurl = x\n[sync]\npage_size = 500\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] page_size: 500 is out of range 1..100");
+    assert_null(load("[database]\nurl = x\n[sync]\nlease_seconds = 2\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [sync] lease_seconds: 2 is out of range 3..3600");
     assert_null(load("[database]\nurl = x\n\n[sync]\nno_such_key = 1\n", &err));
     assert_string_equal(err.msg, "t.conf:5: [sync] no_such_key: unknown key");
     assert_null(load("[database]\nurl = x\n[sync]\npage_size = ten\n", &err));
