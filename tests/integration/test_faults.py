@@ -6,9 +6,9 @@ session's cluster is never stopped), a lock (statement timeout) and a trigger ra
 (disk full); host clock jumps from a small LD_PRELOAD shim that offsets CLOCK_REALTIME only.
 After each fault the test checks the shop's tables, sync_logs and the integration row.
 
-Scaled down: leases of 6 s stand in for a minute (the daemon waits one lease period for the
+Scaled down: leases of 3 s stand in for a minute (the daemon waits one lease period for the
 database inside a run), max_retries and request_timeout are small, and retry delays start at
-0.5-1 s (the client's built-in base).
+50-100 ms ([kiotviet] retry_base_ms = 100, capped at retry_cap_ms = 400) instead of 0.5-1 s.
 """
 
 import json
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from kvsim.client import Sim  # noqa: E402
 import kvsd  # noqa: E402
 import pgharness  # noqa: E402
 
-LEASE = 6
+LEASE = 3
+RETRY_BASE_MS, RETRY_CAP_MS = 100, 400
 
 
 # ---- fixtures and helpers --------------------------------------------------------------------
@@ -54,7 +56,8 @@ def db(pg, request):
 def sim():
     s = Sim(products=250, seed=5)
     yield s
-    s.close()
+    # The simulator takes ~0.2 s to shut down: let that overlap the next test.
+    threading.Thread(target=s.close, daemon=True).start()
 
 
 @pytest.fixture
@@ -67,7 +70,8 @@ def config(db, workdir, dsn=None, name="kvs.conf", **sections):
     """Config with short timeouts; sections override or add keys."""
     base = {
         "sync": {"lease_seconds": LEASE, "poll_interval": 1, "grace_period": 2},
-        "kiotviet": {"max_retries": 3, "request_timeout": 5, "connect_timeout": 2},
+        "kiotviet": {"max_retries": 3, "request_timeout": 5, "connect_timeout": 2,
+                     "retry_base_ms": RETRY_BASE_MS, "retry_cap_ms": RETRY_CAP_MS},
         "log": {"level": "info"},
     }
     for sec, kv in sections.items():
@@ -128,6 +132,27 @@ def check_products(db, sim, retailer="demoshop", exclude=()):
         assert r[4] == ("active" if p.get("isActive", True) else "inactive"), pid
     extra = {k for k, r in got.items() if k not in cat and r[4] != "deleted"}
     assert not extra, f"products KiotViet does not have: {sorted(extra)[:10]}"
+
+
+def scheduler_jitter_ms(integration_id):
+    """The start-time jitter the daemon gives an integration (scheduler.c jitter_of: FNV-1a of
+    the id text, modulo 3000 ms)."""
+    h = 1469598103934665603
+    for b in integration_id.encode():
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h % 3000
+
+
+def give_small_jitter(db, name="kiotviet", max_ms=150):
+    """Gives the integration (before it has any sync_logs row) an id whose start jitter is at
+    most max_ms, so a daemon test need not wait out up to 3 s of it. Only the waits depend on
+    this; the assertions hold whatever the jitter."""
+    while True:
+        new = str(uuid.uuid4())
+        if scheduler_jitter_ms(new) <= max_ms:
+            break
+    db.sql("UPDATE public.third_party_integrations SET id = %s WHERE name = %s", new, name)
+    return new
 
 
 def retry_delays(text):
@@ -335,9 +360,10 @@ def test_429_and_503_wait_as_told_then_continue(db, sim, workdir):
     delays = retry_delays(res.err)
     assert len(delays) == 3, delays
     assert delays[1] == (1, 1000), delays                   # Retry-After honoured exactly
-    # without Retry-After: the first retry waits base/2 + jitter (base 1 s)
-    assert all(500 <= ms <= 1000 for _, ms in (delays[0], delays[2])), delays
-    assert took >= 1.0 + 0.5 + 0.5
+    # without Retry-After: the first retry waits base/2 + jitter (retry_base_ms)
+    assert all(RETRY_BASE_MS // 2 <= ms <= RETRY_BASE_MS for _, ms in (delays[0], delays[2])), \
+        delays
+    assert took >= 1.0 + 2 * RETRY_BASE_MS / 2000
     st = sim.stats("demoshop")
     log = kvsd.last_log(db)
     assert log["status"] == "success"
@@ -380,7 +406,7 @@ def test_get_budget_is_respected_retries_included(db, sim, workdir):
 def test_5xx_reset_and_stall_are_retried(db, sim, workdir):
     kvsd.setup_integration(db, sim)
     cfg = config(db, workdir, sync={"pages_in_flight": 1},
-                 kiotviet={"request_timeout": 2, "max_retries": 3})
+                 kiotviet={"request_timeout": 1, "max_retries": 3})
     sim.faults([
         # half a body, then silence: the request timeout cuts it
         {"match": "/categories", "times": 1, "kind": "stall", "seconds": 8},
@@ -396,7 +422,7 @@ def test_5xx_reset_and_stall_are_retried(db, sim, workdir):
     # curl's error text can be a reset's; code 28 is its timeout
     assert re.search(r"request failed \([^)]*(timed out|Timeout|curl 28)", res.err), res.err
     # the timeout says which limit cut it (curl's name for code 28, then the phase)
-    assert "request failed (Timeout was reached, total timeout of 2 s: " in res.err, res.err
+    assert "request failed (Timeout was reached, total timeout of 1 s: " in res.err, res.err
     assert re.search(r"request failed \([^(]*, while (sending the request|waiting for the answer|"
                      r"receiving the answer)(: [^(]*)? \(curl 5[256]\)", res.err), res.err
     assert len(retry_delays(res.err)) >= 3
@@ -471,9 +497,10 @@ def test_connect_timeout_names_its_phase_and_no_url_secrets(db, sim, workdir):
     kvsd.setup_integration(db, sim)
     hole = Blackhole()
     try:
-        # userinfo and a query in the URL must not reach the logs or sync_logs
+        # a query in the URL must not reach the logs or sync_logs (userinfo is refused before
+        # any request: test_security)
         db.sql("UPDATE public.third_party_integrations SET token_url = %s",
-               f"http://kvuser:kvpass-7731@127.0.0.1:{hole.port}/connect/token?code=qs-5521")
+               f"http://127.0.0.1:{hole.port}/connect/token?code=qs-5521")
         t0 = time.monotonic()
         res = once(config(db, workdir, kiotviet={"max_retries": 1, "connect_timeout": 1,
                                                  "retry_base_ms": 100, "retry_cap_ms": 200}))
@@ -489,7 +516,7 @@ def test_connect_timeout_names_its_phase_and_no_url_secrets(db, sim, workdir):
     assert msg.endswith("(curl 28)"), msg
     assert took < 6, took
     text = res.out + res.err + msg + json.dumps(log["error_details"])
-    assert "kvpass-7731" not in text and "qs-5521" not in text and "kvuser" not in text
+    assert "qs-5521" not in text
 
 
 # ---- bad answers --------------------------------------------------------------------------------
@@ -641,6 +668,7 @@ def test_database_outage_inside_a_run_is_bridged(db, sim, workdir, proxy):
 
 def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdir, proxy):
     kvsd.setup_integration(db, sim)
+    give_small_jitter(db)
     sim.config(latency_ms=40)
     cfg = config(db, workdir, dsn=proxy.dsn(db.name),
                  sync={"page_size": 20, "pages_in_flight": 1},
@@ -650,7 +678,10 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
         wait_running_with_progress(db, 20)
         first = db.value("SELECT max(id) FROM public.sync_logs")
         proxy.cut()
-        time.sleep(LEASE + 1.5)           # longer than a run waits for the database
+        # longer than a run waits for the database: it gave up and waits to record its end
+        kvsd.wait_until(lambda: "will record the end of the run when the database is back"
+                        in d.log(), timeout=LEASE + 5, what="the run to give up waiting")
+        time.sleep(1.0)                   # a few polls and retries against the dead database
         assert d.proc.poll() is None, "the daemon exited while the database was down"
         assert db.value("SELECT status FROM public.sync_logs WHERE id = %s", first) == "running"
         proxy.restore()
@@ -692,6 +723,7 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
 
 def test_stop_during_database_outage_does_not_hang(db, sim, workdir, proxy):
     kvsd.setup_integration(db, sim)
+    give_small_jitter(db)
     sim.config(latency_ms=40)
     cfg = config(db, workdir, dsn=proxy.dsn(db.name), name="kvs-proxy.conf",
                  sync={"page_size": 20, "pages_in_flight": 1, "grace_period": 1},
@@ -861,6 +893,7 @@ def test_kill_9_mid_run_then_restart_resyncs_from_last_cursor(db, sim, workdir):
 
 def test_repeated_failures_back_off_and_recover(db, sim, workdir):
     kvsd.setup_integration(db, sim, interval=1)
+    give_small_jitter(db)
     cfg = config(db, workdir, kiotviet={"max_retries": 0}, sync={"max_backoff_minutes": 60})
     sim.faults([{"match": "/connect/token", "times": -1, "kind": "status", "status": 502}])
     for n in (1, 2, 3):
@@ -872,16 +905,19 @@ def test_repeated_failures_back_off_and_recover(db, sim, workdir):
         assert log["error_details"]["next_attempt_minutes"] == 2 ** n
     assert integ(db)["consecutive_failures"] == 3
     sim.clear_faults()
-    # Three failures: the 1-minute interval is now 8 minutes. The last attempt "was" 7m56s ago,
-    # so the daemon must wait about 4 s more (plus up to 3 s of jitter), not start at once.
-    db.sql("UPDATE public.third_party_integrations SET last_sync_at = now() - interval '476 s'")
+    # Three failures: the 1-minute interval is now 8 minutes. The last attempt "was" 7m57s ago,
+    # so the daemon must wait about 3 s more (plus its jitter), not start at once.
+    last = db.value("UPDATE public.third_party_integrations SET last_sync_at = now() -"
+                    " interval '477 s' RETURNING last_sync_at")
     n_logs = len(logs(db))
     d = kvsd.Daemon(cfg)
     try:
-        time.sleep(2.5)
+        time.sleep(2.0)
         assert len(logs(db)) == n_logs, "ran before its backed-off interval"
         kvsd.wait_until(lambda: len(logs(db)) > n_logs and logs(db)[-1][5], timeout=20,
                         what="the backed-off run")
+        started = db.value("SELECT max(started_at) FROM public.sync_logs")
+        assert 479.7 <= (started - last).total_seconds() <= 480 + 3 + 1.5, (started, last)
         rc = d.stop()
     finally:
         if d.proc.poll() is None:
@@ -1069,7 +1105,7 @@ def test_clock_jump_mid_run_keeps_token_and_retry_timers(db, sim, workdir, clock
         sim.faults([{"match": "/products", "times": 1, "kind": "status", "status": 503}])
         kvsd.wait_until(lambda: sim.fault_list() and sim.fault_list()[0]["applied"] == 1,
                         timeout=10, what="the 503")
-        time.sleep(1.2)         # its retry (0.5-1 s later) has gone through
+        time.sleep(0.4)         # its retry (50-100 ms later) has gone through
         clock.set(-2 * DAY)     # backward: a wall-clock timer would wait two days
         sim.faults([{"match": "/products", "times": 1, "kind": "status", "status": 503}])
         out, err = p.communicate(timeout=60)
@@ -1082,7 +1118,7 @@ def test_clock_jump_mid_run_keeps_token_and_retry_timers(db, sim, workdir, clock
     assert time.monotonic() - t0 < 30
     assert sim.stats("demoshop")["token_requests"] == 1
     delays = retry_delays(err)
-    assert len(delays) == 2 and all(ms <= 1000 for _, ms in delays), delays
+    assert len(delays) == 2 and all(ms <= RETRY_BASE_MS for _, ms in delays), delays
     assert kvsd.last_log(db)["status"] == "success"
     check_products(db, sim)
 
@@ -1092,6 +1128,7 @@ def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir,
     was) and armed on the monotonic clock: the host's wall clock jumping hours forward neither
     fires a run early nor runs it again and again; jumping back does not stall it."""
     kvsd.setup_integration(db, sim, interval=1)
+    jitter = scheduler_jitter_ms(give_small_jitter(db)) / 1000
     clock = HostClock(clock_shim, workdir)
     cfg = config(db, workdir)
 
@@ -1109,7 +1146,7 @@ def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir,
         """Seconds between the last sync it was due from and the run's start (database time)."""
         return (run[2] - last).total_seconds()
 
-    last = set_last_sync(56)
+    last = set_last_sync(57.5)
     d = kvsd.Daemon(cfg, env=clock.env)
     try:
         kvsd.wait_until(lambda: "ready:" in d.log(), timeout=10, what="the daemon ready")
@@ -1117,21 +1154,19 @@ def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir,
         kvsd.wait_until(lambda: runs() and runs()[-1][3], timeout=15, what="the first run")
         first = runs()
         assert len(first) == 1 and first[0][1] == "success", first
-        # not early: a minute after last_sync_at (plus at most 3 s of jitter)
-        assert 59.7 <= started_after(last, first[0]) <= 63.8, first
+        # neither early nor late: a minute after last_sync_at, plus its jitter
+        assert 59.7 + jitter <= started_after(last, first[0]) <= 61.5 + jitter, first
         # no burst: the next run is a minute away whatever the host's clock says (a wall-clock
-        # schedule ran it again within jitter + a poll)
-        time.sleep(4.5)
+        # schedule ran it again within its jitter after the next poll)
+        time.sleep(2.0 + jitter)
         assert runs() == first, runs()
         clock.set(-5 * 3600)       # back 5 h: by the host's clock the next run is hours away
-        time.sleep(1.2)            # a poll with the clock back
-        assert runs() == first, runs()
         last = set_last_sync(58)   # due in 2 s by the database's clock
         kvsd.wait_until(lambda: len(runs()) == 2 and runs()[-1][3], timeout=10,
                         what="the run due while the clock is hours behind")
         second = runs()[-1]
         assert second[1] == "success"
-        assert 59.7 <= started_after(last, second) <= 63.8, second
+        assert 59.7 + jitter <= started_after(last, second) <= 61.5 + jitter, second
         rc = d.stop()
     finally:
         if d.proc.poll() is None:
