@@ -42,6 +42,8 @@ _Static_assert(sizeof(curl_off_t) == sizeof(int64_t), "curl_off_t is 64-bit");
 /* The CA store is parsed once and kept in the multi handle for this long (curl >= 7.87); a
  * new TLS connection then costs a handshake, not a re-read of the whole system bundle. */
 #define HTTP_CA_CACHE_S 86400L
+/* A page is ~230 KB: read it in a few large recv calls instead of 16 KB ones. */
+#define HTTP_RECV_BUFFER (256L * 1024)
 
 typedef struct sock_ctx sock_ctx;
 
@@ -710,6 +712,7 @@ static http_req *req_start(http_client *c, const char *url, const char *form,
          curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body) == CURLE_OK) &&
         curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "") == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, HTTP_RECV_BUFFER) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers) == CURLE_OK &&
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write) == CURLE_OK &&
