@@ -1225,6 +1225,8 @@ static void start_fetching(sync_run *r)
                                     : 0,
         .token_margin_s = r->env.cfg->token_margin_s,
         .max_retries = r->env.cfg->max_retries,
+        .retry_base_ms = (uint64_t)r->env.cfg->retry_base_ms,
+        .retry_cap_ms = (uint64_t)r->env.cfg->retry_cap_ms,
         .on_token = on_token,
         .arg = r,
     };
