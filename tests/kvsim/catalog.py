@@ -111,7 +111,7 @@ def parse_datetime(s):
 # Vocabulary (kept here so tests can import it)
 # ---------------------------------------------------------------------------------------------
 
-# (name, children); ids are assigned depth-first from CATEGORY_BASE_ID.
+# (name, children); ids are assigned depth-first from CATEGORY_BASE_ID (+ the retailer's offset).
 CATEGORY_TREE = [
     ("Nhẫn", [
         ("Nhẫn cưới", [("Nhẫn cưới vàng 18K", []), ("Nhẫn cưới kim cương", [])]),
@@ -141,6 +141,14 @@ CATEGORY_TREE = [
 ]
 CATEGORY_BASE_ID = 1490001
 PRODUCT_BASE_ID = 30000000
+# KiotViet ids are global: two retailers never share a product or category id. The retailer of
+# index i (its position on the command line) numbers from the bases + i * stride; the first one
+# (index 0) keeps the ids above, which tests rely on. Product codes are per retailer in
+# KiotViet, but here they also get their own range (sequence + i * CODE_STRIDE), so that the
+# catalogues of several retailers can share one shop whose SKU column is unique.
+PRODUCT_ID_STRIDE = 10_000_000   # a 100k-product catalogue uses < 500k ids
+CATEGORY_ID_STRIDE = 100_000
+CODE_STRIDE = 1_000_000
 
 _ROOT_CODE = {"Nhẫn": "NH", "Dây chuyền": "DC", "Bông tai": "BT", "Lắc tay": "LT", "Mặt dây": "MD"}
 
@@ -243,8 +251,11 @@ class Catalog:
     Callers serialise access with `lock`. `version` increases on every mutation so callers can
     key caches on it; per-product JSON fragments are cached here and dropped on change."""
 
-    def __init__(self, seed=1, products=300, retailer="demoshop", retailer_id=500712345):
+    def __init__(self, seed=1, products=300, retailer="demoshop", retailer_id=500712345, index=0):
         self.seed = seed
+        self.index = index
+        self.product_base_id = PRODUCT_BASE_ID + index * PRODUCT_ID_STRIDE
+        self.category_base_id = CATEGORY_BASE_ID + index * CATEGORY_ID_STRIDE
         self.n_products = products
         self.retailer = retailer
         self.retailer_id = retailer_id
@@ -268,8 +279,8 @@ class Catalog:
         self._json_ser = {}
         self._order_cache = {}
         self._filter_cache = {}
-        self._next_id = PRODUCT_BASE_ID
-        self._code_seq = 0
+        self._next_id = self.product_base_id
+        self._code_seq = index * CODE_STRIDE
         self._generate()
 
     # ---- generation ------------------------------------------------------------------------
@@ -298,13 +309,13 @@ class Catalog:
             pid = self._next_id
             self._next_id += 1
             self.removed_products[pid] = _rand_ticks(rng, _GEN_START, _GEN_MODIFIED_END)
-        self.removed_categories[CATEGORY_BASE_ID - 11] = _rand_ticks(rng, _GEN_START,
+        self.removed_categories[self.category_base_id - 11] = _rand_ticks(rng, _GEN_START,
                                                                    _GEN_MODIFIED_END)
 
     def _gen_categories(self, rng):
         self.leaves = []
         self.cat_root = {}
-        next_id = [CATEGORY_BASE_ID]
+        next_id = [self.category_base_id]
 
         def walk(nodes, parent, root_name):
             for rank, (name, children) in enumerate(nodes, 1):
@@ -763,7 +774,9 @@ class Catalog:
                 self._changed(pid)
             return out
 
-    def delete_products(self, k, ids=None):
+    def delete_products(self, k, ids=None, silent=False):
+        """Delete k products (or the given ids). silent: no removedIds entry, as if KiotViet
+        had lost the deletion; only a full read (reconciliation) can notice it."""
         with self.lock:
             ids = ids if ids is not None else self._pick(k, self.products)
             for pid in ids:
@@ -772,9 +785,13 @@ class Catalog:
                 self.code_index.pop(p["code"].casefold(), None)
                 for d in (self.inventories, self.serials, self.created, self.modified):
                     d.pop(pid, None)
-                self.removed_products[pid] = t
+                if not silent:
+                    self.removed_products[pid] = t
                 self._changed(pid)
             return list(ids)
+
+    def purge_products(self, k):
+        return self.delete_products(0, ids=self._pick(k, self.products), silent=True)
 
     def deactivate_products(self, k):
         with self.lock:
@@ -934,7 +951,8 @@ class Catalog:
     def mutate(self, spec):
         """Apply a /_sim/mutate body (without 'retailer'); returns what changed."""
         unknown = set(spec) - {"set", "set_category", "edit", "add", "deactivate", "delete",
-                               "edit_categories", "add_categories", "delete_categories"}
+                               "purge", "edit_categories", "add_categories",
+                               "delete_categories"}
         if unknown:
             raise ValueError("unknown mutation keys: %s" % sorted(unknown))
         out = {}
@@ -949,6 +967,7 @@ class Catalog:
                                  ("add", self.add_products, "added"),
                                  ("deactivate", self.deactivate_products, "deactivated"),
                                  ("delete", self.delete_products, "deleted"),
+                                 ("purge", self.purge_products, "purged"),
                                  ("edit_categories", self.edit_categories, "edited_categories"),
                                  ("add_categories", self.add_categories, "added_categories"),
                                  ("delete_categories", self.delete_categories,

@@ -82,7 +82,8 @@ class Retailer:
         if old_stop is not None:
             old_stop.set()  # the old catalogue's background rendering is moot
         self.catalog = catmod.Catalog(seed=self.seed, products=self.products,
-                                      retailer=self.name, retailer_id=self.retailer_id)
+                                      retailer=self.name, retailer_id=self.retailer_id,
+                                      index=self.index)
         self.prewarm_stop = threading.Event()
         if self.prewarm == "sync":
             self.catalog.prewarm()
