@@ -3,15 +3,21 @@
 -- =============================================================================
 --
 -- What it does (only ADDS; never changes an existing shop row or shop column):
---   * products   gains 17 nullable columns: the KiotViet/jewellery fields the daemon fills
+--   * products   gains 18 nullable columns: the KiotViet/jewellery fields the daemon fills
 --                (kiotviet_id, serial_number, ...) and its bookkeeping (kiotviet_category_id,
---                kiotviet_master_id, kiotviet_modified_at, kiotviet_status), plus CHECKs on
---                sync_status and kiotviet_status.
---   * categories gains 6 nullable columns: kiotviet_id, kiotviet_parent_id, last_synced_at,
---                sync_status, kiotviet_modified_at, kiotviet_status (same CHECKs).
+--                kiotviet_master_id, kiotviet_modified_at, kiotviet_status,
+--                kiotviet_integration_id), plus CHECKs on sync_status and kiotviet_status.
+--   * categories gains 7 nullable columns: kiotviet_id, kiotviet_parent_id, last_synced_at,
+--                sync_status, kiotviet_modified_at, kiotviet_status, kiotviet_integration_id
+--                (same CHECKs).
 --   kiotviet_status says what KiotViet thinks of the row: 'active', 'inactive' (stopped selling)
 --   or 'deleted' (in removedIds). The daemon never deletes rows; a shop whose products table has
 --   no is_active column filters on kiotviet_status = 'active' instead.
+--   kiotviet_integration_id is the third_party_integrations.id that last wrote the row: several
+--   integrations (one per KiotViet retailer) may sync into one shop, and a full sync marks
+--   'deleted' only the products of its own integration. No foreign key: the daemon's writes
+--   stay free of a per-row reference check, and the rows of a deleted integration keep its id
+--   (so no other integration's full sync ever marks them deleted).
 --   * UNIQUE indexes products_kiotviet_id_key / categories_kiotviet_id_key: the daemon's
 --     ON CONFLICT (kiotviet_id) target. NULLs stay allowed, so the shop's own rows are unaffected.
 --   * new tables third_party_integrations (credentials, tokens, sync settings, the daemon's lease and
@@ -64,7 +70,8 @@ ALTER TABLE public.products
     ADD COLUMN IF NOT EXISTS kiotviet_category_id bigint,      -- KiotViet categoryId as sent
     ADD COLUMN IF NOT EXISTS kiotviet_master_id   bigint,      -- variant group master (masterProductId)
     ADD COLUMN IF NOT EXISTS kiotviet_modified_at timestamptz, -- KiotViet modifiedDate of the stored version
-    ADD COLUMN IF NOT EXISTS kiotviet_status      text;        -- active | inactive | deleted (in KiotViet)
+    ADD COLUMN IF NOT EXISTS kiotviet_status      text,        -- active | inactive | deleted (in KiotViet)
+    ADD COLUMN IF NOT EXISTS kiotviet_integration_id uuid;     -- third_party_integrations.id that wrote it
 
 DO $$
 BEGIN
@@ -92,7 +99,8 @@ ALTER TABLE public.categories
     ADD COLUMN IF NOT EXISTS last_synced_at     timestamptz,
     ADD COLUMN IF NOT EXISTS sync_status        text,
     ADD COLUMN IF NOT EXISTS kiotviet_modified_at timestamptz,
-    ADD COLUMN IF NOT EXISTS kiotviet_status    text;
+    ADD COLUMN IF NOT EXISTS kiotviet_status    text,
+    ADD COLUMN IF NOT EXISTS kiotviet_integration_id uuid;   -- third_party_integrations.id that wrote it
 
 DO $$
 BEGIN
@@ -316,20 +324,20 @@ Run, or paste it into psql). The expected result is written after "expect:" abov
 as psql prints it: columns separated by " | ", booleans as t/f (the Supabase editor shows
 true/false).
 
--- (a) the 17 new products columns exist.                      expect: 17
+-- (a) the 18 new products columns exist.                      expect: 18
 SELECT count(*) FROM information_schema.columns
  WHERE table_schema = 'public' AND table_name = 'products'
    AND column_name IN ('kiotviet_id', 'serial_number', 'supplier_id', 'center_stone_size_mm',
                        'shape', 'dimensions', 'stone_count', 'carat_weight_ct', 'gold_purity',
                        'product_weight_g', 'inventory_value', 'last_synced_at', 'sync_status',
                        'kiotviet_category_id', 'kiotviet_master_id', 'kiotviet_modified_at',
-                       'kiotviet_status');
+                       'kiotviet_status', 'kiotviet_integration_id');
 
--- (b) the 6 new categories columns exist.                      expect: 6
+-- (b) the 7 new categories columns exist.                      expect: 7
 SELECT count(*) FROM information_schema.columns
  WHERE table_schema = 'public' AND table_name = 'categories'
    AND column_name IN ('kiotviet_id', 'kiotviet_parent_id', 'last_synced_at', 'sync_status',
-                       'kiotviet_modified_at', 'kiotviet_status');
+                       'kiotviet_modified_at', 'kiotviet_status', 'kiotviet_integration_id');
 
 -- (c) the KiotViet row exists once and is still disabled.     expect: 1 | f
 SELECT count(*), bool_and(sync_enabled) FROM public.third_party_integrations

@@ -23,11 +23,13 @@ NEW_PRODUCT_COLUMNS = {
     "last_synced_at": "timestamp with time zone", "sync_status": "text",
     "kiotviet_category_id": "bigint", "kiotviet_master_id": "bigint",
     "kiotviet_modified_at": "timestamp with time zone", "kiotviet_status": "text",
+    "kiotviet_integration_id": "uuid",
 }
 NEW_CATEGORY_COLUMNS = {
     "kiotviet_id": "bigint", "kiotviet_parent_id": "bigint",
     "last_synced_at": "timestamp with time zone", "sync_status": "text",
     "kiotviet_modified_at": "timestamp with time zone", "kiotviet_status": "text",
+    "kiotviet_integration_id": "uuid",
 }
 TS = "timestamp with time zone"
 # name: (type, not null, default)
@@ -103,11 +105,13 @@ def test_verification_block_is_complete():
     assert [q[0] for q in qs] == ["a", "b", "c", "d"]
     by = {q[0]: q[2] for q in qs}
     # The spec's numbers, and the same lists of names the migration must add.
-    assert by["a"] == [["17"]] and by["b"] == [["6"]]
+    assert by["a"] == [["18"]] and by["b"] == [["7"]]
     assert by["c"] == [["1", "f"]]
     assert by["d"] == [["sync_logs", "t"], ["third_party_integrations", "t"]]
     sql_a = qs[0][1]
     assert sorted(re.findall(r"'(\w+)'", sql_a)) == sorted(["public", "products", *NEW_PRODUCT_COLUMNS])
+    sql_b = qs[1][1]
+    assert sorted(re.findall(r"'(\w+)'", sql_b)) == sorted(["public", "categories", *NEW_CATEGORY_COLUMNS])
 
 
 def test_migration_applies_and_is_idempotent(fresh_db, shop_shape):
@@ -287,6 +291,25 @@ def test_completes_partial_older_table(pg, fresh_db, shop_shape):
         ("kiotviet", "https://public.kiotapi.com", False)]
     db.run_file(MIGRATION)
     assert catalog_snapshot(db) == snap
+
+
+def test_upgrade_adds_the_integration_owner_columns(shop_db):
+    # A shop migrated before kiotviet_integration_id existed, with synced rows: re-running the
+    # file adds the columns (nullable, no default: the rows read NULL, nothing is rewritten).
+    db = shop_db
+    db.sql("ALTER TABLE products DROP COLUMN kiotviet_integration_id")
+    db.sql("ALTER TABLE categories DROP COLUMN kiotviet_integration_id")
+    db.sql("INSERT INTO categories (name, kiotviet_id, kiotviet_status) VALUES ('kv', 1490001, 'active')")
+    db.sql("INSERT INTO products (name, kiotviet_id, kiotviet_status) VALUES ('kv', 30000001, 'active')")
+    before = {t: (table_columns(db, t), dump_rows(db, t, table_columns(db, t)))
+              for t in ("products", "categories")}
+    for _ in range(2):
+        db.run_file(MIGRATION)
+        for t in ("products", "categories"):
+            assert columns_of(db, t)["kiotviet_integration_id"] == ("uuid", False, None)
+            cols, dump = before[t]
+            assert dump_rows(db, t, cols) == dump, f"{t} rows changed"
+            assert db.value(f"SELECT count(*) FROM {t} WHERE kiotviet_integration_id IS NOT NULL") == 0
 
 
 def test_partial_table_with_kiotviet_row_and_own_unique(fresh_db):
