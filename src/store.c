@@ -260,6 +260,57 @@ static void put_lease_cte(kvs_buf *b, const store *s)
       s->schema_q);
 }
 
+/* The column naming the integration that last wrote a row (migration: products and
+ * categories.kiotviet_integration_id), NULL when the shop's table lacks it. Several
+ * integrations may sync into one shop: a full run's reconciliation must only touch its own. */
+static const col *owner_col(const table *t)
+{
+    const col *c = col_find(t, "kiotviet_integration_id");
+    return c && !c->auto_value ? c : NULL;
+}
+
+/* "(t.a, t.b[, t.owner]) IS DISTINCT FROM (new a, new b[, new owner])": the new values are
+ * the v.cN of the page, or EXCLUDED's. The owner takes part so that a row last written by
+ * another integration (or before the column existed: NULL) is written once to claim it; an
+ * unchanged row this integration already owns still is not written. A one-element row is
+ * padded: a row constructor needs two. */
+static void put_row_differs(kvs_buf *b, const chosen *chs, int nch, const col *owner,
+                            bool excluded)
+{
+    int n = nch + (owner != NULL);
+    P(b, "(");
+    for (int i = 0; i < nch; i++) {
+        P(b, "%st.", i ? ", " : "");
+        put_ident(b, chs[i].c->name);
+    }
+    if (owner) {
+        P(b, "%st.", nch ? ", " : "");
+        put_ident(b, owner->name);
+    }
+    if (n == 1) P(b, ", NULL::int");
+    P(b, ") IS DISTINCT FROM (");
+    for (int i = 0; i < nch; i++) {
+        if (i) P(b, ", ");
+        if (excluded) {
+            P(b, "EXCLUDED.");
+            put_ident(b, chs[i].c->name);
+        } else {
+            P(b, "v.c%d", i);
+        }
+    }
+    if (owner) {
+        P(b, "%s", nch ? ", " : "");
+        if (excluded) {
+            P(b, "EXCLUDED.");
+            put_ident(b, owner->name);
+        } else {
+            P(b, "CAST($2::uuid AS %s)", owner->type);
+        }
+    }
+    if (n == 1) P(b, ", NULL::int");
+    P(b, ")");
+}
+
 /* Generates the page upsert for one table.
  *
  * Shape, and why (measured on PostgreSQL 15, see README "Performance"):
@@ -282,6 +333,7 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
     bool has_updated_at = col_find(t, "updated_at") != NULL;
     bool has_last_synced = col_find(t, "last_synced_at") != NULL;
     bool has_sync_status = col_find(t, "sync_status") != NULL;
+    const col *owner = owner_col(t); /* set to the run's integration ($2) on every write */
 
     put_lease_cte(&b, s);
     P(&b, ", s AS (SELECT * FROM pg_catalog.json_to_recordset($1::json) AS x(");
@@ -316,22 +368,17 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
         P(&b, ", t0.");
         put_ident(&b, chs[i].c->name);
     }
+    if (owner) {
+        P(&b, ", t0.");
+        put_ident(&b, owner->name);
+    }
     P(&b, " FROM %s.", s->schema_q);
     put_ident(&b, tname);
     P(&b, " t0 WHERE t0.\"kiotviet_id\" = v.\"kid\" LIMIT 1) t ON true WHERE EXISTS (SELECT 1 FROM"
           " lease) AND (t.\"kiotviet_id\" IS NULL");
-    if (nch) {
-        P(&b, " OR (");
-        for (int i = 0; i < nch; i++) {
-            if (i) P(&b, ", ");
-            P(&b, "t.");
-            put_ident(&b, chs[i].c->name);
-        }
-        if (nch == 1) P(&b, ", NULL::int");
-        P(&b, ") IS DISTINCT FROM (");
-        for (int i = 0; i < nch; i++) P(&b, "%sv.c%d", i ? ", " : "", i);
-        if (nch == 1) P(&b, ", NULL::int");
-        P(&b, ")");
+    if (nch || owner) {
+        P(&b, " OR ");
+        put_row_differs(&b, chs, nch, owner, false);
     }
     P(&b, ")");
 insert:
@@ -342,10 +389,15 @@ insert:
         P(&b, ", ");
         put_ident(&b, chs[i].c->name);
     }
+    if (owner) {
+        P(&b, ", ");
+        put_ident(&b, owner->name);
+    }
     if (has_last_synced) P(&b, ", \"last_synced_at\"");
     if (has_sync_status) P(&b, ", \"sync_status\"");
     P(&b, ") SELECT w.\"kid\"");
     for (int i = 0; i < nch; i++) P(&b, ", w.c%d", i);
+    if (owner) P(&b, ", CAST($2::uuid AS %s)", owner->type);
     if (has_last_synced) P(&b, ", now()");
     if (has_sync_status) P(&b, ", 'synced'");
     P(&b, " FROM w ON CONFLICT (\"kiotviet_id\") DO UPDATE SET ");
@@ -356,6 +408,13 @@ insert:
         put_ident(&b, chs[i].c->name);
         P(&b, " = EXCLUDED.");
         put_ident(&b, chs[i].c->name);
+    }
+    if (owner) {
+        P(&b, "%s", first ? "" : ", ");
+        first = false;
+        put_ident(&b, owner->name);
+        P(&b, " = EXCLUDED.");
+        put_ident(&b, owner->name);
     }
     if (has_last_synced) {
         P(&b, "%s\"last_synced_at\" = now()", first ? "" : ", ");
@@ -370,22 +429,9 @@ insert:
         first = false;
     }
     if (first) P(&b, "\"kiotviet_id\" = EXCLUDED.\"kiotviet_id\"");
-    if (nch) {
-        P(&b, " WHERE (");
-        for (int i = 0; i < nch; i++) {
-            if (i) P(&b, ", ");
-            P(&b, "t.");
-            put_ident(&b, chs[i].c->name);
-        }
-        if (nch == 1) P(&b, ", NULL::int");
-        P(&b, ") IS DISTINCT FROM (");
-        for (int i = 0; i < nch; i++) {
-            if (i) P(&b, ", ");
-            P(&b, "EXCLUDED.");
-            put_ident(&b, chs[i].c->name);
-        }
-        if (nch == 1) P(&b, ", NULL::int");
-        P(&b, ")");
+    if (nch || owner) {
+        P(&b, " WHERE ");
+        put_row_differs(&b, chs, nch, owner, true);
     }
     P(&b, " RETURNING (t.xmax = 0) AS ins) SELECT (SELECT count(*) FROM lease),"
           " count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up");
@@ -393,8 +439,10 @@ insert:
 }
 
 /* Marks rows removed in KiotViet: is_active false where the column exists, kiotviet_status
- * 'deleted' where it exists (it does after the migration). Never deletes. */
-static char *gen_remove(const store *s, const char *tname, const table *t, const char *where)
+ * 'deleted' where it exists (it does after the migration). Never deletes. `extra`, when not
+ * NULL, is a third result column. */
+static char *gen_remove(const store *s, const char *tname, const table *t, const char *where,
+                        const char *extra)
 {
     kvs_buf b;
     kvs_buf_init(&b);
@@ -419,6 +467,7 @@ static char *gen_remove(const store *s, const char *tname, const table *t, const
     else
         P(&b, "false");
     P(&b, ") RETURNING 1) SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)");
+    if (extra) P(&b, ", %s", extra);
     return kvs_buf_steal(&b);
 }
 
@@ -563,13 +612,48 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
         gen_upsert(s, "products", &s->products, pch, np, product_fields, PF__COUNT, false);
     s->categories_insert =
         gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT, false);
+    /* KiotViet ids are global: an id in removedIds is that product whoever synced it. */
     s->products_remove = gen_remove(s, "products", &s->products,
-                                    "t.\"kiotviet_id\" = ANY($1::bigint[])");
+                                    "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL);
     s->categories_remove = gen_remove(s, "categories", &s->categories,
-                                      "t.\"kiotviet_id\" = ANY($1::bigint[])");
-    s->products_reconcile = gen_remove(
-        s, "products", &s->products,
-        "t.\"kiotviet_id\" IS NOT NULL AND NOT (t.\"kiotviet_id\" = ANY($1::bigint[]))");
+                                      "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL);
+    {
+        /* Reconciliation marks deleted only products of this run's integration ($2): several
+         * integrations (retailers) may sync into one shop, and a full read of one lists none
+         * of the others' products. A row without an owner (written before the column existed,
+         * or the column is missing) is taken as ours only while no other KiotViet integration
+         * has ever run (synced, failed after writing pages, or is running); otherwise it is
+         * left alone (a live run claims each row it reads, so only rows KiotViet no longer
+         * lists stay unowned). The third result column is 1 when other integrations exist,
+         * i.e. unowned rows were left alone (without the column: nothing was reconciled). */
+        kvs_buf others, where, extra;
+        kvs_buf_init(&others);
+        kvs_buf_init(&where);
+        kvs_buf_init(&extra);
+        P(&others,
+          "SELECT 1 FROM %s.\"third_party_integrations\" o WHERE o.\"id\" <> $2::uuid AND"
+          " o.\"name\" LIKE 'kiotviet%%' AND (o.\"products_cursor\" IS NOT NULL OR"
+          " o.\"last_sync_at\" IS NOT NULL OR o.\"sync_lease_owner\" IS NOT NULL)",
+          s->schema_q);
+        P(&where,
+          "t.\"kiotviet_id\" IS NOT NULL AND NOT (t.\"kiotviet_id\" = ANY($1::bigint[])) AND ");
+        const col *owner = owner_col(&s->products);
+        if (owner) {
+            P(&where, "(t.");
+            put_ident(&where, owner->name);
+            P(&where, " = CAST($2::uuid AS %s) OR (t.", owner->type);
+            put_ident(&where, owner->name);
+            P(&where, " IS NULL AND NOT EXISTS (%s)))", kvs_buf_cstr(&others));
+        } else {
+            P(&where, "NOT EXISTS (%s)", kvs_buf_cstr(&others));
+        }
+        P(&extra, "(SELECT count(*) FROM (%s LIMIT 1) x)", kvs_buf_cstr(&others));
+        s->products_reconcile = gen_remove(s, "products", &s->products, kvs_buf_cstr(&where),
+                                           kvs_buf_cstr(&extra));
+        kvs_buf_free(&others);
+        kvs_buf_free(&where);
+        kvs_buf_free(&extra);
+    }
     s->products_is_active = col_find(&s->products, "is_active") != NULL;
     s->categories_is_active = col_find(&s->categories, "is_active") != NULL;
 
