@@ -331,7 +331,8 @@ def synced_values(db):
     out = {}
     for table in ("products", "categories"):
         cols = sorted(shop_columns(db, table) - {"id", "created_at", "updated_at",
-                                                  "last_synced_at", "category_id", "parent_id"})
+                                                  "last_synced_at", "category_id", "parent_id",
+                                                  "kiotviet_integration_id"})
         out[table] = db.sql(f"SELECT {', '.join(cols)} FROM public.{table}"
                             " WHERE kiotviet_id IS NOT NULL ORDER BY kiotviet_id")
     return out
