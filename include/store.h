@@ -67,7 +67,9 @@ integ_row *integ_row_parse(PGresult *res, int i);
  *                    or NULL, $5 full run (bool): success; resets failures, releases the lease
  * ST_FAIL            $1 id, $2 owner: failure count + 1, releases the lease
  * ST_LOG_PRUNE       $1 days -> count deleted
- * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request */
+ * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request
+ * ST_ANY_PRODUCTS    -> true when any product row has a kiotviet_id (else a full run's
+ *                    reconciliation has nothing to mark: every such row is one it wrote) */
 enum store_stmt {
     ST_LIST,
     ST_CLAIM,
@@ -82,6 +84,7 @@ enum store_stmt {
     ST_FAIL,
     ST_LOG_PRUNE,
     ST_REQUEST_CLEAR,
+    ST_ANY_PRODUCTS,
     ST__COUNT
 };
 const char *store_sql(const store *s, enum store_stmt which);
@@ -99,7 +102,9 @@ const char *store_categories_insert_sql(const store *s);
 /* $1 bigint[] text ("{1,2}"), $2..$4 as above -> (lease_ok, n) */
 const char *store_products_remove_sql(const store *s);
 const char *store_categories_remove_sql(const store *s);
-/* Reconciliation: mark synced rows NOT in $1 (bigint[]) deleted. -> (lease_ok, n) */
+/* Reconciliation: mark this integration's synced rows NOT in $1 (bigint[]) deleted.
+ * -> (lease_ok, n, others): others 1 when another integration has run, so rows without an
+ * owner were left alone (without the owner column: nothing was reconciled). */
 const char *store_products_reconcile_sql(const store *s);
 /* Re-links categories' parents and products' categories from the kiotviet_* ids. $2..$4 as
  * above. NULL when the shop has no such column. */

@@ -797,6 +797,7 @@ static const char *const stmt_templates[ST__COUNT] = {
         "UPDATE @.\"third_party_integrations\" SET \"sync_requested_at\" = NULL,"
         " \"sync_request_full\" = false WHERE \"id\" = $1::uuid AND"
         " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint <= $2::bigint",
+    [ST_ANY_PRODUCTS] = "SELECT EXISTS (SELECT 1 FROM @.\"products\" WHERE \"kiotviet_id\" IS NOT NULL)",
 };
 
 static char *stmts_cache[ST__COUNT];
