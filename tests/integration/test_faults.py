@@ -11,6 +11,7 @@ database inside a run), max_retries and request_timeout are small, and retry del
 50-100 ms ([kiotviet] retry_base_ms = 100, capped at retry_cap_ms = 400) instead of 0.5-1 s.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,18 @@ RETRY_BASE_MS, RETRY_CAP_MS = 100, 400
 
 
 # ---- fixtures and helpers --------------------------------------------------------------------
+
+@contextlib.contextmanager
+def watched(d):
+    """Runs the block with daemon d; whatever happens, d is killed if it still runs and the end
+    of its log is printed (pytest shows it when the test fails)."""
+    try:
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+        print(d.log()[-6000:])
+
 
 @pytest.fixture
 def db(pg, request):
@@ -380,16 +393,12 @@ def test_get_budget_is_respected_retries_included(db, sim, workdir):
                  "status": 503}])
     db.sql("UPDATE public.third_party_integrations SET sync_requested_at = now()")  # no jitter
     d = kvsd.Daemon(cfg)
-    try:
+    with watched(d):
         kvsd.wait_until(lambda: "hourly GET budget used up" in d.log(), timeout=30,
                         what="the budget wait")
         time.sleep(1.0)
         assert sim.stats("demoshop")["gets"] == 10      # 8 pages + 2 retries, then it waits
         rc = d.stop()
-    finally:
-        if d.proc.poll() is None:
-            d.kill()
-        print(d.log()[-6000:])
     out = d.log()
     no_sanitizer_report(out)
     assert rc == 0, out[-3000:]
@@ -674,7 +683,7 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
                  sync={"page_size": 20, "pages_in_flight": 1},
                  database={"connect_timeout": 2})
     d = kvsd.Daemon(cfg)
-    try:
+    with watched(d):
         wait_running_with_progress(db, 20)
         first = db.value("SELECT max(id) FROM public.sync_logs")
         proxy.cut()
@@ -701,10 +710,6 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
                             " public.third_party_integrations WHERE name = 'kiotviet'")
         assert d.proc.poll() is None
         rc = d.stop()
-    finally:
-        if d.proc.poll() is None:
-            d.kill()
-        print(d.log()[-6000:])
     out = d.log()
     no_sanitizer_report(out)
     assert rc == 0, out[-3000:]
@@ -729,7 +734,7 @@ def test_stop_during_database_outage_does_not_hang(db, sim, workdir, proxy):
                  sync={"page_size": 20, "pages_in_flight": 1, "grace_period": 1},
                  database={"connect_timeout": 2})
     d = kvsd.Daemon(cfg)
-    try:
+    with watched(d):
         wait_running_with_progress(db, 20)
         dead = db.value("SELECT max(id) FROM public.sync_logs")
         proxy.cut()
@@ -738,10 +743,6 @@ def test_stop_during_database_outage_does_not_hang(db, sim, workdir, proxy):
         t0 = time.monotonic()
         rc = d.stop(timeout=20)
         stopped_in = time.monotonic() - t0
-    finally:
-        if d.proc.poll() is None:
-            d.kill()
-        print(d.log()[-6000:])
     no_sanitizer_report(d.log())
     assert rc == 0 and stopped_in < 5, (rc, stopped_in)
     assert "stopping before the end of the run could be recorded" in d.log()
@@ -911,7 +912,7 @@ def test_repeated_failures_back_off_and_recover(db, sim, workdir):
                     " interval '477 s' RETURNING last_sync_at")
     n_logs = len(logs(db))
     d = kvsd.Daemon(cfg)
-    try:
+    with watched(d):
         time.sleep(2.0)
         assert len(logs(db)) == n_logs, "ran before its backed-off interval"
         kvsd.wait_until(lambda: len(logs(db)) > n_logs and logs(db)[-1][5], timeout=20,
@@ -919,10 +920,6 @@ def test_repeated_failures_back_off_and_recover(db, sim, workdir):
         started = db.value("SELECT max(started_at) FROM public.sync_logs")
         assert 479.7 <= (started - last).total_seconds() <= 480 + 3 + 1.5, (started, last)
         rc = d.stop()
-    finally:
-        if d.proc.poll() is None:
-            d.kill()
-        print(d.log()[-6000:])
     no_sanitizer_report(d.log())
     assert rc == 0
     assert logs(db)[-1][1] == "success"
@@ -1148,7 +1145,7 @@ def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir,
 
     last = set_last_sync(57.5)
     d = kvsd.Daemon(cfg, env=clock.env)
-    try:
+    with watched(d):
         kvsd.wait_until(lambda: "ready:" in d.log(), timeout=10, what="the daemon ready")
         clock.set(5 * 3600)        # forward 5 h: by the host's clock it is long overdue
         kvsd.wait_until(lambda: runs() and runs()[-1][3], timeout=15, what="the first run")
@@ -1168,10 +1165,6 @@ def test_host_clock_jumps_neither_burst_nor_stall_the_schedule(db, sim, workdir,
         assert second[1] == "success"
         assert 59.7 + jitter <= started_after(last, second) <= 61.5 + jitter, second
         rc = d.stop()
-    finally:
-        if d.proc.poll() is None:
-            d.kill()
-        print(d.log()[-6000:])
     no_sanitizer_report(d.log())
     assert rc == 0
     assert len(runs()) == 2

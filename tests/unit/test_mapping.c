@@ -712,6 +712,20 @@ static void test_explain(void **state)
  * keeps only the low bits (the set must spread them). */
 static int64_t large_id(int k) { return (int64_t)(k + 1) << 20; }
 
+/* Parses the page text in b (and frees b), then maps it as products (o) or categories (NULL). */
+static void map_built_page(kvs_buf *b, const map_opts *o, map_page *p)
+{
+    kvjson_doc in;
+    parse_text(kvs_buf_cstr(b), &in);
+    kvs_buf_free(b);
+    map_page_init(p);
+    if (o)
+        map_products(in.root, o, p);
+    else
+        map_categories(in.root, p);
+    kvjson_doc_free(&in);
+}
+
 /* 100,000 product records, every id twice: the second copies come in reverse order, so each
  * duplicate is far from its first copy. Each id is mapped once, in served order; every copy
  * counts as served. Duplicates are found with a hash set; the earlier scan of the ids handled
@@ -730,13 +744,9 @@ static void test_large_page_products(void **state)
                           k ? "," : "", large_id(u), u, u));
     }
     OK(kvs_buf_puts(&b, "]"));
-    kvjson_doc in, rows;
-    parse_text(kvs_buf_cstr(&b), &in);
-    kvs_buf_free(&b);
+    kvjson_doc rows;
     map_page p;
-    map_page_init(&p);
-    map_products(in.root, &o, &p);
-    kvjson_doc_free(&in);
+    map_built_page(&b, &o, &p);
     assert_int_equal(p.nrecords, 2 * LARGE_IDS);
     assert_int_equal(p.nrows, LARGE_IDS);
     assert_int_equal(p.nfailed, 0);
@@ -782,13 +792,9 @@ static void test_large_page_categories(void **state)
         OK(kvs_buf_printf(&b, ",{\"categoryId\":%" PRId64 ",\"categoryName\":\"flat C%d\"}",
                           large_id(k), k));
     OK(kvs_buf_puts(&b, "]"));
-    kvjson_doc in, rows;
-    parse_text(kvs_buf_cstr(&b), &in);
-    kvs_buf_free(&b);
+    kvjson_doc rows;
     map_page p;
-    map_page_init(&p);
-    map_categories(in.root, &p);
-    kvjson_doc_free(&in);
+    map_built_page(&b, NULL, &p);
     assert_int_equal(p.nrecords, 2 * LARGE_IDS + 1);
     assert_int_equal(p.nrows, LARGE_IDS + 1);
     assert_int_equal(p.nfailed, 0);
