@@ -395,6 +395,9 @@ static void finish_cb(db_result *res, void *arg)
             uv_timer_start(&r->lease_timer, finish_retry_cb, wait, 0);
             return;
         }
+        /* Cancelled while an attempt was in flight (not waiting on the timer, where
+         * sync_run_cancel says the same): the next claim closes the row as abandoned. */
+        if (r->cancelled) rlog_warn(&r->lctx, "stopping before the end of the run could be recorded");
     } else if (r->finish_attempt) {
         rlog_notice(&r->lctx, "recorded the end of the run after %d retries",
                     r->finish_attempt);
