@@ -16,15 +16,11 @@
 #include "db.h"
 #include "log.h"
 #include "pgtmp.h"
+#include "uvfx.h"
 
 static pgtmp pg;
 
-/* ---- fixtures ----------------------------------------------------------------------------- */
-
-typedef struct fx {
-    uv_loop_t loop;
-    uv_timer_t guard; /* wakes run_until() up at its deadline */
-} fx;
+/* ---- fixtures (the per-test loop: uvfx.h) ------------------------------------------------- */
 
 static int group_setup(void **state)
 {
@@ -39,56 +35,6 @@ static int group_teardown(void **state)
     pgtmp_stop(&pg);
     log_deinit();
     return 0;
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    if (!f || uv_loop_init(&f->loop) != 0) return -1;
-    uv_timer_init(&f->loop, &f->guard);
-    *state = f;
-    return 0;
-}
-
-static void close_leftover(uv_handle_t *h, void *arg)
-{
-    int *n = arg;
-    if (uv_is_closing(h)) return;
-    uv_close(h, NULL);
-    (*n)++;
-}
-
-/* Every test closes what it opened; one loop turn must then finish every close (db frees its
- * connection there) and uv_loop_close() must succeed. Whatever a failed test left open is
- * force-closed so the next test still runs, and the teardown fails. */
-static int teardown(void **state)
-{
-    fx *f = *state;
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    int leftover = 0;
-    if (uv_loop_alive(&f->loop)) {
-        uv_walk(&f->loop, close_leftover, &leftover);
-        uv_run(&f->loop, UV_RUN_DEFAULT);
-        fprintf(stderr, "teardown: %d handle(s) left open\n", leftover);
-    }
-    int rc = uv_loop_close(&f->loop);
-    if (rc != 0) fprintf(stderr, "uv_loop_close: %s\n", uv_strerror(rc));
-    free(f);
-    return rc == 0 && leftover == 0 ? 0 : -1;
-}
-
-static void guard_cb(uv_timer_t *t) { (void)t; }
-
-/* Runs the loop until *counter >= target or timeout_ms passes; returns whether it got there. */
-static bool run_until(fx *f, const int *counter, int target, uint64_t timeout_ms)
-{
-    uv_update_time(&f->loop);
-    uint64_t deadline = uv_now(&f->loop) + timeout_ms;
-    uv_timer_start(&f->guard, guard_cb, timeout_ms, 0);
-    while (*counter < target && uv_now(&f->loop) < deadline) uv_run(&f->loop, UV_RUN_ONCE);
-    uv_timer_stop(&f->guard);
-    return *counter >= target;
 }
 
 static db_opts opts_for(const char *conninfo)
@@ -899,23 +845,23 @@ static void test_blocking_connect_settings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_connect_and_query, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_statement_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_multi_host_fallback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batches_in_flight_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_error_mid_batch_rolls_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_null_params, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_multirow_upsert_many_params, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_killed_then_reconnect, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_socket_replaced, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listen_notify, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_with_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_from_callback_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_large_batch_flush_waits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_quote_ident, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_blocking_connect_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_and_query, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_statement_timeout, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_multi_host_fallback, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_batches_in_flight_in_order, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_error_mid_batch_rolls_back, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_null_params, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_multirow_upsert_many_params, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_connection_killed_then_reconnect, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_refused, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_socket_replaced, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_listen_notify, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_with_queued, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_callback_in_flight, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_large_batch_flush_waits, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_quote_ident, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_connect_settings, uvfx_setup, uvfx_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -16,13 +16,9 @@
 #include "db.h"
 #include "log.h"
 #include "pgtmp.h"
+#include "uvfx.h"
 
 static pgtmp pg;
-
-typedef struct fx {
-    uv_loop_t loop;
-    uv_timer_t guard;
-} fx;
 
 static int group_setup(void **state)
 {
@@ -37,52 +33,6 @@ static int group_teardown(void **state)
     pgtmp_stop(&pg);
     log_deinit();
     return 0;
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    if (!f || uv_loop_init(&f->loop) != 0) return -1;
-    uv_timer_init(&f->loop, &f->guard);
-    *state = f;
-    return 0;
-}
-
-static void close_leftover(uv_handle_t *h, void *arg)
-{
-    int *n = arg;
-    if (uv_is_closing(h)) return;
-    uv_close(h, NULL);
-    (*n)++;
-}
-
-/* A test that failed half-way leaves its connection open: close whatever is left so the next
- * test runs, and fail the teardown. */
-static int teardown(void **state)
-{
-    fx *f = *state;
-    uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    int leftover = 0;
-    if (uv_loop_alive(&f->loop)) {
-        uv_walk(&f->loop, close_leftover, &leftover);
-        uv_run(&f->loop, UV_RUN_DEFAULT);
-    }
-    int rc = uv_loop_close(&f->loop);
-    free(f);
-    return rc == 0 && leftover == 0 ? 0 : -1;
-}
-
-static void guard_cb(uv_timer_t *t) { (void)t; }
-
-static bool run_until(fx *f, const int *counter, int target, uint64_t timeout_ms)
-{
-    uv_update_time(&f->loop);
-    uint64_t deadline = uv_now(&f->loop) + timeout_ms;
-    uv_timer_start(&f->guard, guard_cb, timeout_ms, 0);
-    while (*counter < target && uv_now(&f->loop) < deadline) uv_run(&f->loop, UV_RUN_ONCE);
-    uv_timer_stop(&f->guard);
-    return *counter >= target;
 }
 
 /* Outcome of one batch: status, sqlstate and row 0 / col 0 of every statement. */
@@ -335,13 +285,13 @@ static void test_reconnect_prepares_again(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_second_use_prepares, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipelined_uses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_error_in_prepared_execution, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_aborted_and_failed_parse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vanished_statement, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_prepare_option, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reconnect_prepares_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_use_prepares, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_uses, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_error_in_prepared_execution, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_aborted_and_failed_parse, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_vanished_statement, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_prepare_option, uvfx_setup, uvfx_teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_prepares_again, uvfx_setup, uvfx_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
