@@ -46,17 +46,28 @@ def shop_shape(request):
     return request.param
 
 
-@pytest.fixture
-def shop_db(pg, shop_shape, request):
+def _shop_database(pg, shape, request):
     # A copy of a per-session template built with the shop schema and the migrations: the same
     # result as fresh_db + both files, ~0.15 s faster per test.
-    db = pgharness.new_shop_database(pg, shop_shape)
+    db = pgharness.new_shop_database(pg, shape)
     try:
         yield db
     finally:
         if getattr(request.node, "rep_call_failed", False):
             pg.print_log_tail()
         pgharness.drop_database(db)
+
+
+@pytest.fixture
+def shop_db(pg, shop_shape, request):
+    """A shop database of each shape in turn (the test runs once per shape)."""
+    yield from _shop_database(pg, shop_shape, request)
+
+
+@pytest.fixture
+def db(pg, request):
+    """A shop database of the uuid shape, for tests that do not depend on the shape."""
+    yield from _shop_database(pg, "uuid", request)
 
 
 @pytest.hookimpl(hookwrapper=True)

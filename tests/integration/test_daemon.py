@@ -21,22 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
-import pgharness  # noqa: E402
 from kvsd import wait_until  # noqa: E402
 
 LINE = re.compile(r"^<([3-7])>(error|warning|notice|info|debug) ")
 RUN_LINE = re.compile(r"^<[3-7]>\w+ \[(?P<integ>[^\]#]+)#(?P<run>\d+)\] ")
-
-
-@pytest.fixture
-def db(pg, request):
-    d = pgharness.new_shop_database(pg, "uuid")
-    try:
-        yield d
-    finally:
-        if getattr(request.node, "rep_call_failed", False):
-            pg.print_log_tail()
-        pgharness.drop_database(d)
 
 
 @pytest.fixture

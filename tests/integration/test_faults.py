@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
-import pgharness  # noqa: E402
 
 LEASE = 3
 RETRY_BASE_MS, RETRY_CAP_MS = 100, 400
@@ -50,19 +49,6 @@ def watched(d):
         if d.proc.poll() is None:
             d.kill()
         print(d.log()[-6000:])
-
-
-@pytest.fixture
-def db(pg, request):
-    """A shop database of the uuid shape (the fault tests do not depend on the shape; the ones
-    that do use shop_db, which runs both)."""
-    d = pgharness.new_shop_database(pg, "uuid")
-    try:
-        yield d
-    finally:
-        if getattr(request.node, "rep_call_failed", False):
-            pg.print_log_tail()
-        pgharness.drop_database(d)
 
 
 @pytest.fixture
@@ -675,21 +661,34 @@ def test_database_outage_inside_a_run_is_bridged(db, sim, workdir, proxy):
     check_products(db, sim)
 
 
-def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdir, proxy):
+def outage_daemon(db, sim, workdir, proxy, **sync):
+    """A daemon syncing slowly through the proxy: its config (connect timeout 2 s, pages of 20,
+    one at a time, plus `sync`) and the Daemon, not started waiting yet."""
     kvsd.setup_integration(db, sim)
     give_small_jitter(db)
     sim.config(latency_ms=40)
-    cfg = config(db, workdir, dsn=proxy.dsn(db.name),
-                 sync={"page_size": 20, "pages_in_flight": 1},
+    cfg = config(db, workdir, dsn=proxy.dsn(db.name), name="kvs-proxy.conf",
+                 sync={"page_size": 20, "pages_in_flight": 1, **sync},
                  database={"connect_timeout": 2})
-    d = kvsd.Daemon(cfg)
+    return kvsd.Daemon(cfg)
+
+
+def cut_mid_run(db, d, proxy):
+    """Cuts the database while d's run stores products; returns once the run gave up waiting
+    for it and waits to record its end. Returns the run's sync_logs id."""
+    wait_running_with_progress(db, 20)
+    run_id = db.value("SELECT max(id) FROM public.sync_logs")
+    proxy.cut()
+    kvsd.wait_until(lambda: "will record the end of the run when the database is back"
+                    in d.log(), timeout=LEASE + 5, what="the run to give up waiting")
+    return run_id
+
+
+def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdir, proxy):
+    d = outage_daemon(db, sim, workdir, proxy)
     with watched(d):
-        wait_running_with_progress(db, 20)
-        first = db.value("SELECT max(id) FROM public.sync_logs")
-        proxy.cut()
         # longer than a run waits for the database: it gave up and waits to record its end
-        kvsd.wait_until(lambda: "will record the end of the run when the database is back"
-                        in d.log(), timeout=LEASE + 5, what="the run to give up waiting")
+        first = cut_mid_run(db, d, proxy)
         time.sleep(1.0)                   # a few polls and retries against the dead database
         assert d.proc.poll() is None, "the daemon exited while the database was down"
         assert db.value("SELECT status FROM public.sync_logs WHERE id = %s", first) == "running"
@@ -727,19 +726,9 @@ def test_database_down_longer_daemon_stays_up_and_logs_when_back(db, sim, workdi
 
 
 def test_stop_during_database_outage_does_not_hang(db, sim, workdir, proxy):
-    kvsd.setup_integration(db, sim)
-    give_small_jitter(db)
-    sim.config(latency_ms=40)
-    cfg = config(db, workdir, dsn=proxy.dsn(db.name), name="kvs-proxy.conf",
-                 sync={"page_size": 20, "pages_in_flight": 1, "grace_period": 1},
-                 database={"connect_timeout": 2})
-    d = kvsd.Daemon(cfg)
+    d = outage_daemon(db, sim, workdir, proxy, grace_period=1)
     with watched(d):
-        wait_running_with_progress(db, 20)
-        dead = db.value("SELECT max(id) FROM public.sync_logs")
-        proxy.cut()
-        kvsd.wait_until(lambda: "will record the end of the run when the database is back"
-                        in d.log(), timeout=LEASE + 5, what="the run waiting to log its end")
+        dead = cut_mid_run(db, d, proxy)
         t0 = time.monotonic()
         rc = d.stop(timeout=20)
         stopped_in = time.monotonic() - t0

@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
-import pgharness  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +35,6 @@ def sim():
     s = Sim(products=120, seed=11)
     yield s
     s.close()
-
-
-@pytest.fixture
-def db(pg):
-    d = pgharness.new_shop_database(pg, "uuid")
-    try:
-        yield d
-    finally:
-        pgharness.drop_database(d)
 
 
 @pytest.fixture
