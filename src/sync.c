@@ -62,10 +62,10 @@ struct fetch {
     enum entity ent;
 };
 
-/* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
-#define MAX_WRITERS 4
+#define MAX_WRITERS 4   /* most connections a run writes pages through ([sync] store_connections) */
 #define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
+/* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
 typedef struct store_job {
     sync_run *run;
     enum entity ent;
