@@ -334,6 +334,11 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
     bool has_last_synced = col_find(t, "last_synced_at") != NULL;
     bool has_sync_status = col_find(t, "sync_status") != NULL;
     const col *owner = owner_col(t); /* set to the run's integration ($2) on every write */
+    /* Every column a page writes from its rows: the chosen ones, then the owner. */
+    const char *wcols[ARRAY_SIZE(product_targets) + ARRAY_SIZE(category_targets) + 1];
+    int nw = 0;
+    for (int i = 0; i < nch; i++) wcols[nw++] = chs[i].c->name;
+    if (owner) wcols[nw++] = owner->name;
 
     put_lease_cte(&b, s);
     P(&b, ", s AS (SELECT * FROM pg_catalog.json_to_recordset($1::json) AS x(");
@@ -361,37 +366,28 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
     if (!prefilter) {
         /* Rows expected to be new: no lookup; ON CONFLICT still compares any that exist. */
         P(&b, "), w AS (SELECT v.* FROM v WHERE EXISTS (SELECT 1 FROM lease)");
-        goto insert;
+    } else {
+        P(&b, "), w AS (SELECT v.* FROM v LEFT JOIN LATERAL (SELECT t0.\"kiotviet_id\"");
+        for (int i = 0; i < nw; i++) {
+            P(&b, ", t0.");
+            put_ident(&b, wcols[i]);
+        }
+        P(&b, " FROM %s.", s->schema_q);
+        put_ident(&b, tname);
+        P(&b, " t0 WHERE t0.\"kiotviet_id\" = v.\"kid\" LIMIT 1) t ON true WHERE EXISTS (SELECT 1"
+              " FROM lease) AND (t.\"kiotviet_id\" IS NULL");
+        if (nw) {
+            P(&b, " OR ");
+            put_row_differs(&b, chs, nch, owner, false);
+        }
+        P(&b, ")");
     }
-    P(&b, "), w AS (SELECT v.* FROM v LEFT JOIN LATERAL (SELECT t0.\"kiotviet_id\"");
-    for (int i = 0; i < nch; i++) {
-        P(&b, ", t0.");
-        put_ident(&b, chs[i].c->name);
-    }
-    if (owner) {
-        P(&b, ", t0.");
-        put_ident(&b, owner->name);
-    }
-    P(&b, " FROM %s.", s->schema_q);
-    put_ident(&b, tname);
-    P(&b, " t0 WHERE t0.\"kiotviet_id\" = v.\"kid\" LIMIT 1) t ON true WHERE EXISTS (SELECT 1 FROM"
-          " lease) AND (t.\"kiotviet_id\" IS NULL");
-    if (nch || owner) {
-        P(&b, " OR ");
-        put_row_differs(&b, chs, nch, owner, false);
-    }
-    P(&b, ")");
-insert:
     P(&b, "), up AS (INSERT INTO %s.", s->schema_q);
     put_ident(&b, tname);
     P(&b, " AS t (\"kiotviet_id\"");
-    for (int i = 0; i < nch; i++) {
+    for (int i = 0; i < nw; i++) {
         P(&b, ", ");
-        put_ident(&b, chs[i].c->name);
-    }
-    if (owner) {
-        P(&b, ", ");
-        put_ident(&b, owner->name);
+        put_ident(&b, wcols[i]);
     }
     if (has_last_synced) P(&b, ", \"last_synced_at\"");
     if (has_sync_status) P(&b, ", \"sync_status\"");
@@ -402,19 +398,12 @@ insert:
     if (has_sync_status) P(&b, ", 'synced'");
     P(&b, " FROM w ON CONFLICT (\"kiotviet_id\") DO UPDATE SET ");
     bool first = true;
-    for (int i = 0; i < nch; i++) {
+    for (int i = 0; i < nw; i++) {
         P(&b, "%s", first ? "" : ", ");
         first = false;
-        put_ident(&b, chs[i].c->name);
+        put_ident(&b, wcols[i]);
         P(&b, " = EXCLUDED.");
-        put_ident(&b, chs[i].c->name);
-    }
-    if (owner) {
-        P(&b, "%s", first ? "" : ", ");
-        first = false;
-        put_ident(&b, owner->name);
-        P(&b, " = EXCLUDED.");
-        put_ident(&b, owner->name);
+        put_ident(&b, wcols[i]);
     }
     if (has_last_synced) {
         P(&b, "%s\"last_synced_at\" = now()", first ? "" : ", ");
@@ -429,7 +418,7 @@ insert:
         first = false;
     }
     if (first) P(&b, "\"kiotviet_id\" = EXCLUDED.\"kiotviet_id\"");
-    if (nch || owner) {
+    if (nw) {
         P(&b, " WHERE ");
         put_row_differs(&b, chs, nch, owner, true);
     }
