@@ -47,6 +47,9 @@ void log_msg(int level, const log_ctx *ctx, const char *fmt, ...) KVS_PRINTF(3, 
  * ones; removing a secret that is not registered does nothing. */
 void log_secret_add(const char *s);
 void log_secret_remove(const char *s);
+/* For a holder's own copy: *slot (owned and registered, or NULL) becomes a registered copy of s
+ * (or NULL when s is NULL); the old copy is unregistered, wiped and freed. */
+void log_secret_hold(char **slot, const char *s);
 /* Distinct secrets registered now (for tests and diagnostics). */
 size_t log_secret_count(void);
 void log_secret_forget_all(void);

@@ -297,11 +297,7 @@ static void conn_handle_closed(db_conn *c)
     if (--c->open_handles > 0 || !c->closing) return;
     for (int i = 0; i < c->npreps; i++) free(c->preps[i].sql);
     free(c->conninfo);
-    if (c->password) {
-        log_secret_remove(c->password);
-        explicit_bzero(c->password, strlen(c->password));
-    }
-    free(c->password);
+    log_secret_hold(&c->password, NULL);
     free(c->app_name);
     free(c);
 }

@@ -55,18 +55,6 @@ static void ex_fail(ex *x, const char *fmt, ...)
     x->rc = 1;
 }
 
-/* Replaces x->token with a copy of token (or NULL), registered for redaction while held; the
- * old one is unregistered and wiped. */
-static void token_set(ex *x, const char *token)
-{
-    char *old = x->token;
-    x->token = token ? kvs_strdup(token) : NULL;
-    if (x->token) log_secret_add(x->token);
-    if (!old) return;
-    log_secret_remove(old);
-    explicit_bzero(old, strlen(old));
-    free(old);
-}
 
 /* A short, printable excerpt of an error body (never the request: it holds no secret, but the
  * redaction registry is applied anyway). */
@@ -169,7 +157,7 @@ static void token_cb(http_response *resp, void *arg)
         ex_fail(x, "KiotViet token endpoint answered 200 without access_token");
         return;
     }
-    token_set(x, tok->valuestring);
+    log_secret_hold(&x->token, tok->valuestring);
     cJSON_Delete(j);
     x->token_from_row = false;
     product_get(x);
@@ -224,7 +212,7 @@ static int fetch_product(const kvs_config *cfg, const integ_row *row, const char
     int64_t now_s = kvs_now_wall_ms() / 1000;
     if (row->access_token && row->access_token[0] &&
         row->token_expires_us / 1000000 > now_s + TOKEN_MARGIN_S) {
-        token_set(x, row->access_token);
+        log_secret_hold(&x->token, row->access_token);
         x->token_from_row = true;
         product_get(x);
     } else {
@@ -235,7 +223,7 @@ static int fetch_product(const kvs_config *cfg, const integ_row *row, const char
     x->http = NULL;
     uv_run(&x->loop, UV_RUN_DEFAULT); /* lets the client's handles close */
     if (uv_loop_close(&x->loop)) log_warn("explain: event loop not empty at exit");
-    token_set(x, NULL);
+    log_secret_hold(&x->token, NULL);
     return x->rc;
 }
 

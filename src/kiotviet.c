@@ -160,19 +160,6 @@ static bool token_valid(const kv_client *c)
     return c->token && kvs_now_mono_ms() < c->token_deadline_ms;
 }
 
-/* Replaces the secret in *slot (owned, registered for redaction, or NULL) with a copy of s (or
- * NULL). The old one is unregistered and wiped: the registry holds only live secrets, so it
- * does not grow with every token of a long run. */
-static void secret_set(char **slot, const char *s)
-{
-    char *old = *slot;
-    *slot = s ? kvs_strdup(s) : NULL;
-    if (*slot) log_secret_add(*slot);
-    if (!old) return;
-    log_secret_remove(old);
-    explicit_bzero(old, strlen(old));
-    free(old);
-}
 
 /* Frees an unregistered copy of a secret, wiping it first. */
 static void secret_free(char *s)
@@ -355,7 +342,7 @@ static void req_http_cb(http_response *resp, void *arg)
         r->auth_retried = true;
         /* Only the first 401 for a given token triggers a refresh; others wait for it. */
         if (c->token && r->token_used && !strcmp(c->token, r->token_used))
-            secret_set(&c->token, NULL);
+            log_secret_hold(&c->token, NULL);
         rlog_info(c->lctx, "token refused (HTTP %ld), getting a new one", resp->status);
         req_send(r);
         return;
@@ -499,7 +486,7 @@ static void token_http_cb(http_response *resp, void *arg)
         const cJSON *exp = j ? cJSON_GetObjectItem(j, "expires_in") : NULL;
         if (cJSON_IsString(tok) && tok->valuestring[0]) {
             double ttl = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? exp->valuedouble : 3600;
-            secret_set(&c->token, tok->valuestring);
+            log_secret_hold(&c->token, tok->valuestring);
             double use_s = ttl - c->token_margin_s;
             if (use_s < ttl / 2) use_s = ttl / 2; /* a margin longer than the token: use half */
             c->token_deadline_ms = kvs_now_mono_ms() + (uint64_t)(use_s * 1000);
@@ -604,7 +591,7 @@ kv_client *kv_client_new(const kv_client_opts *o, kvs_err *err)
     c->api_url = kvs_strdup(o->api_url);
     c->token_url = kvs_strdup(o->token_url);
     c->client_id = kvs_strdup(o->client_id);
-    secret_set(&c->client_secret, o->client_secret);
+    log_secret_hold(&c->client_secret, o->client_secret);
     c->retailer = kvs_strdup(o->retailer);
     c->token_margin_s = o->token_margin_s;
     c->max_retries = o->max_retries;
@@ -615,7 +602,7 @@ kv_client *kv_client_new(const kv_client_opts *o, kvs_err *err)
     if (o->access_token && *o->access_token && o->token_expires_wall_s) {
         int64_t left_s = o->token_expires_wall_s - kvs_now_wall_ms() / 1000 - o->token_margin_s;
         if (left_s > 0) {
-            secret_set(&c->token, o->access_token);
+            log_secret_hold(&c->token, o->access_token);
             c->token_deadline_ms = kvs_now_mono_ms() + (uint64_t)left_s * 1000;
         }
     }
@@ -634,9 +621,9 @@ void kv_client_free(kv_client *c)
     free(c->api_url);
     free(c->token_url);
     free(c->client_id);
-    secret_set(&c->client_secret, NULL);
+    log_secret_hold(&c->client_secret, NULL);
     free(c->retailer);
-    secret_set(&c->token, NULL);
+    log_secret_hold(&c->token, NULL);
     free(c);
 }
 

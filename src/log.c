@@ -113,6 +113,17 @@ void log_secret_remove(const char *s)
     }
 }
 
+void log_secret_hold(char **slot, const char *s)
+{
+    char *old = *slot;
+    *slot = s ? kvs_strdup(s) : NULL;
+    if (*slot) log_secret_add(*slot);
+    if (!old) return;
+    log_secret_remove(old);
+    explicit_bzero(old, strlen(old));
+    free(old);
+}
+
 size_t log_secret_count(void) { return nsecrets; }
 
 void log_secret_forget_all(void)

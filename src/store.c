@@ -878,17 +878,9 @@ void integ_row_free(integ_row *x)
     free(x->token_url);
     free(x->client_id);
     /* The parse registered both for redaction: this row no longer holds them. */
-    if (x->client_secret) {
-        log_secret_remove(x->client_secret);
-        explicit_bzero(x->client_secret, strlen(x->client_secret));
-    }
-    free(x->client_secret);
+    log_secret_hold(&x->client_secret, NULL);
     free(x->retailer);
-    if (x->access_token) {
-        log_secret_remove(x->access_token);
-        explicit_bzero(x->access_token, strlen(x->access_token));
-    }
-    free(x->access_token);
+    log_secret_hold(&x->access_token, NULL);
     free(x->lease_owner);
     free(x);
 }
