@@ -353,3 +353,40 @@ def test_fixture_dsn_is_a_libpq_uri(shop_db, pg):
     assert shop_db.dsn == f"postgresql://postgres@127.0.0.1:{pg.port}/{shop_db.name}"
     with psycopg.connect(shop_db.dsn) as c:
         assert c.execute("SELECT current_database()").fetchone() == (shop_db.name,)
+
+
+def test_integration_check_errors_carry_no_row(shop_db, pg):
+    # A CHECK or NOT NULL violation on third_party_integrations must name the column, not print
+    # the failing row (client_secret included) into the error and the server log.
+    db = shop_db
+    secret = "s3cret-not-for-logs-7f3a"
+    db.sql("UPDATE third_party_integrations SET client_secret = %s, access_token = %s",
+           secret, secret + "-token")
+    cases = (
+        (errors.CheckViolation, "UPDATE third_party_integrations SET sync_interval_minutes = %s", (0,),
+         "sync_interval_minutes"),
+        (errors.CheckViolation,
+         "INSERT INTO third_party_integrations (name, client_secret, sync_interval_minutes)"
+         " VALUES ('other', %s, -1)", (secret,), "sync_interval_minutes"),
+        (errors.NotNullViolation, "UPDATE third_party_integrations SET is_active = %s", (None,),
+         "is_active"),
+        (errors.NotNullViolation,
+         "INSERT INTO third_party_integrations (name, client_secret) VALUES (%s, %s)", (None, secret),
+         "name"),
+    )
+    for exc, sql, params, column in cases:
+        with pytest.raises(exc) as e:
+            db.sql(sql, *params)
+        text = f"{e.value} {e.value.diag.message_detail} {e.value.diag.message_primary}"
+        assert secret not in text, text
+        assert "Failing row" not in text and column in text, text
+        assert e.value.diag.column_name == column
+        if exc is errors.CheckViolation:
+            assert e.value.diag.constraint_name == "third_party_integrations_sync_interval_minutes_check"
+    assert secret not in pg.log_tail(200000)
+    # Valid writes still pass; the migration re-runs without a change.
+    db.sql("UPDATE third_party_integrations SET sync_interval_minutes = 5, is_active = true")
+    before = catalog_snapshot(db)
+    for p in pgharness.migration_files():
+        db.run_file(p)
+    assert catalog_snapshot(db) == before
