@@ -8,17 +8,16 @@
  * integration's row (sync_requested_at, sync_request_full), which every daemon sharing the
  * database picks up at its next poll, and waits for the sync_logs row of the run that serves
  * it. Going through the table is what makes it work across several daemons and hosts.
- * Without -c they read /etc/kiotviet-sync/kiotviet-sync.conf when it exists; DATABASE_URL
- * overrides its url, and with no URL at all /etc/kiotviet-sync/database-url is used, as the
- * service does through LoadCredential=. */
+ * The configuration is read as every mode reads it (config_load_service): without -c the
+ * installed file when it exists; DATABASE_URL, else its url, else the service's credential
+ * file database-url, as the service gets it through LoadCredential=.
+ * Global options may come before the subcommand (`kiotviet-syncd -c FILE status`); main.c
+ * moves them after it. */
 #ifndef KVS_CTL_H
 #define KVS_CTL_H
 
 #include <stdbool.h>
 
-#define CTL_DEFAULT_CONFIG "/etc/kiotviet-sync/kiotviet-sync.conf"
-/* Read when neither DATABASE_URL nor [database] url is set (the service's LoadCredential file). */
-#define CTL_DEFAULT_URL_FILE "/etc/kiotviet-sync/database-url"
 
 /* Exit codes of `sync` (status uses 0 and 1 only); 64 bad usage, 78 configuration error. */
 enum {
@@ -29,6 +28,10 @@ enum {
 
 /* True when arg names a subcommand ("status", "sync"). */
 bool ctl_is_command(const char *arg);
+
+/* Prints a usage error about arg for command cmd (NULL: the main command), and where arg goes
+ * when it belongs elsewhere; returns 64. missing_value: arg needs a value that is missing. */
+int cli_usage_error(const char *cmd, const char *arg, bool missing_value);
 
 /* Runs the subcommand argv[0] with its options argv[1..]; returns the process exit code. */
 int ctl_main(int argc, char **argv);

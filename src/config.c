@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -119,11 +121,11 @@ static int key_set(kvs_config *c, const key_def *k, const char *value, char *why
     case K_INT: {
         long n;
         if (parse_long(value, &n)) {
-            snprintf(why, cap, "'%s' is not a whole number", value);
+            snprintf(why, cap, "not a whole number");
             return -EINVAL;
         }
         if (n < k->min || n > k->max) {
-            snprintf(why, cap, "%ld is out of range %ld..%ld", n, k->min, k->max);
+            snprintf(why, cap, "out of range %ld..%ld", k->min, k->max);
             return -EINVAL;
         }
         *(int *)(base + k->offset) = (int)n;
@@ -132,7 +134,7 @@ static int key_set(kvs_config *c, const key_def *k, const char *value, char *why
     case K_LEVEL: {
         int l = log_level_parse(value);
         if (l < 0) {
-            snprintf(why, cap, "'%s' is not one of error, warning, notice, info, debug", value);
+            snprintf(why, cap, "not one of error, warning, notice, info, debug");
             return -EINVAL;
         }
         *(int *)(base + k->offset) = l;
@@ -142,39 +144,77 @@ static int key_set(kvs_config *c, const key_def *k, const char *value, char *why
     return -EINVAL;
 }
 
-static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+/* Sections a key can be in; a header naming any other is an error at its own line. */
+static const char *const sections[] = {"database", "sync", "kiotviet", "log", "mapping"};
+
+static bool section_known(const char *name)
 {
-    parse_state *st = user;
+    for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
+        if (kvs_strcaseeq(sections[i], name)) return true;
+    return false;
+}
+
+/* One "key = value" (append: "key += value") of a known section. Messages name the file, the
+ * line and, for a known key, the key; never a value or an unknown key's text (a stray line in
+ * the file could be a password). */
+static int on_ini_entry(parse_state *st, const char *section, const char *name, const char *value,
+                        bool append)
+{
     char why[256];
-    if (st->failed) return 1; /* first error wins */
+    if (st->failed) return 0; /* first error wins */
     if (kvs_strcaseeq(section, "mapping")) {
         for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
-            if (kvs_strcaseeq(name, config_mapping_keys[i])) {
-                free(st->cfg->mapping[i]);
-                st->cfg->mapping[i] = kvs_strdup(value);
-                return 1;
+            if (!kvs_strcaseeq(name, config_mapping_keys[i])) continue;
+            char **slot = &st->cfg->mapping[i];
+            if (append && !strcmp(config_mapping_keys[i], "name_scan")) break;
+            if (append && *slot && *value) {
+                /* "key = A" then "key += B" is "A, B"; "key += A" twice adds both. */
+                size_t n = strlen(*slot) + strlen(value) + 3;
+                char *joined = kvs_xmalloc(n);
+                snprintf(joined, n, "%s, %s", *slot, value);
+                free(*slot);
+                *slot = joined;
+            } else if (!append || !*slot) {
+                free(*slot);
+                *slot = kvs_strdup(value);
+                /* A replacement ends any earlier +=; a first += adds to the built-in list. */
+                st->cfg->mapping_append[i] = append;
             }
+            st->cfg->mapping_line[i] = st->line;
+            return 1;
         }
     }
     const key_def *k = key_find(section, name);
     if (!k) {
-        /* Only a name that looks like a key is repeated: a stray line could be a secret. */
-        bool plain = *name && strlen(name) <= 64;
-        for (const char *p = name; *p && plain; p++)
-            plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.';
-        kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: unknown key", st->path, st->line, section,
-                    plain ? name : "(a key with unusual characters)");
+        kvs_err_set(st->err, -EINVAL,
+                    "%s:%d: [%s]: unknown key (the line is not repeated: it could hold a secret; "
+                    "kiotviet-syncd --print-keys lists the keys)",
+                    st->path, st->line, section);
+        st->failed = 1;
+        return 0;
+    }
+    if (append) {
+        kvs_err_set(st->err, -EINVAL,
+                    "%s:%d: [%s] %s: '+=' only adds to the alias lists of [mapping] columns; "
+                    "use '='",
+                    st->path, st->line, k->section, k->name);
         st->failed = 1;
         return 0;
     }
     if (key_set(st->cfg, k, value, why, sizeof why)) {
-        kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: %s", st->path, st->line, section, name, why);
+        kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] %s: %s", st->path, st->line, k->section,
+                    k->name, why);
         st->failed = 1;
         return 0;
     }
     st->key_line[k - keys] = st->line;
     return 1;
+}
+
+static int key_line_of(const parse_state *st, const char *section, const char *name)
+{
+    const key_def *k = key_find(section, name);
+    return k ? st->key_line[k - keys] : 0;
 }
 
 /* Keys whose valid values depend on each other, checked once the whole file is read. The
@@ -183,13 +223,11 @@ static int cross_check(const parse_state *st)
 {
     const kvs_config *c = st->cfg;
     if (c->retry_base_ms > c->retry_cap_ms) {
-        const key_def *b = key_find("kiotviet", "retry_base_ms");
-        const key_def *cap = key_find("kiotviet", "retry_cap_ms");
-        int lb = st->key_line[b - keys], lc = st->key_line[cap - keys];
-        const key_def *at = lb >= lc ? b : cap;
+        int lb = key_line_of(st, "kiotviet", "retry_base_ms");
+        int lc = key_line_of(st, "kiotviet", "retry_cap_ms");
         kvs_err_set(st->err, -EINVAL,
-                    "%s:%d: [kiotviet] %s: retry_base_ms (%d) must not exceed retry_cap_ms (%d)",
-                    st->path, lb >= lc ? lb : lc, at->name, c->retry_base_ms, c->retry_cap_ms);
+                    "%s:%d: [kiotviet] %s: retry_base_ms must not exceed retry_cap_ms", st->path,
+                    lb >= lc ? lb : lc, lb >= lc ? "retry_base_ms" : "retry_cap_ms");
         return -EINVAL;
     }
     return 0;
@@ -238,13 +276,23 @@ static int ini_parse_text(char *text, size_t len, parse_state *st)
             *close = '\0';
             size_t sn = (size_t)(close - l - 1);
             char *name = trim(l + 1, &sn);
-            if (sn >= sizeof section) goto syntax;
+            if (sn >= sizeof section || !section_known(name)) {
+                /* An unknown (misspelt) section is an error at its header, empty or not: its
+                 * keys would otherwise be reported as unknown keys, or silently ignored. */
+                kvs_err_set(st->err, -EINVAL,
+                            "%s:%d: unknown section (the known ones: [database], [sync], "
+                            "[kiotviet], [log], [mapping])",
+                            st->path, st->line);
+                return -EINVAL;
+            }
             memcpy(section, name, sn + 1);
             continue;
         }
         char *sep = strpbrk(l, "=:");
         if (!sep) goto syntax;
         size_t kn = (size_t)(sep - l);
+        bool append = *sep == '=' && kn && l[kn - 1] == '+';
+        if (append) kn--;
         char *key = trim(l, &kn);
         char *value = sep + 1;
         /* An inline comment starts at ';' after white space. */
@@ -257,7 +305,11 @@ static int ini_parse_text(char *text, size_t len, parse_state *st)
         size_t vn = strlen(value);
         value = trim(value, &vn);
         if (!kn) goto syntax;
-        if (!on_ini_entry(st, section, key, value)) return -EINVAL;
+        if (!*section) {
+            kvs_err_set(st->err, -EINVAL, "%s:%d: a key before any [section]", st->path, st->line);
+            return -EINVAL;
+        }
+        if (!on_ini_entry(st, section, key, value, append)) return -EINVAL;
     }
     return st->failed ? -EINVAL : 0;
 syntax:
@@ -266,8 +318,40 @@ syntax:
     return -EINVAL;
 }
 
+/* Who besides root and us could change the file at fd: anyone (mode o+w) is refused, since
+ * whoever edits it chooses the database the daemon writes to (and the credential, its URL);
+ * another user owning it, or a group other than root's with write access, gets *warning (a
+ * new string, caller frees). */
+static int file_mode_check(const char *path, int fd, char **warning, kvs_err *err)
+{
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int rc = -errno;
+        kvs_err_set(err, rc, "%s: cannot stat: %s", path, strerror(errno));
+        return rc;
+    }
+    if (st.st_mode & S_IWOTH) {
+        kvs_err_set(err, -EPERM,
+                    "%s: writable by every user (mode %04o): refused; chmod o-w %s", path,
+                    (unsigned)(st.st_mode & 07777), path);
+        return -EPERM;
+    }
+    bool foreign_owner = st.st_uid != 0 && st.st_uid != geteuid();
+    bool group_write = (st.st_mode & S_IWGRP) && st.st_gid != 0;
+    if ((foreign_owner || group_write) && warning && !*warning) {
+        char w[1024];
+        snprintf(w, sizeof w,
+                 "%s can be changed by %s (owner uid %u, group gid %u, mode %04o): make it "
+                 "root-owned and not group-writable (chown root %s; chmod g-w %s)",
+                 path, foreign_owner ? "another user" : "its group", (unsigned)st.st_uid,
+                 (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777), path, path);
+        *warning = kvs_strdup(w);
+    }
+    return 0;
+}
+
 /* Reads the whole file (at most CONFIG_MAX_BYTES) into a new NUL-terminated buffer. */
-static int file_read(const char *path, char **out, size_t *outlen, kvs_err *err)
+static int file_read(const char *path, char **out, size_t *outlen, char **warning, kvs_err *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -275,9 +359,13 @@ static int file_read(const char *path, char **out, size_t *outlen, kvs_err *err)
         kvs_err_set(err, rc, "%s: cannot open: %s", path, strerror(errno));
         return rc;
     }
+    int rc = file_mode_check(path, fileno(f), warning, err);
+    if (rc) {
+        fclose(f);
+        return rc;
+    }
     char *buf = kvs_xmalloc(CONFIG_MAX_BYTES + 2); /* owned; handed to the caller */
     size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
-    int rc = 0;
     if (ferror(f)) {
         rc = -EIO;
         kvs_err_set(err, rc, "%s: cannot read", path);
@@ -304,17 +392,35 @@ static void defaults_apply(kvs_config *c)
         if (keys[i].def) REQUIRE(key_set(c, &keys[i], keys[i].def, why, sizeof why) == 0);
 }
 
-static int validate(kvs_config *c, const char *path, kvs_err *err)
+/* "file:line: [section] key: " for a key's message (no line when the default or the
+ * environment set it). */
+static void key_where(const parse_state *st, const char *shown, const char *section,
+                      const char *name, char *buf, size_t cap)
 {
+    int line = st ? key_line_of(st, section, name) : 0;
+    if (line)
+        snprintf(buf, cap, "%s:%d: [%s] %s", shown, line, section, name);
+    else
+        snprintf(buf, cap, "%s: [%s] %s", shown, section, name);
+}
+
+/* Checks that need the whole configuration. Messages name the file, the line and the key,
+ * never the value. */
+static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs_err *err)
+{
+    char at[512];
     if (!c->db_url || !*c->db_url) {
         kvs_err_set(err, -EINVAL,
-                    "%s: [database] url: not set (set it in the file or in DATABASE_URL)", path);
+                    "%s: [database] url: not set (set it in the file, in DATABASE_URL, or in the "
+                    "service's credential file database-url)",
+                    shown);
         return -EINVAL;
     }
     if (c->ca_file) {
         FILE *f = fopen(c->ca_file, "r");
         if (!f) {
-            kvs_err_set(err, -EINVAL, "%s: [kiotviet] ca_file: cannot read %s: %s", path, c->ca_file,
+            key_where(st, shown, "kiotviet", "ca_file", at, sizeof at);
+            kvs_err_set(err, -EINVAL, "%s: cannot read the file it names: %s", at,
                         strerror(errno));
             return -EINVAL;
         }
@@ -323,57 +429,66 @@ static int validate(kvs_config *c, const char *path, kvs_err *err)
     if (c->branches) {
         for (const char *p = c->branches; *p; p++) {
             if (!strchr("0123456789, ", *p)) {
-                kvs_err_set(err, -EINVAL,
-                            "%s: [mapping] branches: '%s' is not a comma-separated list of ids", path,
-                            c->branches);
+                key_where(st, shown, "mapping", "branches", at, sizeof at);
+                kvs_err_set(err, -EINVAL, "%s: not a comma-separated list of branch ids", at);
                 return -EINVAL;
             }
         }
     }
+    if (st) c->branches_line = key_line_of(st, "mapping", "branches");
     /* "schema =" sets it to NULL (found by tests/fuzz/fuzz_config: this loop then crashed). */
+    key_where(st, shown, "database", "schema", at, sizeof at);
     if (!c->db_schema) {
-        kvs_err_set(err, -EINVAL, "%s: [database] schema: empty (leave the key out for public)",
-                    path);
+        kvs_err_set(err, -EINVAL, "%s: empty (leave the key out for public)", at);
         return -EINVAL;
     }
     for (const char *p = c->db_schema; *p; p++) {
         if (*p == '"' || (unsigned char)*p < 0x20) {
-            kvs_err_set(err, -EINVAL, "%s: [database] schema: invalid name", path);
+            kvs_err_set(err, -EINVAL, "%s: invalid name", at);
             return -EINVAL;
         }
     }
     return 0;
 }
 
-/* Defaults, then text (when not NULL), then DATABASE_URL, then validation. */
-static kvs_config *config_build(char *text, size_t len, const char *shown, kvs_err *err)
+/* Defaults, then text (when not NULL), then DATABASE_URL, then validation. fallback_url (the
+ * service's credential) is used when neither the file nor the environment sets a URL. */
+static kvs_config *config_build(char *text, size_t len, const char *shown,
+                                const char *fallback_url, kvs_err *err)
 {
     kvs_config *c = kvs_xcalloc(1, sizeof *c);
     defaults_apply(c);
-    if (text) {
-        parse_state st = {.cfg = c, .path = shown, .err = err};
-        if (ini_parse_text(text, len, &st) || cross_check(&st)) goto fail;
-    }
+    parse_state st = {.cfg = c, .path = shown, .err = err};
+    if (text && (ini_parse_text(text, len, &st) || cross_check(&st))) goto fail;
     const char *env = getenv("DATABASE_URL");
     if (env && *env) {
         free(c->db_url);
         c->db_url = kvs_strdup(env);
         c->db_url_from_env = true;
+    } else if ((!c->db_url || !*c->db_url) && fallback_url && *fallback_url) {
+        free(c->db_url);
+        c->db_url = kvs_strdup(fallback_url);
+        c->db_url_from_credential = true;
     }
-    if (validate(c, shown, err)) goto fail;
+    if (validate(c, shown, text ? &st : NULL, err)) goto fail;
     return c;
 fail:
     config_free(c);
     return NULL;
 }
 
-kvs_config *config_load(const char *path, kvs_err *err)
+kvs_config *config_load_with_url(const char *path, const char *fallback_url, kvs_err *err)
 {
     char *text = NULL;
     size_t len = 0;
-    if (path && file_read(path, &text, &len, err)) return NULL;
-    kvs_config *c = config_build(text, len, path ? path : "(defaults)", err);
+    char *warning = NULL;
+    if (path && file_read(path, &text, &len, &warning, err)) return NULL;
+    kvs_config *c = config_build(text, len, path ? path : "(defaults)", fallback_url, err);
     if (c && path) c->path = kvs_strdup(path);
+    if (c)
+        c->warning = warning;
+    else
+        free(warning);
     if (text) {
         explicit_bzero(text, len);
         free(text);
@@ -381,12 +496,17 @@ kvs_config *config_load(const char *path, kvs_err *err)
     return c;
 }
 
+kvs_config *config_load(const char *path, kvs_err *err)
+{
+    return config_load_with_url(path, NULL, err);
+}
+
 kvs_config *config_load_text(const char *text, size_t len, const char *name, kvs_err *err)
 {
     char *copy = kvs_xmalloc(len + 1); /* parsed in place */
     if (len) memcpy(copy, text, len);
     copy[len] = '\0';
-    kvs_config *c = config_build(copy, len, name ? name : "(text)", err);
+    kvs_config *c = config_build(copy, len, name ? name : "(text)", NULL, err);
     explicit_bzero(copy, len);
     free(copy);
     return c;
@@ -399,6 +519,7 @@ void config_free(kvs_config *c)
         if (keys[i].type == K_STR) free(*(char **)((char *)c + keys[i].offset));
     for (int i = 0; i < KVS_MAPPING_KEYS; i++) free(c->mapping[i]);
     free(c->path);
+    free(c->warning);
     free(c);
 }
 
@@ -443,19 +564,125 @@ void config_print(const kvs_config *c)
         }
     }
     for (int i = 0; i < KVS_MAPPING_KEYS; i++)
-        if (c->mapping[i]) printf("%s = %s\n", config_mapping_keys[i], c->mapping[i]);
+        if (c->mapping[i])
+            printf("%s %s= %s\n", config_mapping_keys[i], c->mapping_append[i] ? "+" : "",
+                   c->mapping[i]);
 }
 
-char *config_secret_file_read(const char *path)
+int config_secret_file_read(const char *path, char **out, kvs_err *err)
 {
+    *out = NULL;
     FILE *f = fopen(path, "r");
-    if (!f) return NULL;
+    if (!f) {
+        if (errno == ENOENT) return 0;
+        int rc = -errno;
+        kvs_err_set(err, rc, "%s: cannot open: %s", path, strerror(errno));
+        return rc;
+    }
+    int rc = file_mode_check(path, fileno(f), NULL, err);
+    if (rc) {
+        fclose(f);
+        return rc;
+    }
     char buf[8192];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
-    char *out = n ? kvs_strdup(buf) : NULL;
+    *out = n ? kvs_strdup(buf) : NULL;
     explicit_bzero(buf, sizeof buf);
-    return out;
+    return 0;
+}
+
+const char *config_default_path(void)
+{
+    return access(KVS_DEFAULT_CONFIG, F_OK) == 0 ? KVS_DEFAULT_CONFIG : NULL;
+}
+
+char *config_credential_path(const char *config_path)
+{
+    const char *path = config_path ? config_path : KVS_DEFAULT_CONFIG;
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+    const char *base = path + dirlen;
+    size_t stem = strlen(base);
+    if (stem > 5 && !strcmp(base + stem - 5, ".conf")) stem -= 5;
+    kvs_buf b;
+    kvs_buf_init(&b);
+    REQUIRE(kvs_buf_append(&b, path, dirlen) == 0);
+    /* The plain unit's credential is "database-url"; an instance NAME.conf has its own. */
+    if (!(stem == strlen("kiotviet-sync") && !strncmp(base, "kiotviet-sync", stem)))
+        REQUIRE(kvs_buf_append(&b, base, stem) == 0 && kvs_buf_puts(&b, ".") == 0);
+    REQUIRE(kvs_buf_puts(&b, "database-url") == 0);
+    return kvs_buf_steal(&b);
+}
+
+int config_credential_read(const char *config_path, char **url, kvs_err *err)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char *path;
+    if (dir && *dir) {
+        size_t n = strlen(dir) + sizeof "/database-url";
+        path = kvs_xmalloc(n);
+        snprintf(path, n, "%s/database-url", dir);
+    } else {
+        path = config_credential_path(config_path);
+    }
+    int rc = config_secret_file_read(path, url, err);
+    free(path);
+    return rc;
+}
+
+kvs_config *config_load_service(const char *path, kvs_err *err)
+{
+    if (!path) path = config_default_path();
+    const char *env = getenv("DATABASE_URL");
+    char *url = NULL;
+    /* The credential matters only without DATABASE_URL; an unreadable one (the CLI run by a
+     * user who may not read root's file) only counts when nothing else gives the URL. */
+    kvs_err cred_err;
+    kvs_err_clear(&cred_err);
+    int cred_rc = env && *env ? 0 : config_credential_read(path, &url, &cred_err);
+    kvs_config *c = config_load_with_url(path, url, err);
+    if (url) {
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
+    if (!c && cred_rc == -EPERM) {
+        *err = cred_err; /* a world-writable credential is refused like the file */
+    } else if (!c && cred_rc && strstr(err->msg, "[database] url: not set")) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, "; and %s", cred_err.msg);
+    }
+    return c;
+}
+
+/* Text of a key's range for --print-keys. */
+static void key_range(const key_def *k, char *buf, size_t cap)
+{
+    switch (k->type) {
+    case K_INT: snprintf(buf, cap, "%ld..%ld", k->min, k->max); return;
+    case K_LEVEL: snprintf(buf, cap, "error|warning|notice|info|debug"); return;
+    case K_STR: snprintf(buf, cap, "%s", (k->flags & F_PATH) ? "path" : "text"); return;
+    }
+    snprintf(buf, cap, "-");
+}
+
+void config_keys_print(FILE *f)
+{
+    fprintf(f, "# section\tkey\tdefault\trange\treload\tmeaning\n");
+    char range[128];
+    for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+        const key_def *k = &keys[i];
+        key_range(k, range, sizeof range);
+        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->name, k->def ? k->def : "(unset)",
+                range, (k->flags & F_NORELOAD) ? "restart" : "reload", k->help ? k->help : "");
+    }
+    for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
+        bool scan = !strcmp(config_mapping_keys[i], "name_scan");
+        fprintf(f, "mapping\t%s\t%s\t%s\treload\t%s\n", config_mapping_keys[i],
+                scan ? "true" : "(built-in list)", scan ? "true|false" : "alias list",
+                scan ? "also read stone size and purity from product names"
+                     : "attribute names feeding this column; += adds to the built-in list");
+    }
 }

@@ -203,38 +203,16 @@ static void json_time(cJSON *o, const char *k, int64_t us)
 
 /* ---- connection ----------------------------------------------------------------------------- */
 
-/* The database URL kept out of the configuration file for the service (the unit's
- * LoadCredential=database-url:...): a new string without its trailing newline, or NULL. */
-static char *url_file_read(void)
-{
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    char path[4096];
-    snprintf(path, sizeof path, "%s", CTL_DEFAULT_URL_FILE);
-    if (dir && *dir) snprintf(path, sizeof path, "%s/database-url", dir);
-    return config_secret_file_read(path);
-}
-
-/* Loads the configuration like the service does: -c FILE, else the installed file when it
- * exists, else defaults; DATABASE_URL wins, and without any URL the service's database-url
- * file is used. Returns NULL after printing why. */
+/* Loads the configuration like the service does (config_load_service): -c FILE, else the
+ * installed file when it exists, else defaults; DATABASE_URL, else [database] url, else the
+ * service's database-url credential. Returns NULL after printing why. */
 static kvs_config *ctl_config(const char *cmd, const char *path)
 {
-    if (!path && access(CTL_DEFAULT_CONFIG, F_OK) == 0) path = CTL_DEFAULT_CONFIG;
     kvs_err e;
     kvs_err_clear(&e);
-    kvs_config *cfg = config_load(path, &e);
-    const char *env = getenv("DATABASE_URL");
-    char *url = NULL;
-    if (!cfg && !(env && *env) && (url = url_file_read())) {
-        /* config_load reads the URL from the environment; only for this call. */
-        setenv("DATABASE_URL", url, 1);
-        kvs_err_clear(&e);
-        cfg = config_load(path, &e);
-        unsetenv("DATABASE_URL");
-        explicit_bzero(url, strlen(url));
-        free(url);
-    }
+    kvs_config *cfg = config_load_service(path, &e);
     if (!cfg) fprintf(stderr, "kiotviet-syncd %s: configuration error: %s\n", cmd, e.msg);
+    if (cfg && cfg->warning) fprintf(stderr, "kiotviet-syncd %s: warning: %s\n", cmd, cfg->warning);
     return cfg;
 }
 
@@ -643,23 +621,21 @@ static int ctl_status(int argc, char **argv)
     bool json = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'j': json = true; break;
         case 'h':
             printf("Usage: kiotviet-syncd status [-c FILE] [--json]\n"
                    "Shows every KiotViet integration: state, last run, next run, token expiry,\n"
-                   "lease. Reads the database only. Without -c: " CTL_DEFAULT_CONFIG
+                   "lease. Reads the database only. Without -c: " KVS_DEFAULT_CONFIG
                    " if it exists.\n");
             return 0;
-        default: return EX_USAGE_CODE;
+        default: return cli_usage_error("status", argv[optind - 1], c == ':');
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "kiotviet-syncd status: unexpected argument '%s'\n", argv[optind]);
-        return EX_USAGE_CODE;
-    }
+    if (optind < argc) return cli_usage_error("status", argv[optind], false);
     int rc = 1;
     PGconn *pg = NULL;
     PGresult *res = NULL;
@@ -788,7 +764,8 @@ static int ctl_sync(int argc, char **argv)
     double timeout_s = SYNC_DEFAULT_TIMEOUT_S;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'f': full = true; break;
@@ -810,7 +787,7 @@ static int ctl_sync(int argc, char **argv)
                    "%d s; the request stays queued).\n",
                    SYNC_DEFAULT_TIMEOUT_S);
             return 0;
-        default: return EX_USAGE_CODE;
+        default: return cli_usage_error("sync", argv[optind - 1], c == ':');
         }
     }
     if (argc - optind != 1) {
@@ -845,10 +822,10 @@ static int ctl_sync(int argc, char **argv)
     id = kvs_strdup(PQgetvalue(res, 0, 0));
     if (!boolv(res, 0, 1) || !boolv(res, 0, 2)) {
         fprintf(stderr,
-                "kiotviet-syncd sync: %s is not enabled (%s): no daemon will run it. Enable it "
-                "with UPDATE third_party_integrations SET is_active = true, sync_enabled = true "
-                "WHERE name = '%s'; or run it once by hand: kiotviet-syncd --once --only %s\n",
-                name, !boolv(res, 0, 1) ? "is_active = false" : "sync_enabled = false", name, name);
+                "kiotviet-syncd sync: %s is not enabled (%s): no daemon runs it, and neither "
+                "does --once. Enable it first: UPDATE third_party_integrations SET is_active = "
+                "true, sync_enabled = true WHERE name = '%s'; then run this command again\n",
+                name, !boolv(res, 0, 1) ? "is_active = false" : "sync_enabled = false", name);
         goto cleanup;
     }
     PQclear(res);
@@ -960,4 +937,49 @@ int ctl_main(int argc, char **argv)
 {
     REQUIRE(argc >= 1 && ctl_is_command(argv[0]));
     return !strcmp(argv[0], "status") ? ctl_status(argc, argv) : ctl_sync(argc, argv);
+}
+
+/* ---- usage errors --------------------------------------------------------------------------- */
+
+/* Where each option belongs, for usage errors that say where a misplaced option goes. */
+static const struct {
+    const char *opt, *home;
+} option_homes[] = {
+    {"--once", "kiotviet-syncd [-c FILE] --once [--full] [--only NAME]"},
+    {"--only", "kiotviet-syncd [-c FILE] --once --only NAME (or --explain-product CODE --only NAME)"},
+    {"--explain-product", "kiotviet-syncd [-c FILE] --explain-product CODE [--only NAME]"},
+    {"--check-config", "kiotviet-syncd [-c FILE] --check-config [--as-service]"},
+    {"--as-service", "sudo kiotviet-syncd [-c FILE] --check-config|--once|--explain-product CODE "
+                     "--as-service"},
+    {"--print-keys", "kiotviet-syncd --print-keys"},
+    {"--allow-root", "kiotviet-syncd [-c FILE] [--once] --allow-root"},
+    {"--json", "kiotviet-syncd [-c FILE] status --json"},
+    {"--timeout", "kiotviet-syncd [-c FILE] sync NAME --timeout S"},
+    {"--full", "kiotviet-syncd [-c FILE] --once --full, or kiotviet-syncd [-c FILE] sync NAME --full"},
+    {"status", "kiotviet-syncd [-c FILE] status [--json] (the subcommand comes first, after -c)"},
+    {"sync", "kiotviet-syncd [-c FILE] sync NAME [--full] [--timeout S] (the subcommand comes "
+             "first, after -c)"},
+};
+
+int cli_usage_error(const char *cmd, const char *arg, bool missing_value)
+{
+    const char *who = cmd ? cmd : "";
+    const char *home = NULL;
+    size_t n = strcspn(arg ? arg : "", "=");
+    for (size_t i = 0; arg && i < ARRAY_SIZE(option_homes); i++)
+        if (strlen(option_homes[i].opt) == n && !strncmp(option_homes[i].opt, arg, n))
+            home = option_homes[i].home;
+    /* The argument is the operator's own text, not configuration: it is repeated. */
+    if (missing_value)
+        fprintf(stderr, "kiotviet-syncd%s%s: %s needs a value\n", *who ? " " : "", who, arg);
+    else if (arg && *arg == '-')
+        fprintf(stderr, "kiotviet-syncd%s%s: %s is not an option here\n", *who ? " " : "", who,
+                arg);
+    else
+        fprintf(stderr, "kiotviet-syncd%s%s: unexpected argument '%s'\n", *who ? " " : "", who,
+                arg ? arg : "");
+    if (home && !missing_value) fprintf(stderr, "  it goes: %s\n", home);
+    fprintf(stderr, "  see kiotviet-syncd --help%s%s%s\n", *who ? ", kiotviet-syncd " : "", who,
+            *who ? " --help" : "");
+    return EX_USAGE_CODE;
 }

@@ -1,6 +1,8 @@
 /* kiotviet-syncd: start-up, signals and shutdown. The work lives in scheduler.c and sync.c. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <libpq-fe.h>
 #include <malloc.h>
 #include <signal.h>
@@ -41,11 +43,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: kiotviet-syncd [-c FILE] [options]\n"
-            "       kiotviet-syncd status [-c FILE] [--json]\n"
-            "       kiotviet-syncd sync NAME [--full] [-c FILE] [--timeout S]\n"
+            "       kiotviet-syncd [-c FILE] status [--json]\n"
+            "       kiotviet-syncd [-c FILE] sync NAME [--full] [--timeout S]\n"
             "Keeps a shop's PostgreSQL catalogue in step with its KiotViet account.\n\n"
-            "  -c, --config FILE   configuration file (INI); DATABASE_URL overrides [database] url\n"
-            "                      (unset both: $CREDENTIALS_DIRECTORY/database-url is used)\n"
+            "  -c, --config FILE   configuration file (INI); default " KVS_DEFAULT_CONFIG "\n"
+            "                      when it exists. The database URL: DATABASE_URL, else\n"
+            "                      [database] url, else the credential database-url\n"
             "      --once          sync every active, sync-enabled KiotViet integration now, then\n"
             "                      exit: 0 if all succeeded, 1 if any failed\n"
             "      --full          with --once: ignore cursors and read everything\n"
@@ -53,6 +56,9 @@ static void usage(FILE *f)
             "      --explain-product CODE  show how KiotViet product CODE maps to the shop's\n"
             "                      columns and why (read-only; --only picks the integration)\n"
             "      --check-config  validate the configuration, print it, and exit\n"
+            "      --print-keys    print every configuration key with its default and range\n"
+            "      --as-service    (as root) read the credential as systemd does, then run as\n"
+            "                      user " KVS_SERVICE_USER ", as the service would\n"
             "      --allow-root    run even as root (not recommended)\n"
             "      --version       print the version and exit\n"
             "  -h, --help          this text\n\n"
@@ -60,6 +66,84 @@ static void usage(FILE *f)
             "status shows every integration; sync asks the running daemon to run one now\n"
             "and waits for it (exit 0 ok, 1 failed, 2 timeout). See kiotviet-syncd(8).\n"
             "Exit codes: 0 ok, 1 failure, 64 bad usage, 78 configuration error.\n");
+}
+
+/* `kiotviet-syncd -c FILE status ...`: global options before a subcommand, as git and
+ * systemctl accept. Returns the index of the subcommand in argv when every argument before
+ * it is a -c/--config option, else 0. */
+static int subcommand_index(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc) {
+        const char *a = argv[i];
+        if (ctl_is_command(a)) return i;
+        if (!strcmp(a, "-c") || !strcmp(a, "--config"))
+            i += 2;
+        else if (!strncmp(a, "--config=", 9) || (!strncmp(a, "-c", 2) && a[2]))
+            i += 1;
+        else
+            return 0;
+    }
+    return 0;
+}
+
+/* Runs the subcommand at argv[at] with the global options before it moved after it. */
+static int subcommand_run(int argc, char **argv, int at)
+{
+    char **v = kvs_xcalloc((size_t)argc + 1, sizeof *v);
+    int n = 0;
+    v[n++] = argv[at];
+    for (int i = 1; i < at; i++) v[n++] = argv[i];
+    for (int i = at + 1; i < argc; i++) v[n++] = argv[i];
+    int rc = ctl_main(n, v);
+    free(v);
+    return rc;
+}
+
+/* --as-service as root: becomes the service's user (its groups included), so that what follows
+ * reads the files as the service will. Returns 0, or -1 after printing why. */
+static int become_service_user(void)
+{
+    struct passwd *pw = getpwnam(KVS_SERVICE_USER);
+    if (!pw) {
+        fprintf(stderr, "kiotviet-syncd: --as-service: no user " KVS_SERVICE_USER " (make install "
+                        "creates it: systemd-sysusers kiotviet-sync.conf)\n");
+        return -1;
+    }
+    if (geteuid() == pw->pw_uid) return 0;
+    if (geteuid() != 0) {
+        fprintf(stderr, "kiotviet-syncd: --as-service needs root (it reads the credential as "
+                        "systemd does, then switches to user " KVS_SERVICE_USER "): use sudo\n");
+        return -1;
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) || setgid(pw->pw_gid) || setuid(pw->pw_uid)) {
+        fprintf(stderr, "kiotviet-syncd: --as-service: cannot become " KVS_SERVICE_USER ": %s\n",
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The configuration as the service sees it: the credential read now (as root, as systemd's
+ * LoadCredential= does), the file read after switching to the service's user. */
+static kvs_config *config_load_as_service(const char *path, kvs_err *err)
+{
+    if (!path) path = config_default_path();
+    char *url = NULL;
+    const char *env = getenv("DATABASE_URL");
+    if (!(env && *env) && config_credential_read(path, &url, err) < 0) return NULL;
+    kvs_config *cfg = NULL;
+    if (become_service_user() == 0) {
+        cfg = config_load_with_url(path, url, err);
+    } else {
+        kvs_err_set(err, -EPERM, "%s: not checked as user " KVS_SERVICE_USER,
+                    path ? path : "(defaults)");
+    }
+    if (url) {
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
+    return cfg;
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -85,38 +169,6 @@ static void sched_done(int code, void *arg)
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
 
-/* A systemd credential (LoadCredential=) by name; NULL when absent or empty. */
-static char *credential_read(const char *name)
-{
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    if (!dir || !*dir) return NULL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    return config_secret_file_read(path);
-}
-
-/* config_load, plus systemd's credential: when neither DATABASE_URL nor [database] url gives
- * the database, $CREDENTIALS_DIRECTORY/database-url does (the unit's
- * LoadCredential=database-url:/etc/kiotviet-sync/database-url), so the password need not be in
- * the configuration file or the environment. */
-static kvs_config *config_load_any(const char *path, kvs_err *err)
-{
-    kvs_config *cfg = config_load(path, err);
-    const char *env = getenv("DATABASE_URL");
-    if (cfg || (env && *env)) return cfg;
-    char *url = credential_read("database-url");
-    if (!url) return NULL;
-    /* config_load takes the URL from the environment; it is there only for this call (setenv
-     * does not show in /proc/PID/environ) and no child process is ever started. */
-    setenv("DATABASE_URL", url, 1);
-    kvs_err_clear(err);
-    cfg = config_load(path, err);
-    unsetenv("DATABASE_URL");
-    explicit_bzero(url, strlen(url));
-    free(url);
-    return cfg;
-}
-
 static void on_hup(uv_signal_t *h, int signum)
 {
     app *a = h->data;
@@ -125,7 +177,7 @@ static void on_hup(uv_signal_t *h, int signum)
     log_notice("SIGHUP: reloading %s", a->config_path ? a->config_path : "(defaults)");
     kvs_err e;
     kvs_err_clear(&e);
-    kvs_config *cfg = config_load_any(a->config_path, &e);
+    kvs_config *cfg = config_load_service(a->config_path, &e);
     map_opts mo;
     if (cfg && map_opts_from_config(cfg, &mo, &e)) {
         config_free(cfg);
@@ -134,6 +186,7 @@ static void on_hup(uv_signal_t *h, int signum)
         map_opts_free(&mo);
     }
     if (!cfg) log_err("reload failed, keeping the old configuration: %s", e.msg);
+    if (cfg && cfg->warning) log_warn("%s", cfg->warning);
     /* Even with a bad file the integrations are re-read; READY=1 follows that. */
     sched_reload(a->sched, cfg);
 }
@@ -199,10 +252,12 @@ static void warn_config_mode(const kvs_config *cfg)
     if (!exposed) return;
     int has = conninfo_has_password(cfg->db_url);
     if (has == 0) return;
-    log_warn("%s %s the database password and is readable by other users (mode %04o): chmod 600 "
-             "it, or keep the password out of the file (a libpq passfile, DATABASE_URL, or "
-             "systemd LoadCredential=database-url:...)",
-             cfg->path, has > 0 ? "holds" : "may hold", (unsigned)(st.st_mode & 07777));
+    char *cred = config_credential_path(cfg->path);
+    log_warn("%s %s the database password and is readable by other users (mode %04o): make it "
+             "root:" KVS_SERVICE_USER " mode 0640 (make install does), or keep the password out "
+             "of it: the credential file %s (the unit's LoadCredential=), or a libpq passfile",
+             cfg->path, has > 0 ? "holds" : "may hold", (unsigned)(st.st_mode & 07777), cred);
+    free(cred);
 }
 
 /* The client secret, tokens and the database password live in this process's memory: no core
@@ -224,8 +279,10 @@ int main(int argc, char **argv)
 {
     process_harden();
     /* Operator subcommands are short-lived database clients, not the daemon (ctl.c). */
-    if (argc > 1 && ctl_is_command(argv[1])) return ctl_main(argc - 1, argv + 1);
-    enum { OPT_ONCE = 256, OPT_FULL, OPT_CHECK, OPT_VERSION, OPT_ROOT, OPT_ONLY, OPT_EXPLAIN };
+    int sub = subcommand_index(argc, argv);
+    if (sub) return subcommand_run(argc, argv, sub);
+    enum { OPT_ONCE = 256, OPT_FULL, OPT_CHECK, OPT_VERSION, OPT_ROOT, OPT_ONLY, OPT_EXPLAIN,
+           OPT_KEYS, OPT_AS_SERVICE };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"once", no_argument, NULL, OPT_ONCE},
@@ -233,6 +290,8 @@ int main(int argc, char **argv)
         {"only", required_argument, NULL, OPT_ONLY},
         {"explain-product", required_argument, NULL, OPT_EXPLAIN},
         {"check-config", no_argument, NULL, OPT_CHECK},
+        {"print-keys", no_argument, NULL, OPT_KEYS},
+        {"as-service", no_argument, NULL, OPT_AS_SERVICE},
         {"allow-root", no_argument, NULL, OPT_ROOT},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
@@ -240,10 +299,11 @@ int main(int argc, char **argv)
     };
     app a;
     memset(&a, 0, sizeof a);
-    bool once = false, full = false, check = false, allow_root = false;
+    bool once = false, full = false, check = false, allow_root = false, as_service = false;
     const char *only = NULL, *explain_code = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': a.config_path = optarg; break;
         case OPT_ONCE: once = true; break;
@@ -251,33 +311,36 @@ int main(int argc, char **argv)
         case OPT_ONLY: only = optarg; break;
         case OPT_EXPLAIN: explain_code = optarg; break;
         case OPT_CHECK: check = true; break;
+        case OPT_KEYS: config_keys_print(stdout); return 0;
+        case OPT_AS_SERVICE: as_service = true; break;
         case OPT_ROOT: allow_root = true; break;
         case OPT_VERSION: printf("kiotviet-syncd %s\n", KVS_VERSION); return 0;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EX_USAGE_CODE;
+        default: return cli_usage_error(NULL, argv[optind - 1], c == ':');
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "kiotviet-syncd: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return EX_USAGE_CODE;
-    }
+    if (optind < argc) return cli_usage_error(NULL, argv[optind], false);
     if (explain_code && (once || full)) {
         fprintf(stderr, "kiotviet-syncd: --explain-product does not go with --once or --full\n");
         return EX_USAGE_CODE;
     }
     if ((full || only) && !once && !explain_code) {
-        fprintf(stderr, "kiotviet-syncd: --full and --only go with --once\n");
+        fprintf(stderr, "kiotviet-syncd: --full and --only go with --once (--only also with "
+                        "--explain-product): kiotviet-syncd [-c FILE] --once [--full] [--only "
+                        "NAME]; for a run by the daemon: kiotviet-syncd sync NAME [--full]\n");
         return EX_USAGE_CODE;
     }
+    if (!a.config_path) a.config_path = config_default_path();
     log_init();
     kvs_err err;
     kvs_err_clear(&err);
-    kvs_config *cfg = config_load_any(a.config_path, &err);
+    kvs_config *cfg = as_service ? config_load_as_service(a.config_path, &err)
+                                 : config_load_service(a.config_path, &err);
     if (!cfg) {
         log_err("configuration error: %s", err.msg);
         return KVS_EX_CONFIG;
     }
+    if (cfg->warning) log_warn("%s", cfg->warning);
     map_opts mo;
     if (map_opts_from_config(cfg, &mo, &err)) {
         log_err("configuration error: %s", err.msg);
@@ -288,12 +351,16 @@ int main(int argc, char **argv)
     if (check) {
         config_print(cfg);
         config_free(cfg);
-        printf("configuration OK\n");
+        if (as_service)
+            printf("configuration OK, read as user " KVS_SERVICE_USER " as the service will\n");
+        else
+            printf("configuration OK\n");
         return 0;
     }
-    if (geteuid() == 0 && !allow_root) {
-        log_err("refusing to run as root: run it as a dedicated user (the systemd unit does), or "
-                "pass --allow-root");
+    /* The read-only --explain-product is a CLI like status: it does not refuse root. */
+    if (geteuid() == 0 && !allow_root && !explain_code) {
+        log_err("refusing to run as root: run it as a dedicated user (the systemd unit does; by "
+                "hand: sudo kiotviet-syncd --once --as-service), or pass --allow-root");
         config_free(cfg);
         return 1;
     }

@@ -1048,22 +1048,45 @@ done:
     map_page_free(&p);
 }
 
+/* "file:line: [mapping] key" of a [mapping] key, for messages. */
+static void mapping_where(const kvs_config *cfg, const char *key, int line, char *buf, size_t cap)
+{
+    const char *file = cfg->path ? cfg->path : "config";
+    if (line)
+        snprintf(buf, cap, "%s:%d: [mapping] %s", file, line, key);
+    else
+        snprintf(buf, cap, "%s: [mapping] %s", file, key);
+}
+
+/* The alias list for "key += list": the field's built-in aliases, then list. New string. */
+static char *aliases_added(const jewel_map *m, int field, const char *list)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    for (size_t i = 0; i < jewel_map_alias_count(m, field); i++)
+        REQUIRE(kvs_buf_puts(&b, jewel_map_alias(m, field, i)) == 0 &&
+                kvs_buf_puts(&b, ", ") == 0);
+    REQUIRE(kvs_buf_puts(&b, list) == 0);
+    return kvs_buf_steal(&b);
+}
+
 int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
 {
     memset(o, 0, sizeof *o);
     jewel_map *m = jewel_map_new_defaults();
     o->name_scan = true;
+    char at[512];
     for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
         const char *v = cfg->mapping[i];
         if (!v) continue;
+        mapping_where(cfg, config_mapping_keys[i], cfg->mapping_line[i], at, sizeof at);
         if (!strcmp(config_mapping_keys[i], "name_scan")) {
             if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes"))
                 o->name_scan = true;
             else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no"))
                 o->name_scan = false;
             else {
-                kvs_err_set(err, -EINVAL, "%s: [mapping] name_scan: '%s' is not true or false",
-                            cfg->path ? cfg->path : "config", v);
+                kvs_err_set(err, -EINVAL, "%s: not true or false", at);
                 goto fail;
             }
             continue;
@@ -1071,9 +1094,11 @@ int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
         int f = jewel_field_from_name(config_mapping_keys[i]);
         kvs_err e;
         kvs_err_clear(&e);
-        if (f < 0 || jewel_map_set_aliases(m, f, v, &e)) {
-            kvs_err_set(err, -EINVAL, "%s: [mapping] %s: %s", cfg->path ? cfg->path : "config",
-                        config_mapping_keys[i], e.msg[0] ? e.msg : "unknown column");
+        char *list = f >= 0 && cfg->mapping_append[i] ? aliases_added(m, f, v) : NULL;
+        int rc = f < 0 ? -EINVAL : jewel_map_set_aliases(m, f, list ? list : v, &e);
+        free(list);
+        if (rc) {
+            kvs_err_set(err, -EINVAL, "%s: %s", at, e.msg[0] ? e.msg : "unknown column");
             goto fail;
         }
     }
@@ -1088,8 +1113,8 @@ int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
             errno = 0;
             long long v = strtoll(p, &end, 10);
             if (end == p || errno || v <= 0 || (*end && *end != ',' && *end != ' ' && *end != '\t')) {
-                kvs_err_set(err, -EINVAL, "%s: [mapping] branches: '%s' is not a list of branch ids",
-                            cfg->path ? cfg->path : "config", cfg->branches);
+                mapping_where(cfg, "branches", cfg->branches_line, at, sizeof at);
+                kvs_err_set(err, -EINVAL, "%s: not a list of branch ids", at);
                 free(b);
                 goto fail;
             }

@@ -304,6 +304,9 @@ def test_sync_unknown_disabled_and_bad_usage(shop_db, sim, tmp_path):
     assert r.rc == 1 and "'shopify' is not a KiotViet integration" in r.err
     r = ctl("sync", "kiotviet", "-c", cfg)
     assert r.rc == 1 and "kiotviet is not enabled (sync_enabled = false)" in r.err
+    # The advice must work: --once refuses a disabled integration too, so it is not offered.
+    assert "--once" not in r.err.replace("neither does --once", "")
+    assert "SET is_active = true, sync_enabled = true WHERE name = 'kiotviet'" in r.err
     assert integ(shop_db)["sync_requested_at"] is None  # nothing was requested
     assert ctl("sync", "-c", cfg).rc == 64
     assert ctl("sync", "a", "b", "-c", cfg).rc == 64
@@ -360,3 +363,30 @@ def test_row_level_security_is_named_not_mistaken_for_a_missing_migration(shop_d
     finally:
         shop_db.sql(f"DROP OWNED BY {role}")
         shop_db.sql(f"DROP ROLE {role}")
+
+
+def test_global_options_before_the_subcommand_and_misplaced_options(shop_db, sim, tmp_path):
+    """Issue 15 item 8: `kiotviet-syncd -c FILE status` (global options first, as git and
+    systemctl accept) works; issue 17: a misplaced option's usage error says where it goes."""
+    cfg = kvsd.write_config(tmp_path / "c.conf", shop_db.dsn)
+    kvsd.setup_integration(shop_db, sim)
+    for args in (("-c", str(cfg), "status", "--json"), (f"--config={cfg}", "status", "--json"),
+                 ("--config", str(cfg), "status", "--json"), (f"-c{cfg}", "status", "--json")):
+        r = ctl(*args)
+        assert r.rc == 0, (args, r)
+        assert [i["name"] for i in json.loads(r.out)["integrations"]] == ["kiotviet"]
+    r = ctl("-c", str(cfg), "sync", "kiotviet-nope")
+    assert r.rc == 1 and "no integration named 'kiotviet-nope'" in r.err, r
+    # Misplaced options: exit 64 and the form that works.
+    cases = [
+        (("status", "--once", "-c", str(cfg)), "it goes: kiotviet-syncd [-c FILE] --once"),
+        (("-c", str(cfg), "--json"), "it goes: kiotviet-syncd [-c FILE] status --json"),
+        (("--once", "status"), "status [--json] (the subcommand comes first, after -c)"),
+        (("sync", "kiotviet", "--only", "x"), "it goes: kiotviet-syncd [-c FILE] --once --only NAME"),
+        (("--timeout", "5"), "it goes: kiotviet-syncd [-c FILE] sync NAME --timeout S"),
+        (("-c", str(cfg), "--full"), "kiotviet-syncd sync NAME [--full]"),
+    ]
+    for args, where in cases:
+        r = ctl(*args)
+        assert r.rc == 64, (args, r)
+        assert where in r.err, (args, r.err)

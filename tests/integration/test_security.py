@@ -221,7 +221,7 @@ def test_warns_when_config_with_password_is_readable_by_others(pg, db, workdir):
             assert warning in res.err, (what, res)
             line = next(ln for ln in res.err.splitlines() if warning in ln)
             assert f"{cfg} holds the database password" in line, line
-            assert f"(mode 0{mode:o})" in line and "chmod 600" in line, line
+            assert f"(mode 0{mode:o})" in line and "root:kiotviet-sync mode 0640" in line, line
             assert "passfile" in line and "LoadCredential" in line, line
         else:
             assert warning not in res.err, (what, res)

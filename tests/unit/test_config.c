@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -87,13 +88,14 @@ static void test_errors_name_file_and_line(void **state)
     (void)state;
     kvs_err err;
     assert_null(load("[database]\nurl = x\n[sync]\npage_size = 500\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [sync] page_size: 500 is out of range 1..100");
+    assert_string_equal(err.msg, "t.conf:4: [sync] page_size: out of range 1..100");
     assert_null(load("[database]\nurl = x\n[sync]\nlease_seconds = 2\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [sync] lease_seconds: 2 is out of range 3..3600");
+    assert_string_equal(err.msg, "t.conf:4: [sync] lease_seconds: out of range 3..3600");
     assert_null(load("[database]\nurl = x\n\n[sync]\nno_such_key = 1\n", &err));
-    assert_string_equal(err.msg, "t.conf:5: [sync] no_such_key: unknown key");
+    assert_true(strstr(err.msg, "t.conf:5: [sync]: unknown key") == err.msg);
+    assert_null(strstr(err.msg, "no_such_key"));
     assert_null(load("[database]\nurl = x\n[sync]\npage_size = ten\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [sync] page_size: 'ten' is not a whole number");
+    assert_string_equal(err.msg, "t.conf:4: [sync] page_size: not a whole number");
     assert_null(load("[log]\nlevel = loud\n[database]\nurl = x\n", &err));
     assert_true(strstr(err.msg, "t.conf:2: [log] level:") == err.msg);
     assert_null(load("[database\nurl = x\n", &err));
@@ -106,7 +108,7 @@ static void test_errors_name_file_and_line(void **state)
     assert_true(strstr(err.msg, "schema: invalid name") != NULL);
     /* Found by tests/fuzz/fuzz_config: an empty schema was a NULL pointer in validation. */
     assert_null(load("[database]\nurl = x\nschema =\n", &err));
-    assert_string_equal(err.msg, "t.conf: [database] schema: empty (leave the key out for public)");
+    assert_string_equal(err.msg, "t.conf:3: [database] schema: empty (leave the key out for public)");
 }
 
 /* A line that is not "key = value" is never repeated in the error: it could be a password
@@ -121,6 +123,133 @@ static void test_errors_never_quote_secrets(void **state)
     assert_null(load("[database]\nurl = x\nS3cr3t/P4ss+w0rd = 1\n", &err));
     assert_null(strstr(err.msg, "S3cr3t"));
     assert_true(strstr(err.msg, "unknown key") != NULL);
+}
+
+/* Issue 18: no configuration error repeats a value or an unknown key's text, whatever the
+ * key's type; known keys are named with the file and line. */
+static void test_errors_never_quote_values(void **state)
+{
+    (void)state;
+    kvs_err err;
+    static const char *const texts[] = {
+        "[database]\nurl = x\n[sync]\npage_size = S3cr3tPw\n",
+        "[database]\nurl = x\n[sync]\npage_size = 99999999\n",
+        "[database]\nurl = x\n[log]\nlevel = S3cr3tPw\n",
+        "[database]\nurl = x\n[mapping]\nbranches = S3cr3tPw\n",
+        "[database]\nurl = x\n[mapping]\nname_scan = S3cr3tPw\n",
+        "[database]\nurl = x\n[kiotviet]\nca_file = /nonexistent/S3cr3tPw\n",
+        "[database]\nurl = x\n[kiotviet]\nretry_base_ms = 99999\nretry_cap_ms = 88888\n",
+        "[database]\nurl = x\nS3cr3tPw = 1\n",
+        "[database]\nurl = x\nS3cr3tPw\n",
+        "[S3cr3tPw]\n",
+        "[database]\nurl = x\n[S3cr3tPw]\nkey = 1\n",
+        "S3cr3tPw = 1\n[database]\nurl = x\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        kvs_config *c = load(texts[i], &err);
+        if (c) { /* name_scan is checked by the mapping (test_mapping) */
+            config_free(c);
+            continue;
+        }
+        assert_null(strstr(err.msg, "S3cr3tPw"));
+        assert_null(strstr(err.msg, "9999"));
+        assert_null(strstr(err.msg, "8888"));
+        assert_true(strncmp(err.msg, "t.conf:", 7) == 0);
+    }
+    assert_null(load("[database]\nurl = x\n[log]\nlevel = S3cr3tPw\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [log] level: not one of error, warning, notice, info, "
+                                 "debug");
+    assert_null(load("[database]\nurl = x\n[mapping]\nbranches = S3cr3tPw\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [mapping] branches: not a comma-separated list of "
+                                 "branch ids");
+}
+
+/* Issue 17: an unknown section is an error at its header, even when empty, and a key under a
+ * misspelt section is reported as the unknown section, not as an unknown key. */
+static void test_unknown_sections(void **state)
+{
+    (void)state;
+    kvs_err err;
+    assert_null(load("[database]\nurl = x\n[synk]\n", &err));
+    assert_true(strstr(err.msg, "t.conf:3: unknown section") == err.msg);
+    assert_null(load("[database]\nurl = x\n\n[synk]\npage_size = 5\n", &err));
+    assert_true(strstr(err.msg, "t.conf:4: unknown section") == err.msg);
+    assert_null(load("page_size = 5\n[database]\nurl = x\n", &err));
+    assert_true(strstr(err.msg, "t.conf:1: a key before any [section]") == err.msg);
+    kvs_config *c = load("[database]\nurl = x\n[ Mapping ]\n[SYNC]\n", &err);
+    assert_non_null(c);
+    config_free(c);
+}
+
+/* "key += list" adds to a [mapping] column's list; it is refused for other keys. */
+static void test_mapping_append(void **state)
+{
+    (void)state;
+    kvs_err err;
+    kvs_config *c = load("[database]\nurl = x\n[mapping]\ngold_purity += HÀM LƯỢNG\n"
+                         "gold_purity += KARA\nshape = A\nshape += B\n",
+                         &err);
+    assert_non_null(c);
+    int gp = -1, sh = -1;
+    for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
+        if (!strcmp(config_mapping_keys[i], "gold_purity")) gp = i;
+        if (!strcmp(config_mapping_keys[i], "shape")) sh = i;
+    }
+    assert_string_equal(c->mapping[gp], "HÀM LƯỢNG, KARA");
+    assert_true(c->mapping_append[gp]);
+    assert_int_equal(c->mapping_line[gp], 5);
+    assert_string_equal(c->mapping[sh], "A, B");
+    assert_false(c->mapping_append[sh]);
+    config_free(c);
+    assert_null(load("[database]\nurl = x\n[sync]\npage_size += 5\n", &err));
+    assert_string_equal(err.msg, "t.conf:4: [sync] page_size: '+=' only adds to the alias lists "
+                                 "of [mapping] columns; use '='");
+}
+
+/* Issue 18: a file (or the credential) anyone may write is refused; the credential path
+ * follows the configuration's name. */
+static void test_file_modes_and_credential(void **state)
+{
+    (void)state;
+    kvs_err err;
+    char path[] = "/tmp/kvs-config-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "[database]\nurl = postgresql://file@h/db\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(chmod(path, 0666), 0);
+    kvs_err_clear(&err);
+    assert_null(config_load(path, &err));
+    assert_int_equal(err.code, -EPERM);
+    assert_true(strstr(err.msg, "writable by every user") != NULL);
+    assert_int_equal(chmod(path, 0640), 0);
+    kvs_config *c = config_load(path, &err);
+    assert_non_null(c);
+    assert_null(c->warning);
+    config_free(c);
+
+    char *url = NULL;
+    assert_int_equal(chmod(path, 0602), 0);
+    assert_int_equal(config_secret_file_read(path, &url, &err), -EPERM);
+    assert_null(url);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(config_secret_file_read(path, &url, &err), 0);
+    assert_string_equal(url, "[database]\nurl = postgresql://file@h/db");
+    free(url);
+    assert_int_equal(config_secret_file_read("/nonexistent/x", &url, &err), 0);
+    assert_null(url);
+    unlink(path);
+
+    char *p = config_credential_path("/etc/kiotviet-sync/kiotviet-sync.conf");
+    assert_string_equal(p, "/etc/kiotviet-sync/database-url");
+    free(p);
+    p = config_credential_path("/etc/kiotviet-sync/shop2.conf");
+    assert_string_equal(p, "/etc/kiotviet-sync/shop2.database-url");
+    free(p);
+    p = config_credential_path(NULL);
+    assert_string_equal(p, "/etc/kiotviet-sync/database-url");
+    free(p);
 }
 
 static void test_nul_byte_and_size_limit(void **state)
@@ -205,25 +334,25 @@ static void test_retry_delay_keys(void **state)
     config_free(c);
 
     assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 9\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: 9 is out of range 10..600000");
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: out of range 10..600000");
     assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_cap_ms = 600001\n", &err));
     assert_string_equal(err.msg,
-                        "t.conf:4: [kiotviet] retry_cap_ms: 600001 is out of range 10..600000");
+                        "t.conf:4: [kiotviet] retry_cap_ms: out of range 10..600000");
     assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 1s\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: '1s' is not a whole number");
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: not a whole number");
     /* base above the cap: the cap set last is named ... */
     assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 500\n\nretry_cap_ms = 200\n",
                      &err));
-    assert_string_equal(err.msg, "t.conf:6: [kiotviet] retry_cap_ms: retry_base_ms (500) must not "
-                                 "exceed retry_cap_ms (200)");
+    assert_string_equal(err.msg, "t.conf:6: [kiotviet] retry_cap_ms: retry_base_ms must not "
+                                 "exceed retry_cap_ms");
     /* ... or the base set last; against the default cap too */
     assert_null(load("[kiotviet]\nretry_cap_ms = 200\nretry_base_ms = 500\n[database]\nurl = x\n",
                      &err));
-    assert_string_equal(err.msg, "t.conf:3: [kiotviet] retry_base_ms: retry_base_ms (500) must not "
-                                 "exceed retry_cap_ms (200)");
+    assert_string_equal(err.msg, "t.conf:3: [kiotviet] retry_base_ms: retry_base_ms must not "
+                                 "exceed retry_cap_ms");
     assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\n", &err));
-    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: retry_base_ms (90000) must "
-                                 "not exceed retry_cap_ms (60000)");
+    assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: retry_base_ms must "
+                                 "not exceed retry_cap_ms");
     /* a later line may fix an earlier one: only the final values count */
     c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\nretry_cap_ms = 120000\n",
              &err);
@@ -240,6 +369,10 @@ int main(void)
         cmocka_unit_test_setup(test_comments_bom_spacing, setup),
         cmocka_unit_test_setup(test_errors_name_file_and_line, setup),
         cmocka_unit_test_setup(test_errors_never_quote_secrets, setup),
+        cmocka_unit_test_setup(test_errors_never_quote_values, setup),
+        cmocka_unit_test_setup(test_unknown_sections, setup),
+        cmocka_unit_test_setup(test_mapping_append, setup),
+        cmocka_unit_test_setup(test_file_modes_and_credential, setup),
         cmocka_unit_test_setup(test_nul_byte_and_size_limit, setup),
         cmocka_unit_test_setup(test_file_and_env, setup),
         cmocka_unit_test_setup(test_retry_delay_keys, setup),

@@ -612,10 +612,21 @@ static void test_opts_from_config(void **state)
     map_opts_free(&o);
     config_free(c);
 
+    /* Issue 17: += adds to the built-in list (the README's advice), it does not replace it. */
+    c = load_conf("gold_purity += HÀM LƯỢNG\n", &e);
+    assert_non_null(c);
+    OK(map_opts_from_config(c, &o, &e));
+    assert_int_equal(jewel_map_lookup(o.jewel, "TUỔI VÀNG"), JF_GOLD_PURITY); /* kept */
+    assert_int_equal(jewel_map_lookup(o.jewel, "ham luong"), JF_GOLD_PURITY); /* added */
+    map_opts_free(&o);
+    config_free(c);
+
+    /* Errors name the file's line and the key, never the value (issue 18). */
     c = load_conf("name_scan = maybe\n", &e);
     assert_non_null(c);
     assert_int_equal(map_opts_from_config(c, &o, &e), -EINVAL);
-    assert_non_null(strstr(e.msg, "name_scan"));
+    assert_non_null(strstr(e.msg, ":4: [mapping] name_scan: not true or false"));
+    assert_null(strstr(e.msg, "maybe"));
     config_free(c);
 
     /* An alias of another column: refused, naming both. */
