@@ -1,10 +1,14 @@
 # kiotviet-sync: plain Makefile, pkg-config for every library.
-# make            build build/kiotviet-syncd (installs missing Debian packages first)
+# make            build build/kiotviet-syncd (needs only the build packages; as root it installs
+#                 the missing ones, otherwise it prints the apt-get line)
 # make check      unit tests (cmocka) + integration tests (pytest, real PostgreSQL, simulator)
 # make check-asan the same under AddressSanitizer + UndefinedBehaviorSanitizer
 # make demo       throwaway PostgreSQL + simulator + one full sync, summarised
 # make bench      performance figures against the targets (see README)
 # make soak       minutes of syncing against a faulty simulator: RSS, descriptors, sync_logs
+# make install    binary, units, service user, man page, migrations, /etc/kiotviet-sync files
+# make uninstall  removes what make install put outside /etc/kiotviet-sync
+# check, check-*, demo, bench, soak and fuzz also bring the test packages (PostgreSQL, pytest).
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -15,10 +19,12 @@ CC      ?= cc
 PKGS    := libuv libcurl libpq libcjson libsystemd
 PYTHON  := /usr/bin/python3
 
-# Debian packages the build and the tests need; `make deps` installs what is missing.
+# Debian packages: building needs DEB_BUILD only; the tests, the demo and the benchmark also
+# DEB_TEST (a PostgreSQL server, pytest, ...: not for a production server). `make deps` lists
+# and installs both.
 DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
-             libsystemd-dev libunistring-dev libcmocka-dev
-DEB_TEST  := postgresql-15 python3 python3-pytest python3-psycopg openssl systemd
+             libsystemd-dev libunistring-dev
+DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-psycopg openssl systemd
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \
@@ -46,13 +52,14 @@ LIB      := $(BUILD)/libkvsync.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check check-unit check-integration check-systemd check-asan demo bench clean \
-        install fuzz check-fuzz soak
-all: deps $(BIN)
+.PHONY: all deps deps-build deps-test check check-unit check-integration check-systemd \
+        check-asan demo bench clean install uninstall fuzz check-fuzz soak
+all: deps-build $(BIN)
 
-# Installs missing Debian packages when run as root; otherwise prints the exact command.
-deps:
-	@missing=""; for p in $(DEB_ALL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the missing packages of a list when run as root; otherwise prints the exact command
+# and fails (only when something is missing).
+define deps_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: installing$$missing"; \
@@ -62,6 +69,15 @@ deps:
 	    echo "deps: missing packages; run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps-build:
+	$(call deps_install,$(DEB_BUILD))
+
+deps-test:
+	$(call deps_install,$(DEB_ALL))
+
+deps: deps-test
 
 $(BIN): $(MAIN_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -79,61 +95,94 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) | $(BUILD)/tests
 $(BUILD)/obj $(BUILD)/tests:
 	@mkdir -p $@
 
-check-unit: deps $(UNIT_BINS)
+check-unit: deps-test $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-check-integration: deps $(BIN)
+check-integration: deps-test $(BIN)
 	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
-# The systemd unit must verify and keep its exposure score low (see scripts/check-systemd.sh).
-check-systemd: deps $(BIN)
+# The systemd units must verify and keep their exposure score low (see scripts/check-systemd.sh).
+check-systemd: deps-test $(BIN)
 	sh scripts/check-systemd.sh systemd/kiotviet-sync.service
+	sh scripts/check-systemd.sh systemd/kiotviet-sync@.service
 
 # The README's test command: unit tests, then integration tests against a throwaway PostgreSQL.
-check: deps
+check: deps-test
 	$(MAKE) --no-print-directory check-unit check-integration check-systemd
 
-check-asan: deps
+check-asan: deps-test
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check-unit check-integration
 
 # Fuzzing (clang + libFuzzer): `make fuzz` runs each target for FUZZ_SECONDS (default 600);
 # `make check-fuzz` is the CI-sized run (60 s each). Not part of `make check`.
 FUZZ_SECONDS ?= 600
-fuzz: deps
+fuzz: deps-test
 	sh scripts/fuzz.sh $(FUZZ_SECONDS)
 
-check-fuzz: deps
+check-fuzz: deps-test
 	sh scripts/fuzz.sh 60
 
-demo: deps $(BIN)
+demo: deps-test $(BIN)
 	$(PYTHON) scripts/demo.py --bin $(abspath $(BIN))
 
-bench: deps $(BIN)
+bench: deps-test $(BIN)
 	$(PYTHON) scripts/bench.py --bin $(abspath $(BIN))
 
 # The soak of issue 5 (a day in miniature): several integrations every few seconds against a
 # simulator injecting random faults, for SOAK_SECONDS (default 300). Not part of `make check`.
 SOAK_SECONDS ?= 300
-soak: deps $(BIN)
+soak: deps-test $(BIN)
 	$(PYTHON) tests/soak/soak.py --bin $(abspath $(BIN)) --duration $(SOAK_SECONDS)
 
 clean:
 	rm -rf build build-asan build-fuzz
 
-# make install [PREFIX=/usr/local] [DESTDIR=]: binary, unit, example config (0640), migrations,
-# man page.
-SYSCONFDIR ?= /etc
-UNITDIR    ?= /lib/systemd/system
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, both units, the sysusers.d file of the
+# service's user, the man page, the migrations; /etc/kiotviet-sync/kiotviet-sync.conf
+# (root:kiotviet-sync 0640) and database-url (root 0600, empty) unless present. Without DESTDIR,
+# as root, it creates the user (systemd-sysusers) and gives the configuration to its group; with
+# DESTDIR it prints those two commands for the target system instead.
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+ETCDIR      := $(SYSCONFDIR)/kiotviet-sync
+SERVICE_USER := kiotviet-sync
+UNITS       := kiotviet-sync.service kiotviet-sync@.service
 install: $(BIN)
 	install -Dm0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kiotviet-syncd
-	install -Dm0644 systemd/kiotviet-sync.service $(DESTDIR)$(UNITDIR)/kiotviet-sync.service
-	sed -i 's|/usr/local/bin/kiotviet-syncd|$(PREFIX)/bin/kiotviet-syncd|' \
-	    $(DESTDIR)$(UNITDIR)/kiotviet-sync.service
-	install -d $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync
-	test -e $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync/kiotviet-sync.conf || \
-	    install -m0640 config/kiotviet-sync.conf $(DESTDIR)$(SYSCONFDIR)/kiotviet-sync/kiotviet-sync.conf
+	for u in $(UNITS); do \
+	  install -Dm0644 systemd/$$u $(DESTDIR)$(UNITDIR)/$$u && \
+	  sed -i 's|/usr/local/bin/kiotviet-syncd|$(PREFIX)/bin/kiotviet-syncd|' \
+	      $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -Dm0644 systemd/kiotviet-sync.sysusers $(DESTDIR)$(SYSUSERSDIR)/kiotviet-sync.conf
+	install -d -m0755 $(DESTDIR)$(ETCDIR)
+	test -e $(DESTDIR)$(ETCDIR)/kiotviet-sync.conf || \
+	    install -m0640 config/kiotviet-sync.conf $(DESTDIR)$(ETCDIR)/kiotviet-sync.conf
+	test -e $(DESTDIR)$(ETCDIR)/database-url || \
+	    install -m0600 /dev/null $(DESTDIR)$(ETCDIR)/database-url
 	install -d $(DESTDIR)$(PREFIX)/share/kiotviet-sync/migrations
 	install -m0644 db/migrations/*.sql $(DESTDIR)$(PREFIX)/share/kiotviet-sync/migrations/
 	install -Dm0644 doc/kiotviet-syncd.8 $(DESTDIR)$(PREFIX)/share/man/man8/kiotviet-syncd.8
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "systemd-sysusers $(SYSUSERSDIR)/kiotviet-sync.conf"; \
+	  systemd-sysusers $(SYSUSERSDIR)/kiotviet-sync.conf || exit 1; \
+	  echo "chgrp $(SERVICE_USER) $(ETCDIR)/kiotviet-sync.conf"; \
+	  chgrp $(SERVICE_USER) $(ETCDIR)/kiotviet-sync.conf || exit 1; \
+	else \
+	  echo "install: on the target system, as root, run:"; \
+	  echo "  systemd-sysusers $(SYSUSERSDIR)/kiotviet-sync.conf"; \
+	  echo "  chgrp $(SERVICE_USER) $(ETCDIR)/kiotviet-sync.conf"; \
+	fi
+
+# Removes what make install put outside /etc/kiotviet-sync; the configuration, the database URL
+# and the service's user stay (the README says how to remove them, and the migrations' schema).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/kiotviet-syncd $(DESTDIR)$(SYSUSERSDIR)/kiotviet-sync.conf \
+	      $(DESTDIR)$(PREFIX)/share/man/man8/kiotviet-syncd.8
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -rf $(DESTDIR)$(PREFIX)/share/kiotviet-sync
+	@echo "uninstall: kept $(ETCDIR) and the user $(SERVICE_USER); to remove them too:" \
+	      "rm -r $(ETCDIR); userdel $(SERVICE_USER)"
 
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)

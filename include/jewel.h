@@ -58,6 +58,8 @@ enum jewel_status {
 
 /* Column / config name of a field, e.g. "gold_purity"; NULL for an out-of-range value. */
 const char *jewel_field_name(int field);
+/* The built-in alias list of a field, comma-separated (static text), or NULL. */
+const char *jewel_default_aliases(int field);
 /* Field for a column name (exact, ASCII case-insensitive), or -1. */
 int jewel_field_from_name(const char *name);
 /* "ok", "empty", "ambiguous", "invalid", "absent". */

@@ -4,6 +4,9 @@
 # `systemd-analyze security --offline=true` exposure must be at most 1.5.
 #
 # Usage: scripts/check-systemd.sh [UNIT] (default systemd/kiotviet-sync.service)
+# A template (NAME@.service) is checked as its instance NAME@check.service, and must equal
+# systemd/kiotviet-sync.service apart from comments, Description=, ExecStart= and
+# LoadCredential= (the instance's files): the same hardening, hence the same score.
 # Env:   KVS_BIN  the binary ExecStart should point at (default build/kiotviet-syncd)
 #
 # verify insists that ExecStart's binary exists, and the unit names the installed path
@@ -28,7 +31,20 @@ grep -q '^ExecStart=/usr/local/bin/kiotviet-syncd ' "$unit" ||
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kvs-unit.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT INT TERM
-copy=$tmp/$(basename "$unit")
+name=$(basename "$unit")
+case $name in
+*@.service)
+    name=${name%@.service}@check.service
+    plain=$root/systemd/kiotviet-sync.service
+    strip() { grep -v -e '^#' -e '^Description=' -e '^ExecStart=' -e '^LoadCredential=' "$1"; }
+    strip "$plain" >"$tmp/plain.lines"
+    strip "$unit" >"$tmp/template.lines"
+    if ! diff -u "$tmp/plain.lines" "$tmp/template.lines" >&2; then
+        fail "$unit differs from $plain beyond Description=, ExecStart= and LoadCredential="
+    fi
+    echo "check-systemd: same settings as kiotviet-sync.service OK" ;;
+esac
+copy=$tmp/$name
 sed "s|^ExecStart=/usr/local/bin/kiotviet-syncd |ExecStart=$bin |" "$unit" >"$copy"
 
 # 1. verify: exit status and silence.

@@ -16,10 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jewel.h"
 #include "log.h"
 
 enum key_type { K_STR, K_INT, K_LEVEL };
-enum { F_NORELOAD = 1, F_SECRET = 2, F_PATH = 4 };
+/* F_NORELOAD: a reload keeps the old value and config_diff_noreload names the key; F_START:
+ * read only at start too, but kept and named by the scheduler (reload_keep_fixed). */
+enum { F_NORELOAD = 1, F_SECRET = 2, F_PATH = 4, F_START = 8 };
 
 typedef struct key_def {
     const char *section;
@@ -63,11 +66,14 @@ static const key_def keys[] = {
     {"sync", "grace_period", K_INT, OFF(grace_period_s), "30", 0, 3600, 0, "seconds"},
     {"sync", "log_retention_days", K_INT, OFF(log_retention_days), "90", 0, 36500, 0, NULL},
     {"sync", "max_backoff_minutes", K_INT, OFF(max_backoff_minutes), "240", 1, 10080, 0, NULL},
-    {"kiotviet", "ca_file", K_STR, OFF(ca_file), NULL, 0, 0, F_PATH, "extra CA bundle (PEM)"},
-    {"kiotviet", "connect_timeout", K_INT, OFF(http_connect_timeout_s), "10", 1, 300, 0, "seconds"},
-    {"kiotviet", "request_timeout", K_INT, OFF(http_timeout_s), "60", 1, 3600, 0, "seconds"},
-    {"kiotviet", "max_page_bytes", K_INT, OFF(max_page_bytes), "33554432", 65536, 1073741824, 0,
-     NULL},
+    {"kiotviet", "ca_file", K_STR, OFF(ca_file), NULL, 0, 0, F_PATH | F_START,
+     "extra CA bundle (PEM)"},
+    {"kiotviet", "connect_timeout", K_INT, OFF(http_connect_timeout_s), "10", 1, 300, F_START,
+     "seconds"},
+    {"kiotviet", "request_timeout", K_INT, OFF(http_timeout_s), "60", 1, 3600, F_START,
+     "seconds"},
+    {"kiotviet", "max_page_bytes", K_INT, OFF(max_page_bytes), "33554432", 65536, 1073741824,
+     F_START, NULL},
     {"kiotviet", "max_retries", K_INT, OFF(max_retries), "4", 0, 20, 0, "per request"},
     {"kiotviet", "retry_base_ms", K_INT, OFF(retry_base_ms), "1000", 10, 600000, 0,
      "first retry delay (doubles per attempt, with jitter)"},
@@ -676,13 +682,18 @@ void config_keys_print(FILE *f)
         const key_def *k = &keys[i];
         key_range(k, range, sizeof range);
         fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->name, k->def ? k->def : "(unset)",
-                range, (k->flags & F_NORELOAD) ? "restart" : "reload", k->help ? k->help : "");
+                range, (k->flags & (F_NORELOAD | F_START)) ? "restart" : "reload", k->help ? k->help : "");
     }
     for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
-        bool scan = !strcmp(config_mapping_keys[i], "name_scan");
-        fprintf(f, "mapping\t%s\t%s\t%s\treload\t%s\n", config_mapping_keys[i],
-                scan ? "true" : "(built-in list)", scan ? "true|false" : "alias list",
-                scan ? "also read stone size and purity from product names"
-                     : "attribute names feeding this column; += adds to the built-in list");
+        const char *aliases = jewel_default_aliases(jewel_field_from_name(config_mapping_keys[i]));
+        if (!aliases) { /* name_scan */
+            fprintf(f, "mapping\t%s\ttrue\ttrue|false\treload\talso read stone size and purity "
+                       "from product names\n",
+                    config_mapping_keys[i]);
+            continue;
+        }
+        fprintf(f, "mapping\t%s\t%s\talias list\treload\tKiotViet attribute names feeding "
+                   "this column (= replaces the list, += adds to it)\n",
+                config_mapping_keys[i], aliases);
     }
 }

@@ -55,6 +55,11 @@ static const char *const default_aliases[JF_COUNT] = {
     [JF_SERIAL_NUMBER] = "SỐ SERI, SERIAL, MÃ KIỂM ĐỊNH, Serial number, Certificate",
 };
 
+const char *jewel_default_aliases(int field)
+{
+    return field >= 0 && field < JF_COUNT ? default_aliases[field] : NULL;
+}
+
 const char *jewel_field_name(int field)
 {
     if (field < 0 || field >= JF_COUNT) return NULL;
