@@ -110,6 +110,11 @@ void db_submit(db_conn *c, db_batch *b, db_batch_cb cb, void *arg);
 void db_exec(db_conn *c, const char *sql, int nparams, const char *const *params, db_batch_cb cb,
              void *arg);
 
+/* Checks a [database] url the way libpq will read it, without ever quoting it (libpq's parse
+ * errors quote the text, password included): 0, or -EINVAL with why naming the wrong part
+ * (the password's bad escape, a host holding '@', a port that is not a number). */
+int db_conninfo_check(const char *conninfo, char *why, size_t cap);
+
 /* Blocking helpers for start-up and CLI paths only (never on the loop thread while it runs).
  * PQconnectdb, then the same session settings as the asynchronous path (search_path '',
  * application_name, timezone UTC). Returns the connection (caller PQfinish'es) or NULL with err

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "jewel.h"
 #include "log.h"
 
@@ -420,6 +421,15 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
                     "%s: [database] url: not set (set it in the file, in DATABASE_URL, or in the "
                     "service's credential file database-url)",
                     shown);
+        return -EINVAL;
+    }
+    char why[300];
+    if (db_conninfo_check(c->db_url, why, sizeof why)) {
+        if (c->db_url_from_env)
+            snprintf(at, sizeof at, "%s: [database] url (from DATABASE_URL)", shown);
+        else
+            key_where(st, shown, "database", "url", at, sizeof at);
+        kvs_err_set(err, -EINVAL, "%s: %s", at, why);
         return -EINVAL;
     }
     if (c->ca_file) {

@@ -23,6 +23,7 @@
  * never inside one of our own callbacks. */
 #include "db.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,7 @@ struct db_conn {
     uv_loop_t *loop;           /* borrowed */
     char *conninfo;            /* owned; never logged or shown (it may hold the password) */
     char *password;            /* owned copy from conninfo, for scrubbing messages; may be NULL */
+    char bad_url[256];         /* why libpq would refuse conninfo ("" = fine): never connect then */
     char *app_name;            /* owned */
     char stmt_timeout[24];     /* statement_timeout in ms as text; "" = server default */
     long connect_timeout_ms;
@@ -199,6 +201,96 @@ static char *conninfo_password(const char *conninfo)
         if (strcmp(o->keyword, "password") == 0 && o->val && *o->val) pw = kvs_strdup(o->val);
     PQconninfoFree(opts);
     return pw;
+}
+
+/* ---- checking a conninfo without quoting it ----------------------------------------------- */
+
+/* Whether every '%' in s[0..n) starts a %XX escape libpq accepts (two hex digits, not %00). */
+static bool pct_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') continue;
+        if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
+            return false;
+        if (s[i + 1] == '0' && s[i + 2] == '0') return false;
+        i += 2;
+    }
+    return true;
+}
+
+#define DB_URI_ENCODE_HINT                                                                       \
+    "; in a user name or password, write '%' as %25, '@' as %40, '/' as %2F and ':' as %3A"
+
+/* Why libpq refused to parse a URI, named by the part, mirroring libpq's own split of
+ * "postgresql://user:password@hosts/dbname?params" (credentials end at the first '@' before any
+ * '/'). Never quotes any of it: libpq's own message does, password included. */
+static const char *uri_bad_part(const char *uri)
+{
+    const char *p = strstr(uri, "://") + 3;
+    const char *q = p + strcspn(p, "@/");
+    if (*q == '@') {
+        const char *colon = memchr(p, ':', (size_t)(q - p));
+        if (!pct_ok(p, (size_t)((colon ? colon : q) - p)))
+            return "the user name has a '%' that is not a %XX escape" DB_URI_ENCODE_HINT;
+        if (colon && !pct_ok(colon + 1, (size_t)(q - colon - 1)))
+            return "the password has a '%' that is not a %XX escape" DB_URI_ENCODE_HINT;
+        p = q + 1;
+    }
+    size_t hl = strcspn(p, "/?");
+    if (!pct_ok(p, hl)) return "the host or port has a '%' that is not a %XX escape";
+    p += hl;
+    if (*p == '/') {
+        size_t dl = strcspn(++p, "?");
+        if (!pct_ok(p, dl)) return "the database name has a '%' that is not a %XX escape";
+        p += dl;
+    }
+    if (*p == '?' && !pct_ok(p, strlen(p)))
+        return "a query parameter has a '%' that is not a %XX escape";
+    return "libpq cannot parse it as a URI (check the host list, the brackets around an IPv6 "
+           "address, and the query parameter names)" DB_URI_ENCODE_HINT;
+}
+
+/* Whether every comma-separated element of a port list is empty or decimal digits. */
+static bool ports_ok(const char *v)
+{
+    for (; *v; v++)
+        if (!isdigit((unsigned char)*v) && *v != ',') return false;
+    return true;
+}
+
+int db_conninfo_check(const char *conninfo, char *why, size_t cap)
+{
+    bool uri = !strncmp(conninfo, "postgresql://", 13) || !strncmp(conninfo, "postgres://", 11);
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (err) {
+        explicit_bzero(err, strlen(err)); /* it quotes the text, password included: never shown */
+        PQfreemem(err);
+    }
+    if (!opts) {
+        snprintf(why, cap, "%s",
+                 uri ? uri_bad_part(conninfo)
+                     : "libpq cannot parse it as key=value settings (a value holding spaces or "
+                       "quotes must be in single quotes; every keyword must be one libpq knows)");
+        return -EINVAL;
+    }
+    /* The likeliest cause first: "user:pa/ss@h" parses as host "user", port "pa". */
+    bool port_bad = false, host_at = false, db_at = false;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val) continue;
+        if (!strcmp(o->keyword, "port")) port_bad = !ports_ok(o->val);
+        if (!strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr"))
+            host_at = host_at || strchr(o->val, '@');
+        if (!strcmp(o->keyword, "dbname")) db_at = uri && strchr(o->val, '@');
+    }
+    const char *bad = port_bad  ? "the port is not a number (an unencoded '/' or ':' in the password?)"
+                      : host_at ? "the host holds an '@' (an unencoded '@' in the password?)"
+                      : db_at   ? "the database name holds an '@' (an unencoded '/' in the password?)"
+                                : NULL;
+    PQconninfoFree(opts);
+    if (!bad) return 0;
+    snprintf(why, cap, "%s%s", bad, uri ? DB_URI_ENCODE_HINT : "");
+    return -EINVAL;
 }
 
 static void batch_clear_results(db_batch *b)
@@ -598,6 +690,12 @@ static void conn_start(db_conn *c)
     c->want_connect = false;
     /* Note: libpq resolves host names synchronously here and in PQconnectPoll; use addresses or
      * a unix socket directory where a DNS stall must not block the loop. */
+    if (c->bad_url[0]) { /* libpq's own error would quote the URL, password included */
+        char text[400];
+        snprintf(text, sizeof text, "connecting failed: [database] url: %s", c->bad_url);
+        conn_fail(c, DB_E_CONN, text);
+        return;
+    }
     c->pg = PQconnectStart(c->conninfo);
     if (!c->pg) {
         conn_fail(c, DB_E_CONN, "connecting failed: out of memory");
@@ -830,6 +928,7 @@ db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts)
     c->loop = loop;
     c->conninfo = kvs_strdup(opts->conninfo);
     c->password = conninfo_password(opts->conninfo);
+    db_conninfo_check(opts->conninfo, c->bad_url, sizeof c->bad_url); /* config_load refuses */
     if (c->password) log_secret_add(c->password); /* defence in depth for every log line */
     c->app_name = kvs_strdup(opts->application_name && *opts->application_name
                                  ? opts->application_name
@@ -902,7 +1001,13 @@ PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
 {
     char *pw = conninfo_password(conninfo);
     char msg[400];
-    PGconn *pg = PQconnectdb(conninfo);
+    PGconn *pg = NULL;
+    char why[300];
+    if (db_conninfo_check(conninfo, why, sizeof why)) { /* never libpq's text: it quotes the URL */
+        snprintf(msg, sizeof msg, "[database] url: %s", why);
+        goto fail;
+    }
+    pg = PQconnectdb(conninfo);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         snprintf(msg, sizeof msg, "%s", pg ? PQerrorMessage(pg) : "out of memory");
         goto fail;

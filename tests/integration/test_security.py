@@ -187,6 +187,93 @@ def test_secrets_never_in_logs_or_sync_logs(pg, db, workdir):
         assert secret not in everything, f"the {name} appears in a log or sync_logs row"
 
 
+# (URL, its password's fragments that must appear nowhere, the part the message must name)
+UNPARSABLE_URLS = [
+    ("postgresql://u:Sup3r%zzSecretPw@127.0.0.1/db", ("Sup3r", "zzSecretPw", "SecretPw"),
+     "the password has a '%' that is not a %XX escape"),
+    ("postgresql://u:Secr@tPw99@127.0.0.1/db", ("Secr", "tPw99"), "the host holds an '@'"),
+    ("postgresql://u:Secr/tPw99@127.0.0.1/db", ("Secr", "tPw99"), "the port is not a number"),
+    ("postgresql://u:9/tPw99@127.0.0.1/db", ("tPw99",), "the database name holds an '@'"),
+    ("host=127.0.0.1 user=u password=Secr tPw99 dbname=db", ("Secr", "tPw99"),
+     "cannot parse it as key=value settings"),
+]
+
+
+def journal_run(args, env, timeout=60):
+    """Runs args with stderr on a pipe named by JOURNAL_STREAM, so log.c takes its journald path
+    (sd_journal_send), in a private mount namespace where /run/systemd/journal/socket is a
+    datagram socket of this test. Returns (exit code, stdout+stderr bytes, journal datagrams)."""
+    if os.geteuid() != 0:
+        pytest.skip("the journald path needs root (unshare -m to give the daemon a journal socket)")
+    d = tempfile.mkdtemp(prefix="kvs-journal-")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(os.path.join(d, "socket"))
+    r, w = os.pipe()
+    st = os.fstat(w)
+    e = dict(env, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    wrapper = ["unshare", "-m", "sh", "-c",
+               'mount -t tmpfs none /run && mkdir -p /run/systemd/journal && '
+               'mount --bind "$0" /run/systemd/journal && exec "$@"', d]
+    try:
+        p = subprocess.Popen(wrapper + args, stdout=w, stderr=w, env=e)
+        os.close(w)
+        out = b""
+        while chunk := os.read(r, 65536):
+            out += chunk
+        rc = p.wait(timeout)
+        datagrams = []
+        sock.setblocking(False)
+        while True:
+            try:
+                datagrams.append(sock.recv(1 << 20))
+            except BlockingIOError:
+                break
+        return rc, out, datagrams
+    finally:
+        os.close(r)
+        sock.close()
+        os.unlink(os.path.join(d, "socket"))
+        os.rmdir(d)
+
+
+@pytest.mark.parametrize("url,fragments,part", UNPARSABLE_URLS,
+                         ids=["percent", "at", "slash", "slash-digit", "keywords"])
+def test_unparsable_database_url_is_a_config_error_that_never_quotes_it(db, workdir, url,
+                                                                        fragments, part):
+    """Issue 18 High / issue 15 item 3: a URL libpq cannot parse (or parses into a host holding
+    '@' or a port that is not a number: an unencoded '@', '/' or '%' in the password) is a
+    configuration error (exit 78) for the daemon, --check-config, --explain-product and status,
+    named by its part without quoting it; no fragment of the password reaches stderr or the
+    journal (log.c's sd_journal_send path)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NOTIFY_SOCKET")}
+    cfg = kvsd.write_config(workdir / "kvs.conf", url)
+    runs = {
+        "daemon": kvsd.base_args() + ["-c", cfg],
+        "once": kvsd.base_args() + ["-c", cfg, "--once"],
+        "check-config": kvsd.base_args() + ["-c", cfg, "--check-config"],
+        "explain": kvsd.base_args() + ["-c", cfg, "--explain-product", "SP000001"],
+        "status": [kvsd.BIN, "status", "-c", cfg],
+    }
+    texts = []
+    for what, args in runs.items():
+        p = subprocess.run(args, capture_output=True, timeout=60, env=env)
+        out = p.stdout + p.stderr
+        texts.append(out)
+        assert p.returncode == 78, (what, p)
+        assert part.encode() in out and b"[database] url" in out, (what, out)
+    # The same URL from DATABASE_URL, and the daemon logging to the journal.
+    (workdir / "nourl.conf").write_text("[log]\nlevel = debug\n")
+    rc, out, journal = journal_run(kvsd.base_args() + ["-c", str(workdir / "nourl.conf")],
+                                   dict(env, DATABASE_URL=url))
+    assert rc == 78, out
+    msgs = [m for m in journal if b"MESSAGE=" in m]
+    assert any(part.encode() in m and b"(from DATABASE_URL)" in m for m in msgs), journal
+    texts += [out] + journal
+    everything = b"\n".join(texts)
+    for f in fragments:
+        assert f.encode() not in everything, f"password fragment {f!r} shown"
+
+
 def test_warns_when_config_with_password_is_readable_by_others(pg, db, workdir):
     """The warning is exact: libpq's parser decides whether the database URL in the file holds a
     password, and the mode whether others can read it (group read counts when the group is not

@@ -72,12 +72,12 @@ static void test_comments_bom_spacing(void **state)
     (void)state;
     kvs_err err;
     kvs_config *c = load("\xEF\xBB\xBF; comment\n# another\n\n  [ database ]  \n"
-                         "  url=postgresql://u@h/db?a=b;c   ; inline comment\n"
+                         "  url=postgresql://u@h/db?application_name=b;c   ; inline comment\n"
                          "schema: shop   \r\n[SYNC]\nPage_Size = 9 ; x\r\n",
                          &err);
     assert_non_null(c);
     /* ';' without white space before it is part of the value. */
-    assert_string_equal(c->db_url, "postgresql://u@h/db?a=b;c");
+    assert_string_equal(c->db_url, "postgresql://u@h/db?application_name=b;c");
     assert_string_equal(c->db_schema, "shop");
     assert_int_equal(c->page_size, 9);
     config_free(c);
@@ -87,27 +87,27 @@ static void test_errors_name_file_and_line(void **state)
 {
     (void)state;
     kvs_err err;
-    assert_null(load("[database]\nurl = x\n[sync]\npage_size = 500\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[sync]\npage_size = 500\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] page_size: out of range 1..100");
-    assert_null(load("[database]\nurl = x\n[sync]\nlease_seconds = 2\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[sync]\nlease_seconds = 2\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] lease_seconds: out of range 3..3600");
-    assert_null(load("[database]\nurl = x\n\n[sync]\nno_such_key = 1\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n\n[sync]\nno_such_key = 1\n", &err));
     assert_true(strstr(err.msg, "t.conf:5: [sync]: unknown key") == err.msg);
     assert_null(strstr(err.msg, "no_such_key"));
-    assert_null(load("[database]\nurl = x\n[sync]\npage_size = ten\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[sync]\npage_size = ten\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] page_size: not a whole number");
-    assert_null(load("[log]\nlevel = loud\n[database]\nurl = x\n", &err));
+    assert_null(load("[log]\nlevel = loud\n[database]\nurl = dbname=x\n", &err));
     assert_true(strstr(err.msg, "t.conf:2: [log] level:") == err.msg);
-    assert_null(load("[database\nurl = x\n", &err));
+    assert_null(load("[database\nurl = dbname=x\n", &err));
     assert_string_equal(err.msg, "t.conf:1: syntax error (expected [section] or key = value)");
-    assert_null(load("[database]\nurl = x\n = 5\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n = 5\n", &err));
     assert_true(strstr(err.msg, "t.conf:3: syntax error") == err.msg);
     assert_null(load("[sync]\npage_size = 5\n", &err));
     assert_true(strstr(err.msg, "[database] url: not set") != NULL);
-    assert_null(load("[database]\nurl = x\nschema = a\"b\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\nschema = a\"b\n", &err));
     assert_true(strstr(err.msg, "schema: invalid name") != NULL);
     /* Found by tests/fuzz/fuzz_config: an empty schema was a NULL pointer in validation. */
-    assert_null(load("[database]\nurl = x\nschema =\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\nschema =\n", &err));
     assert_string_equal(err.msg, "t.conf:3: [database] schema: empty (leave the key out for public)");
 }
 
@@ -117,10 +117,10 @@ static void test_errors_never_quote_secrets(void **state)
 {
     (void)state;
     kvs_err err;
-    assert_null(load("[database]\nurl = x\nS3cr3t-P4ssw0rd!\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\nS3cr3t-P4ssw0rd!\n", &err));
     assert_null(strstr(err.msg, "S3cr3t"));
     assert_string_equal(err.msg, "t.conf:3: syntax error (expected [section] or key = value)");
-    assert_null(load("[database]\nurl = x\nS3cr3t/P4ss+w0rd = 1\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\nS3cr3t/P4ss+w0rd = 1\n", &err));
     assert_null(strstr(err.msg, "S3cr3t"));
     assert_true(strstr(err.msg, "unknown key") != NULL);
 }
@@ -132,18 +132,18 @@ static void test_errors_never_quote_values(void **state)
     (void)state;
     kvs_err err;
     static const char *const texts[] = {
-        "[database]\nurl = x\n[sync]\npage_size = S3cr3tPw\n",
-        "[database]\nurl = x\n[sync]\npage_size = 99999999\n",
-        "[database]\nurl = x\n[log]\nlevel = S3cr3tPw\n",
-        "[database]\nurl = x\n[mapping]\nbranches = S3cr3tPw\n",
-        "[database]\nurl = x\n[mapping]\nname_scan = S3cr3tPw\n",
-        "[database]\nurl = x\n[kiotviet]\nca_file = /nonexistent/S3cr3tPw\n",
-        "[database]\nurl = x\n[kiotviet]\nretry_base_ms = 99999\nretry_cap_ms = 88888\n",
-        "[database]\nurl = x\nS3cr3tPw = 1\n",
-        "[database]\nurl = x\nS3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[sync]\npage_size = S3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[sync]\npage_size = 99999999\n",
+        "[database]\nurl = dbname=x\n[log]\nlevel = S3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[mapping]\nbranches = S3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[mapping]\nname_scan = S3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[kiotviet]\nca_file = /nonexistent/S3cr3tPw\n",
+        "[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 99999\nretry_cap_ms = 88888\n",
+        "[database]\nurl = dbname=x\nS3cr3tPw = 1\n",
+        "[database]\nurl = dbname=x\nS3cr3tPw\n",
         "[S3cr3tPw]\n",
-        "[database]\nurl = x\n[S3cr3tPw]\nkey = 1\n",
-        "S3cr3tPw = 1\n[database]\nurl = x\n",
+        "[database]\nurl = dbname=x\n[S3cr3tPw]\nkey = 1\n",
+        "S3cr3tPw = 1\n[database]\nurl = dbname=x\n",
     };
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         kvs_config *c = load(texts[i], &err);
@@ -156,10 +156,10 @@ static void test_errors_never_quote_values(void **state)
         assert_null(strstr(err.msg, "8888"));
         assert_true(strncmp(err.msg, "t.conf:", 7) == 0);
     }
-    assert_null(load("[database]\nurl = x\n[log]\nlevel = S3cr3tPw\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[log]\nlevel = S3cr3tPw\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [log] level: not one of error, warning, notice, info, "
                                  "debug");
-    assert_null(load("[database]\nurl = x\n[mapping]\nbranches = S3cr3tPw\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[mapping]\nbranches = S3cr3tPw\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [mapping] branches: not a comma-separated list of "
                                  "branch ids");
 }
@@ -170,13 +170,13 @@ static void test_unknown_sections(void **state)
 {
     (void)state;
     kvs_err err;
-    assert_null(load("[database]\nurl = x\n[synk]\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[synk]\n", &err));
     assert_true(strstr(err.msg, "t.conf:3: unknown section") == err.msg);
-    assert_null(load("[database]\nurl = x\n\n[synk]\npage_size = 5\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n\n[synk]\npage_size = 5\n", &err));
     assert_true(strstr(err.msg, "t.conf:4: unknown section") == err.msg);
-    assert_null(load("page_size = 5\n[database]\nurl = x\n", &err));
+    assert_null(load("page_size = 5\n[database]\nurl = dbname=x\n", &err));
     assert_true(strstr(err.msg, "t.conf:1: a key before any [section]") == err.msg);
-    kvs_config *c = load("[database]\nurl = x\n[ Mapping ]\n[SYNC]\n", &err);
+    kvs_config *c = load("[database]\nurl = dbname=x\n[ Mapping ]\n[SYNC]\n", &err);
     assert_non_null(c);
     config_free(c);
 }
@@ -186,7 +186,7 @@ static void test_mapping_append(void **state)
 {
     (void)state;
     kvs_err err;
-    kvs_config *c = load("[database]\nurl = x\n[mapping]\ngold_purity += HÀM LƯỢNG\n"
+    kvs_config *c = load("[database]\nurl = dbname=x\n[mapping]\ngold_purity += HÀM LƯỢNG\n"
                          "gold_purity += KARA\nshape = A\nshape += B\n",
                          &err);
     assert_non_null(c);
@@ -201,7 +201,7 @@ static void test_mapping_append(void **state)
     assert_string_equal(c->mapping[sh], "A, B");
     assert_false(c->mapping_append[sh]);
     config_free(c);
-    assert_null(load("[database]\nurl = x\n[sync]\npage_size += 5\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[sync]\npage_size += 5\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] page_size: '+=' only adds to the alias lists "
                                  "of [mapping] columns; use '='");
 }
@@ -256,7 +256,7 @@ static void test_nul_byte_and_size_limit(void **state)
 {
     (void)state;
     kvs_err err;
-    const char text[] = "[database]\nurl = x\n[sync]\npage\0_size = 5\n";
+    const char text[] = "[database]\nurl = dbname=x\n[sync]\npage\0_size = 5\n";
     kvs_err_clear(&err);
     assert_null(config_load_text(text, sizeof text - 1, "t.conf", &err));
     assert_string_equal(err.msg, "t.conf:4: NUL byte in the file");
@@ -266,7 +266,7 @@ static void test_nul_byte_and_size_limit(void **state)
     assert_true(fd >= 0);
     FILE *f = fdopen(fd, "w");
     assert_non_null(f);
-    fputs("[database]\nurl = x\n", f);
+    fputs("[database]\nurl = dbname=x\n", f);
     for (int i = 0; i < 80000; i++) fputs("; padding line\n", f); /* > 1 MiB */
     fclose(f);
     kvs_err_clear(&err);
@@ -314,47 +314,47 @@ static void test_retry_delay_keys(void **state)
 {
     (void)state;
     kvs_err err;
-    kvs_config *c = load("[database]\nurl = x\n", &err);
+    kvs_config *c = load("[database]\nurl = dbname=x\n", &err);
     assert_non_null(c);
     assert_int_equal(c->retry_base_ms, 1000);
     assert_int_equal(c->retry_cap_ms, 60000);
     config_free(c);
-    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 50\nretry_cap_ms = 400\n", &err);
+    c = load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 50\nretry_cap_ms = 400\n", &err);
     assert_non_null(c);
     assert_int_equal(c->retry_base_ms, 50);
     assert_int_equal(c->retry_cap_ms, 400);
     config_free(c);
     /* equal is fine; the bounds themselves are accepted */
-    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 10\nretry_cap_ms = 10\n", &err);
+    c = load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 10\nretry_cap_ms = 10\n", &err);
     assert_non_null(c);
     config_free(c);
-    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 600000\nretry_cap_ms = 600000\n",
+    c = load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 600000\nretry_cap_ms = 600000\n",
              &err);
     assert_non_null(c);
     config_free(c);
 
-    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 9\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 9\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: out of range 10..600000");
-    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_cap_ms = 600001\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[kiotviet]\nretry_cap_ms = 600001\n", &err));
     assert_string_equal(err.msg,
                         "t.conf:4: [kiotviet] retry_cap_ms: out of range 10..600000");
-    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 1s\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 1s\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: not a whole number");
     /* base above the cap: the cap set last is named ... */
-    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 500\n\nretry_cap_ms = 200\n",
+    assert_null(load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 500\n\nretry_cap_ms = 200\n",
                      &err));
     assert_string_equal(err.msg, "t.conf:6: [kiotviet] retry_cap_ms: retry_base_ms must not "
                                  "exceed retry_cap_ms");
     /* ... or the base set last; against the default cap too */
-    assert_null(load("[kiotviet]\nretry_cap_ms = 200\nretry_base_ms = 500\n[database]\nurl = x\n",
+    assert_null(load("[kiotviet]\nretry_cap_ms = 200\nretry_base_ms = 500\n[database]\nurl = dbname=x\n",
                      &err));
     assert_string_equal(err.msg, "t.conf:3: [kiotviet] retry_base_ms: retry_base_ms must not "
                                  "exceed retry_cap_ms");
-    assert_null(load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\n", &err));
+    assert_null(load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 90000\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [kiotviet] retry_base_ms: retry_base_ms must "
                                  "not exceed retry_cap_ms");
     /* a later line may fix an earlier one: only the final values count */
-    c = load("[database]\nurl = x\n[kiotviet]\nretry_base_ms = 90000\nretry_cap_ms = 120000\n",
+    c = load("[database]\nurl = dbname=x\n[kiotviet]\nretry_base_ms = 90000\nretry_cap_ms = 120000\n",
              &err);
     assert_non_null(c);
     assert_int_equal(c->retry_cap_ms, 120000);
