@@ -24,7 +24,7 @@ PYTHON  := /usr/bin/python3
 # and installs both.
 DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
              libsystemd-dev libunistring-dev
-DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-psycopg openssl systemd
+DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-pytest-xdist python3-psycopg openssl systemd
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \
@@ -98,8 +98,13 @@ $(BUILD)/obj $(BUILD)/tests:
 check-unit: deps-test $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# The integration tests mostly wait (on daemons, the simulator, PostgreSQL), so they run in
+# PYTEST_JOBS workers (pytest-xdist), each with its own PostgreSQL cluster; PYTEST_JOBS=0 runs
+# them in this process, in file order.
+PYTEST_JOBS ?= 3
 check-integration: deps-test $(BIN)
-	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS) \
+	    tests/integration $(PYTEST_ARGS)
 
 # The systemd units must verify and keep their exposure score low (see scripts/check-systemd.sh).
 check-systemd: deps-test $(BIN)
