@@ -88,6 +88,10 @@ void db_conn_connect(db_conn *c);
  * at once with DB_E_CANCELLED. c must not be used after this returns. */
 void db_conn_close(db_conn *c);
 bool db_conn_is_ready(const db_conn *c);   /* connected and idle or busy, not connecting */
+/* The backend pid the server announced at connect (PQbackendPID) while connected, else 0.
+ * Behind a pooler it is the pooler's made-up key, not a server backend's pid: compare it with
+ * pg_backend_pid() in SQL before trusting it. */
+int db_conn_backend_pid(const db_conn *c);
 /* Last connection-level error text (never contains the password; kept after a later successful
  * connect), or "" if there never was one. */
 const char *db_conn_last_error(const db_conn *c);

@@ -20,7 +20,8 @@
  *   daemon's integrations are taken over when its lease expires ([sync] lease_seconds), and
  *   its 'running' sync_logs rows are closed as failed (at start, then every lease_seconds).
  * - In --once mode every active, sync-enabled integration runs once, now, and the scheduler
- *   reports when all are done.
+ *   reports when all are done. One held by another live daemon is skipped (exit 75), or with
+ *   --wait claimed again every second until that lease ends or its holder's session is gone.
  *
  * Config, discovered schema and mapping form a "generation": runs keep the generation they
  * started with, and a reload swaps in a new one only when it was built completely. */
@@ -39,11 +40,15 @@ typedef struct sched_opts {
     bool once;          /* run every enabled integration once, then finish */
     bool full;          /* with once: ignore cursors */
     const char *only;   /* with once: only this integration name (NULL = all) */
+    bool wait;          /* with once: wait for another daemon's lease instead of skipping */
+    bool force_deletes; /* with once + full: apply a reconciliation beyond max_delete_ratio */
     const char *daemon_id;
 } sched_opts;
 
 /* Called when the scheduler has finished (once mode: all runs done; daemon: after stop).
- * exit_code: 0 all good, 1 a run failed or the database was unusable, 78 bad schema. */
+ * exit_code: 0 all good, 1 a run failed or the database was unusable, 78 bad schema; in once
+ * mode SCHED_EX_TEMPFAIL when none failed but another live daemon's lease made it skip some. */
+#define SCHED_EX_TEMPFAIL 75 /* sysexits.h EX_TEMPFAIL */
 typedef void (*sched_done_cb)(int exit_code, void *arg);
 
 /* Takes ownership of cfg. Starts connecting at once. */

@@ -31,6 +31,15 @@ void store_free(store *s);
 const char *store_describe(const store *s);
 bool store_products_have_is_active(const store *s);
 
+/* SQL condition: the lease holder's database session is known (sync_lease_backend_pid, see
+ * db/migrations/001_lease_session.sql) and gone from pg_stat_activity: the holder died (kill -9,
+ * power loss) and its lease may be taken over before it expires. Unknown (NULL: behind a
+ * pooler, or between a claim and the run's first renewal) means alive until the lease expires.
+ * The column is unqualified: third_party_integrations must be the only table with it in scope. */
+#define STORE_LEASE_HOLDER_GONE                                                                 \
+    "(\"sync_lease_backend_pid\" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"                    \
+    " pg_catalog.pg_stat_activity a WHERE a.\"pid\" = \"sync_lease_backend_pid\"))"
+
 /* One integration as read from third_party_integrations. All strings owned. */
 typedef struct integ_row {
     char *id;               /* uuid text */
@@ -55,8 +64,12 @@ integ_row *integ_row_parse(PGresult *res, int i);
 
 /* Integration-level statements, schema-qualified for this store. Parameters in order:
  * ST_LIST            -> integrations named kiotviet or kiotviet*, columns for integ_row_parse
- * ST_CLAIM           $1 id, $2 owner, $3 lease seconds -> the claimed row, or no row
- * ST_RENEW           $1 id, $2 owner, $3 lease seconds -> one row while the lease is held
+ * ST_CLAIM           $1 id, $2 owner, $3 lease seconds -> the claimed row, or no row (free,
+ *                    expired, ours, or its holder's session gone: STORE_LEASE_HOLDER_GONE)
+ * ST_RENEW           $1 id, $2 owner, $3 lease seconds, $4 the client's idea of its backend
+ *                    pid (db_conn_backend_pid; recorded only when the server agrees, so never
+ *                    a pooler's) -> one row while the lease is held
+ * ST_LEASE_HOLDER    $1 id -> owner, expiry (UTC text), ms left, holder's session gone
  * ST_RELEASE         $1 id, $2 owner
  * ST_LOG_START       $1 integration id, $2 sync_type, $3 daemon id -> sync_logs.id
  * ST_LOG_PROGRESS    $1 log id, $2 counts (json object with the sync_logs count columns)
@@ -74,6 +87,7 @@ enum store_stmt {
     ST_LIST,
     ST_CLAIM,
     ST_RENEW,
+    ST_LEASE_HOLDER,
     ST_RELEASE,
     ST_LOG_START,
     ST_LOG_PROGRESS,

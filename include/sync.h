@@ -14,7 +14,9 @@
  * Faults: a batch that loses the database is sent again (one transaction each, idempotent) for
  * up to lease_seconds, then the run fails as SYNC_NO_DB; the end of a run (sync_logs row,
  * cursors, lease) is retried until the database is back (at most 10 lease periods, or until
- * cancelled). A claim also closes 'running' sync_logs rows whose daemon lost its lease. */
+ * cancelled). A claim also closes 'running' sync_logs rows whose daemon lost its lease.
+ * The lease records the backend pid of the run's connection (renewed with the lease, so a
+ * reconnect is followed): a claimant that finds that session gone takes the lease over. */
 #ifndef KVS_SYNC_H
 #define KVS_SYNC_H
 
@@ -38,6 +40,7 @@ typedef struct sync_env {
     const store *store;
     const map_opts *mopts;
     const char *daemon_id;   /* lease owner and sync_logs.daemon_id */
+    bool force_deletes;      /* a full run applies its reconciliation beyond max_delete_ratio */
 } sync_env;
 
 enum sync_status {
@@ -64,6 +67,8 @@ typedef struct sync_result {
     char message[512];       /* why it failed / was skipped */
     sync_counts counts;
     bool full;               /* a full (non-incremental) read */
+    int64_t held_ms;         /* SYNC_SKIPPED: another live daemon's lease lasts this much
+                                longer (at least 1); 0: not held (the integration is gone) */
 } sync_result;
 
 /* Called once when the run is over; the run is freed right after it returns. */

@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "db.h"
+#include "store.h"
 #include "util.h"
 
 #define EX_USAGE_CODE 64
@@ -55,7 +56,8 @@ static const char status_sql[] =
     " coalesce(i.\"client_id\", '') <> '' AND coalesce(i.\"client_secret\", '') <> '' AND"
     " coalesce(i.\"retailer\", '') <> '',"
     " i.\"sync_lease_owner\", (extract(epoch from i.\"sync_lease_expires_at\") * 1000000)::bigint,"
-    " coalesce(i.\"sync_lease_owner\" IS NOT NULL AND i.\"sync_lease_expires_at\" > now(), false),"
+    " coalesce(i.\"sync_lease_owner\" IS NOT NULL AND i.\"sync_lease_expires_at\" > now()"
+    " AND NOT " STORE_LEASE_HOLDER_GONE ", false),"
     " (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint, i.\"sync_request_full\","
     " (extract(epoch from i.\"last_full_sync_at\") * 1000000)::bigint,"
     " (extract(epoch from now()) * 1000000)::bigint, r.*, f.*, e.\"products_synced\""
@@ -603,7 +605,8 @@ static void integ_status_print(const integ_status *s, const kvs_config *cfg)
         fmt_when(s->lease_exp_us, s->now_us, b, sizeof b);
         printf("  lease      held by %s until %s\n", s->lease_owner, b);
     } else if (s->lease_owner) {
-        printf("  lease      free (expired lease of %s)\n", s->lease_owner);
+        printf("  lease      free (the lease of %s expired, or its session is gone)\n",
+               s->lease_owner);
     } else {
         printf("  lease      free\n");
     }

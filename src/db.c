@@ -963,6 +963,11 @@ void db_conn_close(db_conn *c)
 
 bool db_conn_is_ready(const db_conn *c) { return c && !c->closing && c->state == DB_ST_READY; }
 
+int db_conn_backend_pid(const db_conn *c)
+{
+    return db_conn_is_ready(c) && c->pg ? PQbackendPID(c->pg) : 0;
+}
+
 const char *db_conn_last_error(const db_conn *c) { return c ? c->last_error : ""; }
 
 void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg)

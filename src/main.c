@@ -50,8 +50,12 @@ static void usage(FILE *f)
             "                      when it exists. The database URL: DATABASE_URL, else\n"
             "                      [database] url, else the credential database-url\n"
             "      --once          sync every active, sync-enabled KiotViet integration now, then\n"
-            "                      exit: 0 if all succeeded, 1 if any failed\n"
+            "                      exit: 0 if all ran and succeeded, 1 if any failed, 75 if none\n"
+            "                      failed but another live daemon held some (they were skipped)\n"
+            "      --wait          with --once: wait for another daemon's lease instead of skipping\n"
             "      --full          with --once: ignore cursors and read everything\n"
+            "      --force-deletes with --once --full: apply a reconciliation even when it marks\n"
+            "                      more than [sync] max_delete_ratio of the products deleted\n"
             "      --only NAME     with --once: only the integration called NAME\n"
             "      --explain-product CODE  show how KiotViet product CODE maps to the shop's\n"
             "                      columns and why (read-only; --only picks the integration)\n"
@@ -65,7 +69,8 @@ static void usage(FILE *f)
             "Without --once it runs as a daemon: SIGHUP reloads, SIGTERM stops gracefully.\n"
             "status shows every integration; sync asks the running daemon to run one now\n"
             "and waits for it (exit 0 ok, 1 failed, 2 timeout). See kiotviet-syncd(8).\n"
-            "Exit codes: 0 ok, 1 failure, 64 bad usage, 78 configuration error.\n");
+            "Exit codes: 0 ok, 1 failure, 64 bad usage, 75 (--once) skipped: leased by another\n"
+            "daemon, 78 configuration error.\n");
 }
 
 /* `kiotviet-syncd -c FILE status ...`: global options before a subcommand, as git and
@@ -282,11 +287,13 @@ int main(int argc, char **argv)
     int sub = subcommand_index(argc, argv);
     if (sub) return subcommand_run(argc, argv, sub);
     enum { OPT_ONCE = 256, OPT_FULL, OPT_CHECK, OPT_VERSION, OPT_ROOT, OPT_ONLY, OPT_EXPLAIN,
-           OPT_KEYS, OPT_AS_SERVICE };
+           OPT_KEYS, OPT_AS_SERVICE, OPT_WAIT, OPT_FORCE_DELETES };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"once", no_argument, NULL, OPT_ONCE},
         {"full", no_argument, NULL, OPT_FULL},
+        {"wait", no_argument, NULL, OPT_WAIT},
+        {"force-deletes", no_argument, NULL, OPT_FORCE_DELETES},
         {"only", required_argument, NULL, OPT_ONLY},
         {"explain-product", required_argument, NULL, OPT_EXPLAIN},
         {"check-config", no_argument, NULL, OPT_CHECK},
@@ -299,7 +306,8 @@ int main(int argc, char **argv)
     };
     app a;
     memset(&a, 0, sizeof a);
-    bool once = false, full = false, check = false, allow_root = false, as_service = false;
+    bool once = false, full = false, check = false, allow_root = false, as_service = false,
+         wait = false, force_deletes = false;
     const char *only = NULL, *explain_code = NULL;
     int c;
     opterr = 0;
@@ -308,6 +316,8 @@ int main(int argc, char **argv)
         case 'c': a.config_path = optarg; break;
         case OPT_ONCE: once = true; break;
         case OPT_FULL: full = true; break;
+        case OPT_WAIT: wait = true; break;
+        case OPT_FORCE_DELETES: force_deletes = true; break;
         case OPT_ONLY: only = optarg; break;
         case OPT_EXPLAIN: explain_code = optarg; break;
         case OPT_CHECK: check = true; break;
@@ -328,6 +338,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "kiotviet-syncd: --full and --only go with --once (--only also with "
                         "--explain-product): kiotviet-syncd [-c FILE] --once [--full] [--only "
                         "NAME]; for a run by the daemon: kiotviet-syncd sync NAME [--full]\n");
+        return EX_USAGE_CODE;
+    }
+    if ((wait && !once) || (force_deletes && !(once && full))) {
+        fprintf(stderr, "kiotviet-syncd: --wait goes with --once, --force-deletes with --once "
+                        "--full\n");
         return EX_USAGE_CODE;
     }
     if (!a.config_path) a.config_path = config_default_path();
@@ -401,7 +416,8 @@ int main(int argc, char **argv)
 
     char daemon_id[200];
     daemon_id_make(daemon_id, sizeof daemon_id);
-    sched_opts so = {.once = once, .full = full, .only = only, .daemon_id = daemon_id};
+    sched_opts so = {.once = once, .full = full, .only = only, .daemon_id = daemon_id,
+                     .wait = wait, .force_deletes = force_deletes};
     log_notice("kiotviet-syncd %s starting (%s, id %s)", KVS_VERSION, once ? "once" : "daemon",
                daemon_id);
     a.sched = sched_new(a.loop, cfg, a.http, &so, sched_done, &a);

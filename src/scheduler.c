@@ -18,6 +18,8 @@
 #define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon
                                   (or at the next poll interval, when that is shorter) */
 #define LEASE_MARGIN_MS 250    /* after another daemon's lease expires, try this much later */
+#define ONCE_WAIT_MS 1000      /* --once --wait: claim again this often while the lease lasts
+                                  (its holder may finish early, or die) */
 #define PRUNE_EVERY_MS (3600u * 1000u)
 /* `kiotviet-syncd sync NAME` sends this after writing a run-now request: a listening daemon
  * re-reads the integrations at once instead of at its next poll. */
@@ -30,6 +32,9 @@
  * The outer SELECT sees the row as it was before the UPDATE: when the claim fails it says why
  * (someone synced it since: the newer last_sync_at, and the database's now() to tell how long
  * ago that was; leased: how long the lease still runs).
+ * A lease whose holder's database session is gone (STORE_LEASE_HOLDER_GONE) is free: its
+ * daemon died. The lease records our control connection's backend pid ($5, when the server
+ * agrees it is one of its backends) until the run's first renewal records its own.
  * The run's own claim (ST_CLAIM) then succeeds because the lease is already ours.
  * The row is locked FOR UPDATE first: that waits for the writes of a run whose lease this may
  * take over (they hold it FOR KEY SHARE, see store.c put_lease_cte).
@@ -37,10 +42,12 @@
 static const char claim_due_template[] =
     "WITH lk AS (SELECT 1 FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid FOR UPDATE),"
     " c AS (UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
-    " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int)"
+    " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int),"
+    " \"sync_lease_backend_pid\" = CASE WHEN pg_catalog.pg_backend_pid() = $5::int THEN $5::int END"
     " WHERE EXISTS (SELECT 1 FROM lk) AND \"id\" = $1::uuid AND \"is_active\" AND \"sync_enabled\""
     " AND (\"sync_lease_owner\" IS NULL OR \"sync_lease_expires_at\" IS NULL"
-    "      OR \"sync_lease_expires_at\" <= now() OR \"sync_lease_owner\" = $2)"
+    "      OR \"sync_lease_expires_at\" <= now() OR \"sync_lease_owner\" = $2"
+    "      OR " STORE_LEASE_HOLDER_GONE ")"
     " AND (coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0) <= $4::bigint"
     "      OR (\"sync_requested_at\" IS NOT NULL AND (\"last_sync_at\" IS NULL"
     "          OR \"last_sync_at\" < \"sync_requested_at\")))"
@@ -48,6 +55,7 @@ static const char claim_due_template[] =
     " SELECT (SELECT count(*) FROM c)::int,"
     " coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0),"
     " CASE WHEN \"sync_lease_owner\" IS DISTINCT FROM $2 AND \"sync_lease_expires_at\" > now()"
+    "      AND NOT " STORE_LEASE_HOLDER_GONE
     "      THEN ceil(extract(epoch from \"sync_lease_expires_at\" - now()) * 1000)::bigint"
     "      ELSE 0 END,"
     " coalesce(\"is_active\" AND \"sync_enabled\", false),"
@@ -90,6 +98,8 @@ struct integ {
     int64_t synced_mono_ms;
     bool synced_mono_valid;
     bool request_full;
+    bool once_waiting;         /* --once --wait: waiting for another daemon's lease (timer) */
+    bool wait_said;            /* --once --wait: the waiting line was printed */
     uv_timer_t timer;          /* due timer; integ freed in its close callback */
     bool queued;               /* due, waiting for a free run slot */
     bool claiming;             /* the scheduler's claim is in flight (holds a run slot) */
@@ -125,6 +135,7 @@ struct sched {
     int running;               /* runs in flight plus claims in flight */
     bool stopping, hard_stop, finishing, ready_sent, once_listed;
     int once_pending;
+    int once_held;             /* --once: integrations skipped because a live daemon held them */
     int exit_code;
     uint64_t last_prune_ms, last_abandoned_ms;
     uint64_t list_sent_ms;     /* when the list in flight (or the last one) was sent */
@@ -139,6 +150,8 @@ static void ctl_list(sched *s);
 static void ctl_discover(sched *s, kvs_config *cfg);
 static void integ_arm(integ *it);
 static void integ_fire(uv_timer_t *t);
+static void once_wait_cb(uv_timer_t *t);
+static void integ_start(integ *it);
 static void runs_start_queued(sched *s);
 static void sched_maybe_finish(sched *s);
 
@@ -387,11 +400,27 @@ static void run_done(const sync_result *res, void *arg)
                          2, p);
     }
     it->run_request_us = 0;
-    if (s->o.once) {
+    if (s->o.once && res->status == SYNC_SKIPPED && res->held_ms > 0 && s->o.wait &&
+        !s->stopping) {
+        /* --wait: try again soon; the integration stays pending. */
+        if (!it->wait_said) {
+            it->wait_said = true;
+            printf("%s: waiting: %s\n", it->name, res->message);
+            fflush(stdout);
+        }
+        it->once_waiting = true;
+        uv_timer_start(&it->timer, once_wait_cb,
+                       (uint64_t)res->held_ms + LEASE_MARGIN_MS < ONCE_WAIT_MS
+                           ? (uint64_t)res->held_ms + LEASE_MARGIN_MS
+                           : ONCE_WAIT_MS,
+                       0);
+    } else if (s->o.once) {
         print_once_result(it, res, ms);
         if (res->status == SYNC_FAILED || res->status == SYNC_NO_DB ||
-            res->status == SYNC_CANCELLED)
+            res->status == SYNC_CANCELLED || (res->status == SYNC_SKIPPED && !res->held_ms))
             s->exit_code = 1;
+        else if (res->status == SYNC_SKIPPED)
+            s->once_held++;
         s->once_pending--;
     }
     if (it->removed) {
@@ -420,6 +449,7 @@ static void run_start(integ *it)
         .daemon_id = s->daemon_id,
     };
     bool full = (s->o.once && s->o.full) || (it->run_request_us && it->request_full);
+    env.force_deletes = s->o.once && s->o.full && s->o.force_deletes;
     it->run_started_ms = kvs_now_mono_ms();
     it->run = sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
 }
@@ -490,6 +520,19 @@ static void claim_cb(db_result *res, void *arg)
     slot_freed(s);
 }
 
+/* --once --wait: the other daemon's lease may be over (or its holder gone): claim again. */
+static void once_wait_cb(uv_timer_t *t)
+{
+    integ *it = t->data;
+    sched *s = it->s;
+    it->once_waiting = false;
+    if (s->stopping || s->finishing) return;
+    if (s->running < s->cur->cfg->max_concurrent_runs)
+        integ_start(it);
+    else
+        it->queued = true;
+}
+
 /* Takes a run slot and starts the integration: in the daemon, through the due-aware claim. */
 static void integ_start(integ *it)
 {
@@ -500,12 +543,13 @@ static void integ_start(integ *it)
         run_start(it);
         return;
     }
-    char secs[16], last[32];
+    char secs[16], last[32], pid[16];
     snprintf(secs, sizeof secs, "%d", s->cur->cfg->lease_seconds);
     snprintf(last, sizeof last, "%" PRId64, it->last_sync_us);
-    const char *p[4] = {it->id, s->daemon_id, secs, last};
+    snprintf(pid, sizeof pid, "%d", db_conn_backend_pid(s->ctl));
+    const char *p[5] = {it->id, s->daemon_id, secs, last, pid};
     it->claiming = true;
-    db_exec(s->ctl, s->cur->claim_sql, 4, p, claim_cb, it);
+    db_exec(s->ctl, s->cur->claim_sql, 5, p, claim_cb, it);
 }
 
 static bool integ_busy(const integ *it) { return it->run || it->claiming; }
@@ -1108,6 +1152,7 @@ static void sched_maybe_finish(sched *s)
         return;
     }
     if (s->handles_open > 0 || !s->done) return;
+    if (s->o.once && s->exit_code == 0 && s->once_held > 0) s->exit_code = SCHED_EX_TEMPFAIL;
     sched_done_cb cb = s->done;
     s->done = NULL;
     cb(s->exit_code, s->arg);
@@ -1129,6 +1174,10 @@ void sched_stop(sched *s)
     for (integ *it = s->integs; it; it = it->next) {
         uv_timer_stop(&it->timer);
         it->queued = false;
+        if (it->once_waiting) { /* --wait interrupted: still held by the other daemon */
+            it->once_waiting = false;
+            s->once_held++;
+        }
     }
     if (s->running > 0) {
         int grace = cfg_of(s) ? cfg_of(s)->grace_period_s : 0;

@@ -512,7 +512,8 @@ static int check_required(const table *t, const char *tname, const chosen *chs, 
 static const char *const integ_required[] = {
     "id", "name", "api_url", "token_url", "client_id", "client_secret", "retailer",
     "access_token", "token_expires_at", "is_active", "sync_enabled", "last_sync_at",
-    "sync_interval_minutes", "sync_lease_owner", "sync_lease_expires_at", "products_cursor",
+    "sync_interval_minutes", "sync_lease_owner", "sync_lease_expires_at",
+    "sync_lease_backend_pid", "products_cursor",
     "categories_cursor", "last_full_sync_at", "consecutive_failures", "sync_requested_at",
     "sync_request_full",
 };
@@ -706,7 +707,8 @@ const char *store_products_relink_sql(const store *s) { return s->products_relin
     " (extract(epoch from \"token_expires_at\") * 1000000)::bigint, \"is_active\","              \
     " \"sync_enabled\", (extract(epoch from \"last_sync_at\") * 1000000)::bigint,"              \
     " \"sync_interval_minutes\", \"sync_lease_owner\","                                         \
-    " coalesce(\"sync_lease_owner\" IS NOT NULL AND \"sync_lease_expires_at\" > now(), false),"  \
+    " coalesce(\"sync_lease_owner\" IS NOT NULL AND \"sync_lease_expires_at\" > now()"        \
+    " AND NOT " STORE_LEASE_HOLDER_GONE ", false),"                                            \
     " (extract(epoch from \"products_cursor\") * 1000000)::bigint,"                             \
     " (extract(epoch from \"categories_cursor\") * 1000000)::bigint,"                           \
     " (extract(epoch from \"last_full_sync_at\") * 1000000)::bigint, \"consecutive_failures\","  \
@@ -718,16 +720,24 @@ static const char *const stmt_templates[ST__COUNT] = {
                 " WHERE \"name\" LIKE 'kiotviet%' ORDER BY \"name\"",
     [ST_CLAIM] = "WITH lk AS (SELECT 1 FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid"
                  " FOR UPDATE) UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
-                 " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int)"
+                 " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int),"
+                 " \"sync_lease_backend_pid\" = CASE WHEN \"sync_lease_owner\" = $2 THEN"
+                 " \"sync_lease_backend_pid\" END"
                  " WHERE EXISTS (SELECT 1 FROM lk) AND \"id\" = $1::uuid AND (\"sync_lease_owner\" IS NULL OR"
                  " \"sync_lease_expires_at\" IS NULL OR \"sync_lease_expires_at\" <= now() OR"
-                 " \"sync_lease_owner\" = $2) RETURNING " INTEG_COLS,
+                 " \"sync_lease_owner\" = $2 OR " STORE_LEASE_HOLDER_GONE ") RETURNING " INTEG_COLS,
     [ST_RENEW] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_expires_at\" = now() +"
-                 " make_interval(secs => $3::int) WHERE \"id\" = $1::uuid AND"
-                 " \"sync_lease_owner\" = $2 RETURNING 1",
+                 " make_interval(secs => $3::int), \"sync_lease_backend_pid\" = CASE WHEN"
+                 " pg_catalog.pg_backend_pid() = $4::int THEN $4::int END"
+                 " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2 RETURNING 1",
+    [ST_LEASE_HOLDER] =
+        "SELECT \"sync_lease_owner\", to_char(\"sync_lease_expires_at\" AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), greatest(ceil(extract(epoch from"
+        " \"sync_lease_expires_at\" - now()) * 1000), 0)::bigint, " STORE_LEASE_HOLDER_GONE
+        " FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid",
     [ST_RELEASE] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = NULL,"
-                   " \"sync_lease_expires_at\" = NULL WHERE \"id\" = $1::uuid AND"
-                   " \"sync_lease_owner\" = $2",
+                   " \"sync_lease_expires_at\" = NULL, \"sync_lease_backend_pid\" = NULL"
+                   " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
     [ST_LOG_START] = "INSERT INTO @.\"sync_logs\" (\"integration_id\", \"sync_type\", \"status\","
                      " \"daemon_id\") VALUES ($1::uuid, $2, 'running', $3) RETURNING \"id\"::text",
     [ST_LOG_PROGRESS] =
@@ -763,7 +773,8 @@ static const char *const stmt_templates[ST__COUNT] = {
         " FROM @.\"third_party_integrations\" i WHERE l.\"integration_id\" = i.\"id\" AND"
         " l.\"status\" = 'running' AND (i.\"sync_lease_owner\" IS NULL OR"
         " i.\"sync_lease_owner\" IS DISTINCT FROM l.\"daemon_id\" OR i.\"sync_lease_expires_at\""
-        " IS NULL OR i.\"sync_lease_expires_at\" <= now()) RETURNING 1) SELECT count(*) FROM up",
+        " IS NULL OR i.\"sync_lease_expires_at\" <= now() OR " STORE_LEASE_HOLDER_GONE ")"
+        " RETURNING 1) SELECT count(*) FROM up",
     [ST_TOKEN_SAVE] = "UPDATE @.\"third_party_integrations\" SET \"access_token\" = $3,"
                       " \"token_expires_at\" = to_timestamp($4::double precision),"
                       " \"updated_at\" = now() WHERE \"id\" = $1::uuid AND"
@@ -773,11 +784,13 @@ static const char *const stmt_templates[ST__COUNT] = {
                   " \"categories_cursor\" = coalesce($4::timestamptz, \"categories_cursor\"),"
                   " \"last_full_sync_at\" = CASE WHEN $5::boolean THEN now() ELSE"
                   " \"last_full_sync_at\" END, \"consecutive_failures\" = 0,"
-                  " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL"
+                  " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL,"
+                  " \"sync_lease_backend_pid\" = NULL"
                   " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
     [ST_FAIL] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
                 " \"consecutive_failures\" = \"consecutive_failures\" + 1,"
-                " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL"
+                " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL,"
+                " \"sync_lease_backend_pid\" = NULL"
                 " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
     [ST_LOG_PRUNE] = "WITH d AS (DELETE FROM @.\"sync_logs\" WHERE \"status\" <> 'running' AND"
                      " \"started_at\" < now() - make_interval(days => $1::int) RETURNING 1)"

@@ -292,6 +292,15 @@ static void lease_params(sync_run *r, const char **p, char *secs)
     p[2] = secs;
 }
 
+/* ST_RENEW's parameters: the lease's, and the backend pid of the run's connection (pid, 16
+ * bytes) so that the lease names the session holding it. */
+static void renew_params(sync_run *r, const char **p, char *secs, char *pid)
+{
+    lease_params(r, p, secs);
+    snprintf(pid, 16, "%d", db_conn_backend_pid(r->db));
+    p[3] = pid;
+}
+
 static void log_db_error(sync_run *r, const char *what, const db_result *res)
 {
     rlog_err(&r->lctx, "%s: %s%s%s%s", what, res->message ? res->message : "error",
@@ -1205,11 +1214,11 @@ static void lease_timer_cb(uv_timer_t *t)
 {
     sync_run *r = t->data;
     if (r->phase >= PH_FINISH) return;
-    char secs[16];
-    const char *p[3];
-    lease_params(r, p, secs);
+    char secs[16], pid[16];
+    const char *p[4];
+    renew_params(r, p, secs, pid);
     r->jobs++;
-    db_exec(r->db, store_sql(r->env.store, ST_RENEW), 3, p, lease_renew_cb, r);
+    db_exec(r->db, store_sql(r->env.store, ST_RENEW), 4, p, lease_renew_cb, r);
 }
 
 static void start_fetching(sync_run *r)
@@ -1299,8 +1308,19 @@ static void claim_cb(db_result *res, void *arg)
     }
     PGresult *pr = res->results[0];
     if (PQntuples(pr) != 1) {
-        snprintf(r->res.message, sizeof r->res.message,
-                 "leased by another daemon (or removed); skipped");
+        /* Held by a live daemon (a dead one's lease would have been ours): say whose, and
+         * until when. */
+        PGresult *hr = res->results[3];
+        if (PQntuples(hr) == 1 && !PQgetisnull(hr, 0, 0)) {
+            r->res.held_ms = strtoll(PQgetvalue(hr, 0, 2), NULL, 10);
+            if (r->res.held_ms < 1) r->res.held_ms = 1;
+            snprintf(r->res.message, sizeof r->res.message,
+                     "leased by another daemon (%s) until %s (%" PRId64 " s more)",
+                     PQgetvalue(hr, 0, 0), PQgetvalue(hr, 0, 1), (r->res.held_ms + 999) / 1000);
+        } else {
+            snprintf(r->res.message, sizeof r->res.message,
+                     "no longer in third_party_integrations");
+        }
         r->res.status = SYNC_SKIPPED;
         rlog_info(&r->lctx, "%s", r->res.message);
         r->phase = PH_FINISH;
@@ -1326,10 +1346,15 @@ static void claim_cb(db_result *res, void *arg)
                         r->env.daemon_id};
     r->phase = PH_START;
     /* Our claim took the lease from whoever held it: a 'running' row left by a daemon that died
-     * (kill -9, power loss) is closed here, not only when a daemon starts. */
+     * (kill -9, power loss) is closed here, not only when a daemon starts. The renewal records
+     * this connection's session as the holder's. */
+    char secs[16], pid[16];
+    const char *rp[4];
+    renew_params(r, rp, secs, pid);
     db_batch *b = db_batch_new();
     db_batch_add(b, store_sql(r->env.store, ST_LOG_ABANDONED), 0, NULL);
     db_batch_add(b, store_sql(r->env.store, ST_LOG_START), 3, p);
+    db_batch_add(b, store_sql(r->env.store, ST_RENEW), 4, rp);
     db_submit(r->db, b, log_start_cb, r);
 }
 
@@ -1418,6 +1443,7 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
     db_batch_add(b, store_sql(env->store, ST_CLAIM), 3, p);
     db_batch_add(b, sql_db_now, 0, NULL);
     db_batch_add(b, store_sql(env->store, ST_ANY_PRODUCTS), 0, NULL);
+    db_batch_add(b, store_sql(env->store, ST_LEASE_HOLDER), 1, p);
     db_submit(r->db, b, claim_cb, r);
     return r;
 }

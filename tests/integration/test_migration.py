@@ -51,6 +51,7 @@ INTEGRATION_COLUMNS = {
     "consecutive_failures": ("integer", True, "0"),
     "sync_requested_at": (TS, False, None),
     "sync_request_full": ("boolean", True, "false"),
+    "sync_lease_backend_pid": ("integer", False, None),   # db/migrations/001_lease_session.sql
 }
 SYNC_LOG_COUNTERS = [f"{e}_{k}" for e in ("products", "categories")
                      for k in ("synced", "created", "updated", "failed", "deactivated")]
@@ -390,3 +391,21 @@ def test_integration_check_errors_carry_no_row(shop_db, pg):
     for p in pgharness.migration_files():
         db.run_file(p)
     assert catalog_snapshot(db) == before
+
+
+def test_lease_session_migration_is_idempotent_and_required(fresh_db, tmp_path):
+    """001_lease_session.sql adds sync_lease_backend_pid (twice is the same as once); a daemon
+    meeting a database without it names the column and exits 78 instead of misbehaving."""
+    import kvsd
+    db = fresh_db
+    db.run_file(SHOP_SCHEMAS["uuid"])
+    db.run_file(MIGRATION)
+    cfg = kvsd.write_config(tmp_path / "kvs.conf", db.dsn)
+    res = kvsd.run_once(cfg)
+    assert res.rc == 78 and "third_party_integrations.sync_lease_backend_pid is missing" in res.err, res
+    lease_sql = MIGRATION.parent / "001_lease_session.sql"
+    for _ in range(2):
+        db.run_file(lease_sql)
+        assert columns_of(db, "third_party_integrations") == INTEGRATION_COLUMNS
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
