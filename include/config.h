@@ -50,6 +50,7 @@ typedef struct kvs_config {
     int http_connect_timeout_s;
     int http_timeout_s;
     int max_page_bytes;         /* response size cap per page */
+    char *allowed_hosts;        /* hosts token_url/api_url may name (kv_url_check); NULL = none */
     int max_retries;            /* per request, for transient failures */
     int retry_base_ms;          /* first retry waits about this long (with jitter) ... */
     int retry_cap_ms;           /* ... doubling per attempt up to this; base <= cap */

@@ -48,6 +48,7 @@ typedef struct kv_client_opts {
     kv_budget *budget;            /* borrowed; NULL = no budget */
     const log_ctx *lctx;          /* borrowed */
     const char *api_url, *token_url, *client_id, *client_secret, *retailer; /* copied */
+    const char *allowed_hosts;    /* [kiotviet] allowed_hosts (see kv_url_check); borrowed */
     const char *access_token;     /* token from the row, or NULL; copied */
     int64_t token_expires_wall_s; /* its expiry (Unix seconds), 0 = unknown */
     int token_margin_s;
@@ -87,8 +88,9 @@ void kv_req_cancel(kv_req *r);
 int kv_client_gets(const kv_client *c);            /* GET requests sent (incl. retries) */
 int kv_client_token_requests(const kv_client *c);  /* token requests sent */
 
-/* https, or http to a loopback host, without userinfo; 0 or -EINVAL with a reason in err
- * (which names the URL by scheme://host[:port] only). */
-int kv_url_check(const char *url, const char *what, kvs_err *err);
+/* https, or http to a loopback host, without userinfo, to a host in allowed (a comma-separated
+ * list of host names, "loopback" standing for every loopback address; NULL = any host); 0 or
+ * -EINVAL with a reason in err (which names the URL by scheme://host[:port] only). */
+int kv_url_check(const char *url, const char *what, const char *allowed, kvs_err *err);
 
 #endif

@@ -324,7 +324,9 @@ int explain_product_run(const kvs_config *cfg, const char *only, const char *cod
                  row->name);
         goto done;
     }
-    if (kv_url_check(row->api_url, "api_url", &e) || kv_url_check(row->token_url, "token_url", &e)) {
+    const char *allowed = cfg->allowed_hosts ? cfg->allowed_hosts : ""; /* empty: none */
+    if (kv_url_check(row->api_url, "api_url", allowed, &e) ||
+        kv_url_check(row->token_url, "token_url", allowed, &e)) {
         snprintf(err, sizeof err, "integration %s is not usable: %s", row->name, e.msg);
         goto done;
     }

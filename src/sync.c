@@ -1235,6 +1235,7 @@ static void start_fetching(sync_run *r)
         .client_id = r->row->client_id,
         .client_secret = r->row->client_secret,
         .retailer = r->row->retailer,
+        .allowed_hosts = r->env.cfg->allowed_hosts ? r->env.cfg->allowed_hosts : "",
         .access_token = r->row->access_token,
         /* the row's expiry is in the database's time: move it onto ours */
         .token_expires_wall_s = r->row->token_expires_us

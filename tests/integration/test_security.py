@@ -590,6 +590,56 @@ def test_plain_http_to_non_loopback_host_refused(db, sim, workdir):
             listener.close()
 
 
+@pytest.mark.parametrize("host", ["127.0.0.-4294967295", "127.0.0.4294967297"])
+def test_plain_http_loopback_decided_by_the_address_curl_uses(db, sim, workdir, host):
+    """Issue 18: these pass a "%u.%u.%u.%u" scan as 127.0.0.x but are no address to curl, which
+    would ask DNS for them and send client_secret in clear text wherever DNS answers. Refused
+    before any request, as plain http to a non-loopback host."""
+    port = sim.url.rsplit(":", 1)[1].rstrip("/")
+    kvsd.setup_integration(db, sim)
+    before = sim.stats("demoshop")
+    db.sql("UPDATE public.third_party_integrations SET token_url = %s",
+           f"http://{host}:{port}/connect/token")
+    res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn))
+    log = run_log(db)
+    assert log["status"] == "failed", (log, res)
+    assert f"token_url must use https (plain http is only allowed to loopback hosts): " \
+        f"http://{host}:{port}" in log["error_message"], log
+    assert sim.stats("demoshop")["token_requests"] == before["token_requests"]
+
+
+def test_allowed_hosts_refuse_a_row_pointing_elsewhere_alone(db, sim, workdir):
+    """Issue 18: any https host received the client secret, so a typo-squatted token_url got the
+    credentials. [kiotviet] allowed_hosts (default: KiotViet's token and API hosts, plus
+    loopback) decides; a row naming another host fails alone, saying which host and which key
+    allows it, while the other integrations run."""
+    kvsd.setup_integration(db, sim)
+    kvsd.setup_integration(db, sim, name="kiotviet-typo", insert=True)
+    secret = db.value("SELECT client_secret FROM public.third_party_integrations"
+                      " WHERE name = 'kiotviet-typo'")
+    db.sql("UPDATE public.third_party_integrations SET token_url ="
+           " 'https://id.kiotviet.vn.evil.example/connect/token' WHERE name = 'kiotviet-typo'")
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, log={"level": "debug"})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 1, res
+    assert kvsd.last_log(db)["status"] == "success"
+    log = kvsd.last_log(db, "kiotviet-typo")
+    assert log["status"] == "failed", log
+    want = ("token_url host id.kiotviet.vn.evil.example is not in [kiotviet] allowed_hosts")
+    assert want in log["error_message"] and want in res.err, (log, res)
+    assert secret not in res.out + res.err
+    # A list without loopback refuses the simulator too; one naming it lets the row run.
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn,
+                            kiotviet={"allowed_hosts": "id.kiotviet.vn, public.kiotapi.com"})
+    res = kvsd.run_once(cfg, "--only", "kiotviet")
+    log = kvsd.last_log(db)
+    assert log["status"] == "failed" and "host 127.0.0.1 is not in [kiotviet] allowed_hosts" \
+        in log["error_message"], log
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, kiotviet={"allowed_hosts": "127.0.0.1"})
+    res = kvsd.run_once(cfg, "--only", "kiotviet")
+    assert res.rc == 0 and kvsd.last_log(db)["status"] == "success", res
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1/"])
 def test_only_http_and_https(db, sim, workdir, url):
     kvsd.setup_integration(db, sim)

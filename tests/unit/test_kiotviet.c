@@ -391,6 +391,17 @@ static void test_url_check(void **state)
          "http://public.kiotapi.com:8080"},
         {"http://10.0.0.1/", "loopback hosts): http://10.0.0.1"},
         {"ftp://127.0.0.1/S3CRET", "loopback hosts): ftp://127.0.0.1"},
+        /* Not addresses to inet_pton, so curl would resolve them by DNS: not loopback. */
+        {"http://127.0.0.-4294967295/", "loopback hosts): http://127.0.0.-4294967295"},
+        {"http://127.0.0.4294967297/", "loopback hosts): http://127.0.0.4294967297"},
+        {"http://127.0.0.1.evil.example/", "loopback hosts)"},
+        {"http://127.1/", NULL}, /* curl itself makes it 127.0.0.1 */
+        {"http://[::ffff:127.0.0.1]/", "loopback hosts)"},
+        /* An https host not in allowed_hosts: named, with the key that allows it. */
+        {"https://id.kiotviet.vn.evil.example/connect/token",
+         "api_url host id.kiotviet.vn.evil.example is not in [kiotviet] allowed_hosts"},
+        {"https://pub1ic.kiotapi.com/", "api_url host pub1ic.kiotapi.com is not in"},
+        {"https://PUBLIC.KiotApi.com/", NULL},
         {"file:///etc/passwd", "api_url is not a valid URL"},
         {"not a url S3CRET", "api_url is not a valid URL"},
         {"", "api_url is empty"},
@@ -398,7 +409,8 @@ static void test_url_check(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         kvs_err e;
         kvs_err_clear(&e);
-        int rc = kv_url_check(cases[i].url, "api_url", &e);
+        int rc = kv_url_check(cases[i].url, "api_url",
+                              "id.kiotviet.vn, public.kiotapi.com,loopback", &e);
         if (!cases[i].want) {
             if (rc) fail_msg("%s refused: %s", cases[i].url, e.msg);
             continue;
