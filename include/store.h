@@ -56,7 +56,19 @@ typedef struct integ_row {
     int consecutive_failures;
     int64_t requested_us;       /* sync_requested_at, 0 = none */
     bool request_full;
+    char *creds_hash;           /* STORE_CREDS_HASH_SQL of the row as read */
 } integ_row;
+
+/* The credentials a token is issued for, as one SQL expression over the row (t: "" or an
+ * alias with its dot): the hex SHA-256 of [token_url, client_id, client_secret, retailer]. A
+ * stored token counts only while third_party_integrations.token_credentials_hash equals it:
+ * changing any of the four drops the token (issue 17). */
+#define STORE_CREDS_HASH_SQL(t)                                                                 \
+    "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array("   \
+    t "\"token_url\", " t "\"client_id\", " t "\"client_secret\", " t "\"retailer\")::text,"    \
+    " 'UTF8')), 'hex')"
+#define STORE_TOKEN_VALID_SQL(t)                                                                \
+    "coalesce(" t "\"token_credentials_hash\" = " STORE_CREDS_HASH_SQL(t) ", false)"
 
 void integ_row_free(integ_row *r);
 /* Parses row i of a result of store_sql_list / claim; returns a new row. */
@@ -75,7 +87,8 @@ integ_row *integ_row_parse(PGresult *res, int i);
  * ST_LOG_PROGRESS    $1 log id, $2 counts (json object with the sync_logs count columns)
  * ST_LOG_FINISH      $1 log id, $2 status, $3 counts json, $4 error_message, $5 error_details
  * ST_LOG_ABANDONED   closes 'running' logs whose integration lease is gone -> count
- * ST_TOKEN_SAVE      $1 id, $2 owner, $3 access token, $4 expiry (epoch seconds)
+ * ST_TOKEN_SAVE      $1 id, $2 owner, $3 access token, $4 expiry (epoch seconds), $5 the
+ *                    row's creds_hash (nothing saved when the credentials changed since)
  * ST_FINISH          $1 id, $2 owner, $3 products cursor or NULL (keep), $4 categories cursor
  *                    or NULL, $5 full run (bool): success; resets failures, releases the lease
  * ST_FAIL            $1 id, $2 owner: failure count + 1, releases the lease

@@ -515,7 +515,7 @@ static const char *const integ_required[] = {
     "sync_interval_minutes", "sync_lease_owner", "sync_lease_expires_at",
     "sync_lease_backend_pid", "products_cursor",
     "categories_cursor", "last_full_sync_at", "consecutive_failures", "sync_requested_at",
-    "sync_request_full",
+    "sync_request_full", "token_credentials_hash",
 };
 
 store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *err)
@@ -703,8 +703,9 @@ const char *store_products_relink_sql(const store *s) { return s->products_relin
 
 #define INTEG_COLS                                                                              \
     "\"id\"::text, \"name\", \"api_url\", \"token_url\", \"client_id\", \"client_secret\","     \
-    " \"retailer\", \"access_token\","                                                          \
-    " (extract(epoch from \"token_expires_at\") * 1000000)::bigint, \"is_active\","              \
+    " \"retailer\", CASE WHEN " STORE_TOKEN_VALID_SQL("") " THEN \"access_token\" END,"           \
+    " CASE WHEN " STORE_TOKEN_VALID_SQL("") " THEN"                                          \
+    " (extract(epoch from \"token_expires_at\") * 1000000)::bigint END, \"is_active\","          \
     " \"sync_enabled\", (extract(epoch from \"last_sync_at\") * 1000000)::bigint,"              \
     " \"sync_interval_minutes\", \"sync_lease_owner\","                                         \
     " coalesce(\"sync_lease_owner\" IS NOT NULL AND \"sync_lease_expires_at\" > now()"        \
@@ -712,7 +713,8 @@ const char *store_products_relink_sql(const store *s) { return s->products_relin
     " (extract(epoch from \"products_cursor\") * 1000000)::bigint,"                             \
     " (extract(epoch from \"categories_cursor\") * 1000000)::bigint,"                           \
     " (extract(epoch from \"last_full_sync_at\") * 1000000)::bigint, \"consecutive_failures\","  \
-    " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint, \"sync_request_full\""
+    " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint, \"sync_request_full\","    \
+    " " STORE_CREDS_HASH_SQL("")
 
 /* "@" stands for the quoted schema. */
 static const char *const stmt_templates[ST__COUNT] = {
@@ -775,10 +777,13 @@ static const char *const stmt_templates[ST__COUNT] = {
         " i.\"sync_lease_owner\" IS DISTINCT FROM l.\"daemon_id\" OR i.\"sync_lease_expires_at\""
         " IS NULL OR i.\"sync_lease_expires_at\" <= now() OR " STORE_LEASE_HOLDER_GONE ")"
         " RETURNING 1) SELECT count(*) FROM up",
+    /* Saved only while the row still holds the credentials the token was issued for ($5,
+     * read with the row): a token is never tied to credentials changed meanwhile. */
     [ST_TOKEN_SAVE] = "UPDATE @.\"third_party_integrations\" SET \"access_token\" = $3,"
                       " \"token_expires_at\" = to_timestamp($4::double precision),"
-                      " \"updated_at\" = now() WHERE \"id\" = $1::uuid AND"
-                      " \"sync_lease_owner\" = $2",
+                      " \"token_credentials_hash\" = $5, \"updated_at\" = now()"
+                      " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2 AND"
+                      " " STORE_CREDS_HASH_SQL("") " = $5",
     [ST_FINISH] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
                   " \"products_cursor\" = coalesce($3::timestamptz, \"products_cursor\"),"
                   " \"categories_cursor\" = coalesce($4::timestamptz, \"categories_cursor\"),"
@@ -877,6 +882,7 @@ integ_row *integ_row_parse(PGresult *r, int i)
     x->consecutive_failures = (int)i64_or_zero(r, i, 18);
     x->requested_us = i64_or_zero(r, i, 19);
     x->request_full = bool_of(r, i, 20);
+    x->creds_hash = dup_or_null(r, i, 21);
     if (x->client_secret) log_secret_add(x->client_secret);
     if (x->access_token) log_secret_add(x->access_token);
     return x;
@@ -895,5 +901,6 @@ void integ_row_free(integ_row *x)
     free(x->retailer);
     log_secret_hold(&x->access_token, NULL);
     free(x->lease_owner);
+    free(x->creds_hash);
     free(x);
 }

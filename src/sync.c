@@ -1195,9 +1195,9 @@ static void on_token(const char *token, int64_t expires_wall_s, void *arg)
     char exp[32];
     int64_t ttl_s = expires_wall_s - kvs_now_wall_ms() / 1000; /* both on the host's clock */
     snprintf(exp, sizeof exp, "%" PRId64, db_now_s(r) + ttl_s);
-    const char *p[4] = {r->row->id, r->env.daemon_id, token, exp};
+    const char *p[5] = {r->row->id, r->env.daemon_id, token, exp, r->row->creds_hash};
     r->jobs++;
-    db_exec(r->db, store_sql(r->env.store, ST_TOKEN_SAVE), 4, p, token_saved_cb, r);
+    db_exec(r->db, store_sql(r->env.store, ST_TOKEN_SAVE), 5, p, token_saved_cb, r);
 }
 
 static void lease_renew_cb(db_result *res, void *arg)
