@@ -694,7 +694,7 @@ void config_keys_print(FILE *f)
     for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
         const key_def *k = &keys[i];
         key_range(k, range, sizeof range);
-        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->name, k->def ? k->def : "(unset)",
+        fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\n", k->section, k->name, k->def ? k->def : "unset",
                 range, (k->flags & (F_NORELOAD | F_START)) ? "restart" : "reload", k->help ? k->help : "");
     }
     for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
