@@ -129,9 +129,11 @@ const char *store_categories_insert_sql(const store *s);
 /* $1 bigint[] text ("{1,2}"), $2..$4 as above -> (lease_ok, n) */
 const char *store_products_remove_sql(const store *s);
 const char *store_categories_remove_sql(const store *s);
-/* Reconciliation: mark this integration's synced rows NOT in $1 (bigint[]) deleted.
- * -> (lease_ok, n, others): others 1 when another integration has run, so rows without an
- * owner were left alone (without the owner column: nothing was reconciled). */
+/* Reconciliation: mark this integration's synced rows NOT in $1 (bigint[]) deleted, if they
+ * are at most $5 (a share, float text; NULL = no limit) of its live (not deleted) rows.
+ * -> (lease_ok, n, others, would, live): others 1 when another integration has run, so rows
+ * without an owner were left alone (without the owner column: nothing was reconciled); would
+ * how many rows it marks or (n = 0, would > $5 x live) would have marked. */
 const char *store_products_reconcile_sql(const store *s);
 /* Re-links categories' parents and products' categories from the kiotviet_* ids. $2..$4 as
  * above. NULL when the shop has no such column. */

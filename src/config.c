@@ -20,7 +20,7 @@
 #include "jewel.h"
 #include "log.h"
 
-enum key_type { K_STR, K_INT, K_LEVEL };
+enum key_type { K_STR, K_INT, K_LEVEL, K_RATIO }; /* K_RATIO: a double, 0 to 1 */
 /* F_NORELOAD: a reload keeps the old value and config_diff_noreload names the key; F_START:
  * read only at start too, but kept and named by the scheduler (reload_keep_fixed). */
 enum { F_NORELOAD = 1, F_SECRET = 2, F_PATH = 4, F_START = 8 };
@@ -67,6 +67,8 @@ static const key_def keys[] = {
     {"sync", "grace_period", K_INT, OFF(grace_period_s), "30", 0, 3600, 0, "seconds"},
     {"sync", "log_retention_days", K_INT, OFF(log_retention_days), "90", 0, 36500, 0, NULL},
     {"sync", "max_backoff_minutes", K_INT, OFF(max_backoff_minutes), "240", 1, 10080, 0, NULL},
+    {"sync", "max_delete_ratio", K_RATIO, OFF(max_delete_ratio), "0.2", 0, 1, 0,
+     "share of an integration's products a full run may mark deleted"},
     {"kiotviet", "ca_file", K_STR, OFF(ca_file), NULL, 0, 0, F_PATH | F_START,
      "extra CA bundle (PEM)"},
     {"kiotviet", "connect_timeout", K_INT, OFF(http_connect_timeout_s), "10", 1, 300, F_START,
@@ -139,6 +141,19 @@ static int key_set(kvs_config *c, const key_def *k, const char *value, char *why
             return -EINVAL;
         }
         *(int *)(base + k->offset) = (int)n;
+        return 0;
+    }
+    case K_RATIO: {
+        /* Digits with an optional fraction: no sign, exponent, inf or nan (strtod takes
+         * those); the daemon never calls setlocale, so '.' is the decimal point. */
+        char *end;
+        double d = value[0] >= '0' && value[0] <= '9' ? strtod(value, &end) : -1;
+        bool plain = d >= 0 && !*end && !strpbrk(value, "eExXnN");
+        if (!plain || d < (double)k->min || d > (double)k->max) {
+            snprintf(why, cap, "not a number from %ld to %ld", k->min, k->max);
+            return -EINVAL;
+        }
+        *(double *)(base + k->offset) = d;
         return 0;
     }
     case K_LEVEL: {
@@ -546,6 +561,7 @@ static bool key_equal(const kvs_config *a, const kvs_config *b, const key_def *k
 {
     const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
     if (k->type == K_STR) return kvs_streq(*(char *const *)pa, *(char *const *)pb);
+    if (k->type == K_RATIO) return *(const double *)pa == *(const double *)pb;
     return *(const int *)pa == *(const int *)pb;
 }
 
@@ -578,6 +594,8 @@ void config_print(const kvs_config *c)
             printf("%s = %s\n", k->name, !v ? "" : (k->flags & F_SECRET) ? "(set)" : v);
         } else if (k->type == K_LEVEL) {
             printf("%s = %s\n", k->name, log_level_name(*(const int *)p));
+        } else if (k->type == K_RATIO) {
+            printf("%s = %g\n", k->name, *(const double *)p);
         } else {
             printf("%s = %d\n", k->name, *(const int *)p);
         }
@@ -681,6 +699,7 @@ static void key_range(const key_def *k, char *buf, size_t cap)
 {
     switch (k->type) {
     case K_INT: snprintf(buf, cap, "%ld..%ld", k->min, k->max); return;
+    case K_RATIO: snprintf(buf, cap, "%ld..%ld (decimal)", k->min, k->max); return;
     case K_LEVEL: snprintf(buf, cap, "error|warning|notice|info|debug"); return;
     case K_STR: snprintf(buf, cap, "%s", (k->flags & F_PATH) ? "path" : "text"); return;
     }

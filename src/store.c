@@ -430,33 +430,59 @@ static char *gen_upsert(const store *s, const char *tname, const table *t, const
 /* Marks rows removed in KiotViet: is_active false where the column exists, kiotviet_status
  * 'deleted' where it exists (it does after the migration). Never deletes. `extra`, when not
  * NULL, is a third result column. */
+/* The condition that a row is not yet marked deleted (false when nothing can mark it). */
+static void put_not_deleted(kvs_buf *b, const table *t)
+{
+    bool is_active = col_find(t, "is_active") != NULL;
+    bool status = col_find(t, "kiotviet_status") != NULL;
+    if (is_active && status)
+        P(b, "(t.\"is_active\" IS DISTINCT FROM false OR t.\"kiotviet_status\" IS DISTINCT FROM 'deleted')");
+    else if (is_active)
+        P(b, "(t.\"is_active\" IS DISTINCT FROM false)");
+    else if (status)
+        P(b, "(t.\"kiotviet_status\" IS DISTINCT FROM 'deleted')");
+    else
+        P(b, "false");
+}
+
+/* Marks rows deleted. Plain (owned NULL): the rows matching where. Guarded (a reconciliation:
+ * owned is this integration's rows, $1 the ids KiotViet still lists, $5 the largest share of
+ * them it may mark, NULL for no limit): marks the owned live rows not in $1 only if they are at
+ * most $5 of the owned live rows; two more result columns say how many it would mark and how
+ * many live rows there are, so a guard that held can say why. */
 static char *gen_remove(const store *s, const char *tname, const table *t, const char *where,
-                        const char *extra)
+                        const char *extra, const char *owned)
 {
     kvs_buf b;
     kvs_buf_init(&b);
-    bool is_active = col_find(t, "is_active") != NULL;
-    bool status = col_find(t, "kiotviet_status") != NULL;
     put_lease_cte(&b, s);
+    if (owned) {
+        P(&b, ", live AS (SELECT t.\"kiotviet_id\" AS kid, NOT (t.\"kiotviet_id\" ="
+              " ANY($1::bigint[])) AS gone FROM %s.", s->schema_q);
+        put_ident(&b, tname);
+        P(&b, " t WHERE EXISTS (SELECT 1 FROM lease) AND t.\"kiotviet_id\" IS NOT NULL AND %s AND ",
+          owned);
+        put_not_deleted(&b, t);
+        P(&b, "), ok AS (SELECT count(*) FILTER (WHERE gone) AS gone, count(*) AS n FROM live)");
+    }
     P(&b, ", up AS (UPDATE %s.", s->schema_q);
     put_ident(&b, tname);
     P(&b, " t SET \"kiotviet_id\" = t.\"kiotviet_id\"");
-    if (is_active) P(&b, ", \"is_active\" = false");
-    if (status) P(&b, ", \"kiotviet_status\" = 'deleted'");
+    if (col_find(t, "is_active")) P(&b, ", \"is_active\" = false");
+    if (col_find(t, "kiotviet_status")) P(&b, ", \"kiotviet_status\" = 'deleted'");
     if (col_find(t, "last_synced_at")) P(&b, ", \"last_synced_at\" = now()");
     if (col_find(t, "sync_status")) P(&b, ", \"sync_status\" = 'synced'");
     if (col_find(t, "updated_at")) P(&b, ", \"updated_at\" = now()");
-    P(&b, " WHERE EXISTS (SELECT 1 FROM lease) AND %s AND (", where);
-    if (is_active && status)
-        P(&b, "t.\"is_active\" IS DISTINCT FROM false OR t.\"kiotviet_status\" IS DISTINCT FROM 'deleted'");
-    else if (is_active)
-        P(&b, "t.\"is_active\" IS DISTINCT FROM false");
-    else if (status)
-        P(&b, "t.\"kiotviet_status\" IS DISTINCT FROM 'deleted'");
-    else
-        P(&b, "false");
-    P(&b, ") RETURNING 1) SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)");
+    if (owned) {
+        P(&b, " WHERE (SELECT $5::float8 IS NULL OR gone <= $5::float8 * n FROM ok) AND"
+              " t.\"kiotviet_id\" IN (SELECT kid FROM live WHERE gone)");
+    } else {
+        P(&b, " WHERE EXISTS (SELECT 1 FROM lease) AND %s AND ", where);
+        put_not_deleted(&b, t);
+    }
+    P(&b, " RETURNING 1) SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM up)");
     if (extra) P(&b, ", %s", extra);
+    if (owned) P(&b, ", (SELECT gone FROM ok), (SELECT n FROM ok)");
     return kvs_buf_steal(&b);
 }
 
@@ -604,9 +630,9 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
         gen_upsert(s, "categories", &s->categories, cch, nc, category_fields, CF__COUNT, false);
     /* KiotViet ids are global: an id in removedIds is that product whoever synced it. */
     s->products_remove = gen_remove(s, "products", &s->products,
-                                    "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL);
+                                    "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL, NULL);
     s->categories_remove = gen_remove(s, "categories", &s->categories,
-                                      "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL);
+                                      "t.\"kiotviet_id\" = ANY($1::bigint[])", NULL, NULL);
     {
         /* Reconciliation marks deleted only products of this run's integration ($2): several
          * integrations (retailers) may sync into one shop, and a full read of one lists none
@@ -625,8 +651,6 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
           " o.\"name\" LIKE 'kiotviet%%' AND (o.\"products_cursor\" IS NOT NULL OR"
           " o.\"last_sync_at\" IS NOT NULL OR o.\"sync_lease_owner\" IS NOT NULL)",
           s->schema_q);
-        P(&where,
-          "t.\"kiotviet_id\" IS NOT NULL AND NOT (t.\"kiotviet_id\" = ANY($1::bigint[])) AND ");
         const col *owner = owner_col(&s->products);
         if (owner) {
             P(&where, "(t.");
@@ -638,8 +662,8 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
             P(&where, "NOT EXISTS (%s)", kvs_buf_cstr(&others));
         }
         P(&extra, "(SELECT count(*) FROM (%s LIMIT 1) x)", kvs_buf_cstr(&others));
-        s->products_reconcile = gen_remove(s, "products", &s->products, kvs_buf_cstr(&where),
-                                           kvs_buf_cstr(&extra));
+        s->products_reconcile = gen_remove(s, "products", &s->products, NULL,
+                                           kvs_buf_cstr(&extra), kvs_buf_cstr(&where));
         kvs_buf_free(&others);
         kvs_buf_free(&where);
         kvs_buf_free(&extra);

@@ -136,6 +136,10 @@ struct sync_run {
     bool finish_waiting;    /* the lease timer is waiting to resend the end of the run */
     int64_t *removed[2];
     int nremoved[2];
+    /* The reconciliation would have marked held_would of held_live live products deleted,
+     * beyond [sync] max_delete_ratio: not applied, the run is partial. */
+    bool deletes_held;
+    long held_would, held_live;
 
     sync_counts counts;
     int failures_listed, notes_listed;
@@ -451,6 +455,11 @@ static void finish_submit(sync_run *r)
                            kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
     REQUIRE(kvs_buf_printf(&details, "\"attribute_notes\":[%s],\"skipped_unit_products\":%d",
                            kvs_buf_cstr(&r->notes), r->counts.skipped) == 0);
+    if (r->deletes_held)
+        REQUIRE(kvs_buf_printf(&details,
+                               ",\"reconciliation_held\":{\"would_mark_deleted\":%ld,"
+                               "\"live_products\":%ld,\"max_delete_ratio\":%g}",
+                               r->held_would, r->held_live, r->env.cfg->max_delete_ratio) == 0);
     if (r->failing && !r->cancelled) {
         REQUIRE(kvs_buf_puts(&details, ",\"error\":") == 0);
         REQUIRE(kvs_buf_json_str(&details, r->res.message) == 0);
@@ -512,7 +521,7 @@ static void run_finish(sync_run *r)
         r->res.status = SYNC_NO_DB; /* the scheduler retries soon, without backoff */
     else if (r->failing)
         r->res.status = SYNC_FAILED;
-    else if (r->counts.products_failed || r->counts.categories_failed)
+    else if (r->counts.products_failed || r->counts.categories_failed || r->deletes_held)
         r->res.status = SYNC_PARTIAL;
     else
         r->res.status = SYNC_SUCCESS;
@@ -682,6 +691,26 @@ static void job_split(store_job *j)
     }
 }
 
+/* A reconciliation came back (n rows marked; pr's 4th and 5th columns: how many it would
+ * mark, of how many live rows). Marking none of a positive number means the guard held. */
+static void reconcile_checked(sync_run *r, int n, PGresult *pr)
+{
+    long would = PQnfields(pr) > 4 ? atol(PQgetvalue(pr, 0, 3)) : 0;
+    long live = PQnfields(pr) > 4 ? atol(PQgetvalue(pr, 0, 4)) : 0;
+    if (r->env.force_deletes && n > 0)
+        rlog_notice(&r->lctx, "--force-deletes: marked %d of %ld live products deleted", n, live);
+    if (n > 0 || would == 0) return;
+    r->deletes_held = true;
+    r->held_would = would;
+    r->held_live = live;
+    snprintf(r->res.message, sizeof r->res.message,
+             "reconciliation not applied: it would mark %ld of the integration's %ld live "
+             "products deleted, more than [sync] max_delete_ratio = %g; if KiotViet really no "
+             "longer has them, run kiotviet-syncd --once --full --force-deletes",
+             would, live, r->env.cfg->max_delete_ratio);
+    rlog_warn(&r->lctx, "%s", r->res.message);
+}
+
 static void job_cb(db_result *res, void *arg)
 {
     store_job *j = arg;
@@ -719,6 +748,7 @@ static void job_cb(db_result *res, void *arg)
                 r->counts.products_deactivated += a;
             else
                 r->counts.categories_deactivated += a;
+            if (j->kind == JOB_RECONCILE) reconcile_checked(r, a, pr);
             if (j->kind == JOB_RECONCILE && b)
                 rlog_info(&r->lctx, "reconciliation covered this integration's products only: "
                                     "another KiotViet integration has run, so rows without "
@@ -831,12 +861,15 @@ static void job_submit(store_job *j)
         for (int i = 1; i < r->nwriters; i++)
             if (r->on_conn[i] < r->on_conn[j->conn]) j->conn = i;
     r->on_conn[j->conn]++;
-    char secs[16];
-    const char *p[4];
+    char secs[16], ratio[32];
+    const char *p[5];
     p[0] = j->rows;
     lease_params(r, p + 1, secs);
+    /* A reconciliation's guard: the share of live products it may mark (none: forced). */
+    snprintf(ratio, sizeof ratio, "%.17g", r->env.cfg->max_delete_ratio);
+    p[4] = r->env.force_deletes ? NULL : ratio;
     db_batch *b = db_batch_new();
-    db_batch_add(b, sql, 4, p);
+    db_batch_add(b, sql, j->kind == JOB_RECONCILE ? 5 : 4, p);
     /* Progress rides with the run's connection only (the sync_logs row lock would otherwise
      * make the writers wait for each other), at most every PROGRESS_MS: enough for `status`
      * and a watching operator, and not an extra UPDATE with every page. */
@@ -1044,6 +1077,16 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         return;
     }
     if (run_stopping(r)) {
+        kv_page_free(page);
+        return;
+    }
+    if (r->full && si == 0 && s->seq == 0 && (!page->data || page->total < 0)) {
+        /* Read as an empty catalogue, it would end paging and let the reconciliation mark
+         * every product deleted. */
+        run_fail(r, "KiotViet's first %s page of a full read has no %s: not trusted (a full "
+                    "read needs both \"data\" and \"total\")",
+                 ent == ENT_PRODUCTS ? "products" : "categories",
+                 !page->data ? "\"data\" array" : "\"total\"");
         kv_page_free(page);
         return;
     }

@@ -31,7 +31,7 @@ import catalog as catmod  # noqa: E402  (sibling module, script-relative import)
 
 REMOVED_KEYS = ("removedIds", "removeIds", "removedId", "removeId")
 FAULT_KINDS = ("status", "reset", "stall", "delay", "malformed", "truncate", "bad_record",
-               "token_expired", "drift", "duplicate", "total_change")
+               "token_expired", "drift", "duplicate", "total_change", "no_data")
 # Kinds acted on before authentication and routing; the rest change the rendered answer.
 PRE_KINDS = ("status", "reset", "delay", "token_expired", "drift")
 BASE_RETAILER_ID = 500712345
@@ -757,6 +757,13 @@ class Handler(BaseHTTPRequestHandler):
             body = body[:40] + b'<<kvsim: not json>>,]"\x00{'
         elif kind == "truncate":
             body = body[:len(body) // 2]
+        elif kind == "no_data":
+            # A 200 answer without the "data" array (and, with "total": false, without total).
+            obj = json.loads(body)
+            obj.pop("data", None)
+            if fault.get("total") is False:
+                obj.pop("total", None)
+            body = _json(obj)
         elif kind == "stall":
             head = self._head_bytes(status, len(body), None, "application/json; charset=utf-8")
             part = head + body[:max(1, len(body) // 2)]
