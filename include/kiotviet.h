@@ -42,6 +42,9 @@ enum kv_rc {
     KV_E_CANCELLED,
 };
 
+#define KV_TOKEN_MAX 4096              /* longest access token accepted (bytes) */
+#define KV_TOKEN_TTL_MAX_S 31536000.0  /* expires_in beyond a year is taken as a year */
+
 typedef struct kv_client_opts {
     uv_loop_t *loop;
     http_client *http;            /* borrowed */

@@ -48,5 +48,9 @@ int kvjson_get_num_text(const cJSON *obj, const char *key, const char **out);
 /* Replaces invalid UTF-8 sequences by U+FFFD. Returns a new string (caller frees) or NULL
  * when s is already valid (no copy needed). */
 char *kvs_utf8_sanitize(const char *s);
+/* In place: every ill-formed UTF-8 sequence (a maximal subpart, as above, including one cut at
+ * the end of a truncated text) becomes one '?', so the text only shrinks. For texts bound for
+ * the log or the database (PostgreSQL refuses invalid UTF-8 and the statement fails). */
+void kvs_utf8_clean(char *s);
 
 #endif

@@ -181,12 +181,13 @@ static void scrub_secret(char *buf, const char *secret)
 static void copy_message(const db_conn *c, char *dst, size_t cap, const char *src)
 {
     snprintf(dst, cap, "%s", src && *src ? src : "unknown error");
+    /* Secrets first: one holding a tab or newline would not match once those are spaces. */
+    if (c) scrub_secret(dst, c->password);
+    log_redact(dst, cap);
     for (char *p = dst; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
     size_t n = strlen(dst);
     while (n > 0 && dst[n - 1] == ' ') dst[--n] = '\0';
-    if (c) scrub_secret(dst, c->password);
-    log_redact(dst, cap);
 }
 
 /* The password from a conninfo string or URI, or NULL (caller frees). */
@@ -1037,11 +1038,11 @@ PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
     return pg;
 
 fail:
+    scrub_secret(msg, pw); /* before the control characters become spaces (see copy_message) */
+    log_redact(msg, sizeof msg);
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
     for (size_t n = strlen(msg); n > 0 && msg[n - 1] == ' '; n--) msg[n - 1] = '\0';
-    scrub_secret(msg, pw);
-    log_redact(msg, sizeof msg);
     kvs_err_set(err, -ECONNREFUSED, "database connection failed: %s", msg);
     free(pw);
     PQfinish(pg); /* PQfinish(NULL) is a no-op */

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,9 +188,30 @@ static void error_text(const http_response *resp, char *out, size_t cap, char *c
     }
     snprintf(out, cap, "%.*s", (int)(resp->body_len < 200 ? resp->body_len : 200), resp->body);
 clean:
+    log_redact(out, cap); /* first: a secret holding a tab would not match once it is a space */
     for (char *p = out; *p; p++)
         if ((unsigned char)*p < 0x20) *p = ' ';
-    log_redact(out, cap);
+    kvs_utf8_clean(out); /* the body may be any bytes; this text reaches the log and sync_logs */
+}
+
+/* Whether s can be sent as "Authorization: Bearer s" whole: visible ASCII (what OAuth bearer
+ * tokens are made of) and short enough for the header buffer of req_send. A longer one was cut
+ * there, and every GET then came back 401, refreshed, and was cut again. */
+static bool token_usable(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] >= 0x7f) return false;
+    return n > 0 && n <= KV_TOKEN_MAX;
+}
+
+/* expires_in as seconds we can compute with: a missing, negative or non-finite value (1e999
+ * parses as inf) means the usual hour; more than a year is taken as a year (1e308 overflowed
+ * the conversions to integer milliseconds). */
+static double token_ttl_s(const cJSON *exp)
+{
+    if (!cJSON_IsNumber(exp) || !isfinite(exp->valuedouble) || exp->valuedouble <= 0) return 3600;
+    return exp->valuedouble < KV_TOKEN_TTL_MAX_S ? exp->valuedouble : KV_TOKEN_TTL_MAX_S;
 }
 
 static bool token_valid(const kv_client *c)
@@ -427,7 +449,7 @@ static void req_send(kv_req *r)
             return;
         }
     }
-    char auth[4096], retailer[512];
+    char auth[sizeof "Authorization: Bearer " + KV_TOKEN_MAX], retailer[512];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
     snprintf(retailer, sizeof retailer, "Retailer: %s", c->retailer);
     const char *headers[] = {auth, retailer, "Accept: application/json", NULL};
@@ -521,8 +543,18 @@ static void token_http_cb(http_response *resp, void *arg)
         cJSON *j = resp->body ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
         const cJSON *tok = j ? cJSON_GetObjectItem(j, "access_token") : NULL;
         const cJSON *exp = j ? cJSON_GetObjectItem(j, "expires_in") : NULL;
+        if (cJSON_IsString(tok) && tok->valuestring[0] && !token_usable(tok->valuestring)) {
+            /* Not the credentials' fault, and the same answer would come again: no retry. */
+            snprintf(msg, sizeof msg,
+                     "token endpoint answered an access_token of %zu bytes that cannot be sent "
+                     "(at most %d visible ASCII characters are accepted)",
+                     strlen(tok->valuestring), KV_TOKEN_MAX);
+            cJSON_Delete(j);
+            token_waiters_fail(c, KV_E_PARSE, msg);
+            return;
+        }
         if (cJSON_IsString(tok) && tok->valuestring[0]) {
-            double ttl = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? exp->valuedouble : 3600;
+            double ttl = token_ttl_s(exp);
             log_secret_hold(&c->token, tok->valuestring);
             double use_s = ttl - c->token_margin_s;
             if (use_s < ttl / 2) use_s = ttl / 2; /* a margin longer than the token: use half */
@@ -637,7 +669,7 @@ kv_client *kv_client_new(const kv_client_opts *o, kvs_err *err)
     c->cap_ms = o->retry_cap_ms ? o->retry_cap_ms : 60000;
     c->on_token = o->on_token;
     c->arg = o->arg;
-    if (o->access_token && *o->access_token && o->token_expires_wall_s) {
+    if (o->access_token && token_usable(o->access_token) && o->token_expires_wall_s) {
         int64_t left_s = o->token_expires_wall_s - kvs_now_wall_ms() / 1000 - o->token_margin_s;
         if (left_s > 0) {
             log_secret_hold(&c->token, o->access_token);

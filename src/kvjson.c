@@ -571,6 +571,28 @@ static size_t utf8_seq(const unsigned char *s, size_t *bad)
     return need + 1;
 }
 
+void kvs_utf8_clean(char *s)
+{
+    if (!s) return;
+    unsigned char *p = (unsigned char *)s, *o = p;
+    size_t bad = 0, seq;
+    while (*p) {
+        if (*p < 0x80) {
+            *o++ = *p++;
+            continue;
+        }
+        if ((seq = utf8_seq(p, &bad)) != 0) {
+            memmove(o, p, seq);
+            o += seq;
+            p += seq;
+        } else {
+            *o++ = '?'; /* never longer than what it replaces: in place, within any buffer */
+            p += bad;
+        }
+    }
+    *o = '\0';
+}
+
 char *kvs_utf8_sanitize(const char *s)
 {
     if (!s) return NULL;

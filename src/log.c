@@ -14,6 +14,8 @@
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
+#include "kvjson.h"
+
 int log_max_level = KVS_LOG_INFO;
 
 static int use_journal;
@@ -177,6 +179,7 @@ static const char *ctx_field(const char *v, char *buf, size_t cap)
     if (!v) return NULL;
     snprintf(buf, cap, "%s", v);
     flatten(buf);
+    kvs_utf8_clean(buf);
     return buf;
 }
 
@@ -188,9 +191,11 @@ void log_msg(int level, const log_ctx *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    flatten(msg);
-    /* A message cut to fit may end in the first bytes of a secret: redact those too. */
+    /* A message cut to fit may end in the first bytes of a secret: redact those too. Before
+     * flattening: a secret holding a tab or newline would no longer match afterwards. */
     redact(msg, sizeof msg, n >= (int)sizeof msg ? 1 : 4);
+    flatten(msg);
+    kvs_utf8_clean(msg); /* bytes from KiotViet or the database may not be UTF-8 */
 
     const char *integ = ctx_field(ctx ? ctx->integration : NULL, ibuf, sizeof ibuf);
     const char *run = ctx_field(ctx ? ctx->run : NULL, rbuf, sizeof rbuf);

@@ -211,6 +211,9 @@ static void run_fail(sync_run *r, const char *fmt, ...)
         vsnprintf(r->res.message, sizeof r->res.message, fmt, ap);
         va_end(ap);
         log_redact(r->res.message, sizeof r->res.message);
+        /* sync_logs.error_message: PostgreSQL refuses invalid UTF-8 (a KiotViet body quoted in
+         * it, a cut multi-byte character), and the end of the run would go unrecorded. */
+        kvs_utf8_clean(r->res.message);
         rlog_err(&r->lctx, "run failed: %s", r->res.message);
         r->fail_phase = r->phase;
     }
@@ -481,7 +484,10 @@ static void finish_submit(sync_run *r)
         REQUIRE(kvs_buf_printf(&details, ",\"recorded_after_retries\":%d", r->finish_attempt) ==
                 0);
     REQUIRE(kvs_buf_puts(&details, "}") == 0);
-    log_redact(details.data, details.len + 1);
+    /* No redaction of the serialised JSON: a secret such as "null" or "1234" would turn a
+     * value or a count into "***" and make error_details invalid. Every text in it was
+     * redacted before it was quoted (res.message in run_fail, failures in row_failure;
+     * mapping's notes and failures quote KiotViet's data, never a secret). */
 
     db_batch *b = db_batch_new();
     const char *st = r->db_down ? "failed" : sync_status_name(r->res.status);
@@ -639,7 +645,11 @@ static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *ms
     if (r->failures.len) REQUIRE(kvs_buf_puts(&r->failures, ",") == 0);
     REQUIRE(kvs_buf_printf(&r->failures, "{\"%s\":%" PRId64 ",\"error\":",
                            ent == ENT_PRODUCTS ? "id" : "category_id", id) == 0);
-    REQUIRE(kvs_buf_json_str(&r->failures, msg) == 0);
+    char text[1024];
+    snprintf(text, sizeof text, "%s", msg);
+    log_redact(text, sizeof text); /* the text, not the JSON: see finish_submit */
+    kvs_utf8_clean(text);
+    REQUIRE(kvs_buf_json_str(&r->failures, text) == 0);
     REQUIRE(kvs_buf_puts(&r->failures, "}") == 0);
     r->failures_listed++;
 }

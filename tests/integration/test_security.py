@@ -60,10 +60,10 @@ class PasswordRole:
     a role-specific pg_hba.conf line put first (and removed afterwards) makes this role's TCP
     logins really check it. Only this role is affected."""
 
-    def __init__(self, pg, db):
+    def __init__(self, pg, db, password=None):
         self.pg, self.db = pg, db
         self.name = "kvs_sec_" + secrets.token_hex(4)
-        self.password = "Pw-" + secrets.token_hex(12) + "-Zq9"
+        self.password = password or "Pw-" + secrets.token_hex(12) + "-Zq9"
         self.hba = Path(pg.datadir) / "pg_hba.conf"
         self.line = f"host all {self.name} 127.0.0.1/32 scram-sha-256  # test_security\n"
         with pg.connect() as c:
@@ -364,6 +364,76 @@ def test_userinfo_in_urls_refused_and_never_echoed(db, sim, workdir):
     everything = "\n".join(texts)
     assert pw not in everything, "a password from a URL's userinfo appears in a log or sync_logs"
     assert everything.count(userinfo) >= 8
+
+
+class RawTokenServer:
+    """A loopback token endpoint answering every POST with one fixed status and body (bytes)."""
+
+    def __init__(self, status, body):
+        posts = self.posts = [0]
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                posts[0] += 1
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.mark.parametrize("body", [b'{"error":"invalid_client","error_description":"bad \xff\xfe"}',
+                                  b'\xff\xfe<html>not json \xc3</html>'], ids=["json", "raw"])
+def test_invalid_utf8_from_kiotviet_does_not_lose_the_run(db, sim, workdir, body):
+    """Issue 18: a token 400 whose body holds \\xff\\xfe made recording the end of the run fail
+    (invalid byte sequence for encoding "UTF8"): the row stayed running, the lease held, the
+    next run called it abandoned, backoff never applied. The run is now recorded as failed,
+    with the bytes replaced, and the failure counts."""
+    srv = RawTokenServer(400, body)
+    try:
+        kvsd.setup_integration(db, sim)
+        db.sql("UPDATE public.third_party_integrations SET token_url = %s, access_token = NULL,"
+               " token_expires_at = NULL", srv.url + "/connect/token")
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn), timeout=60)
+    finally:
+        srv.close()
+    log = run_log(db)
+    assert log["status"] == "failed" and log["completed"], (log, res)
+    assert "refused the credentials" in log["error_message"], log
+    assert "??" in log["error_message"] or "?<html>" in log["error_message"], log
+    row = db.sql("SELECT consecutive_failures, sync_lease_owner FROM"
+                 " public.third_party_integrations WHERE name = 'kiotviet'")[0]
+    assert row == (1, None), row
+    assert "could not record" not in res.err, res
+
+
+def test_a_password_like_a_json_word_leaves_error_details_intact(pg, db, sim, workdir):
+    """Issue 18: redaction ran on the serialised error_details, so a database password such as
+    "full" (or "null", "1234", "true") replaced JSON words and numbers with ***. Texts are
+    redacted before they are quoted; the JSON is left alone."""
+    role = PasswordRole(pg, db, password="full")
+    try:
+        kvsd.setup_integration(db, sim)
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", role.dsn()), "--full")
+        assert res.rc == 0, res
+        details = db.value("SELECT error_details FROM public.sync_logs ORDER BY id DESC LIMIT 1")
+        assert details["sync_type"] == "full", details
+    finally:
+        role.close()
 
 
 class FakeKiotViet:

@@ -9,7 +9,7 @@
  *                     page (so each N costs exactly one token refresh)
  *   GET  /page/N      a flat page of N category records
  *   GET  /nested/N    a page of one root category whose children are N categories
- * Everything else is 404. */
+ * Everything else is 404. token_body, when set, is the token endpoint's whole answer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -45,6 +46,8 @@ typedef struct fake {
     atomic_int conns;       /* connection threads still running */
     atomic_bool stop;
 } fake;
+
+static const char *token_body; /* NULL: the answer described above */
 
 static void send_all(int fd, const char *p, size_t n)
 {
@@ -93,6 +96,10 @@ static void handle(fake *f, int fd, const char *head)
     int n = 0;
     if (!strcmp(method, "POST") && !strcmp(path, "/token")) {
         f->posts++;
+        if (token_body) {
+            reply(fd, 200, token_body, strlen(token_body));
+            return;
+        }
         char body[128];
         int g = ++f->generation;
         int len = snprintf(body, sizeof body,
@@ -241,6 +248,7 @@ typedef struct fx {
     http_client *http;
     kv_client *kv;
     char api[64], token_url[64];
+    int64_t expires_wall_s; /* from the last on_token */
 } fx;
 
 typedef struct got {
@@ -260,6 +268,13 @@ static void on_page(int rc, kv_page *page, const char *error, void *arg)
     kv_page_free(page);
 }
 
+static void on_token(const char *token, int64_t expires_wall_s, void *arg)
+{
+    fx *f = arg;
+    (void)token;
+    f->expires_wall_s = expires_wall_s;
+}
+
 static void fx_start(fx *f)
 {
     fake_start(&f->srv);
@@ -276,7 +291,8 @@ static void fx_start(fx *f)
     kv_client_opts o = {.loop = &f->loop, .http = f->http, .api_url = f->api,
                         .token_url = f->token_url, .client_id = "cid",
                         .client_secret = "client-secret-7d1e55", .retailer = "shop",
-                        .max_retries = 3, .retry_base_ms = 5, .retry_cap_ms = 20};
+                        .max_retries = 3, .retry_base_ms = 5, .retry_cap_ms = 20,
+                        .on_token = on_token, .arg = f};
     f->kv = kv_client_new(&o, &e);
     assert_non_null(f->kv);
 }
@@ -326,6 +342,56 @@ static void test_registry_holds_only_live_token(void **state)
     assert_string_equal(text, "live *** and ***");
     fx_stop(&f);
     assert_int_equal(log_secret_count(), base);
+}
+
+/* A token longer than the Authorization header holds (it was cut there: 401, refresh, cut
+ * again), or holding bytes no bearer token has, is refused once with a reason; an absurd
+ * expires_in (1e308, 1e999 = inf) is taken as at most a year (the conversions to integer
+ * milliseconds and seconds were undefined). */
+static void test_token_answers_refused_or_bounded(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *token;
+        int len;
+        const char *expires;
+        int rc;
+    } cases[] = {
+        {"x", KV_TOKEN_MAX + 1, "3600", KV_E_PARSE},
+        {"tok\\u00ffzz-0123456789", 0, "3600", KV_E_PARSE},
+        {"tok\\n0123456789", 0, "3600", KV_E_PARSE},
+        {"x", KV_TOKEN_MAX, "3600", KV_OK},
+        {"tok-0123456789", 0, "1e308", KV_OK},
+        {"tok-0123456789", 0, "1e999", KV_OK},
+        {"tok-0123456789", 0, "-5", KV_OK},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        kvs_buf b;
+        kvs_buf_init(&b);
+        REQUIRE(kvs_buf_puts(&b, "{\"access_token\":\"") == 0);
+        if (cases[i].len)
+            for (int k = 0; k < cases[i].len; k++) REQUIRE(kvs_buf_puts(&b, cases[i].token) == 0);
+        else
+            REQUIRE(kvs_buf_puts(&b, cases[i].token) == 0);
+        REQUIRE(kvs_buf_printf(&b, "\",\"expires_in\":%s}", cases[i].expires) == 0);
+        token_body = kvs_buf_cstr(&b);
+        fx f;
+        fx_start(&f);
+        got g;
+        fx_get(&f, "/page/1", &g);
+        if (g.rc != cases[i].rc) fail_msg("case %zu: rc %d (%s)", i, g.rc, g.msg);
+        assert_int_equal(f.srv.posts, 1); /* refused once, not retried */
+        if (g.rc == KV_E_PARSE) {
+            assert_non_null(strstr(g.msg, "access_token of"));
+            assert_non_null(strstr(g.msg, "cannot be sent"));
+        } else {
+            int64_t now = (int64_t)time(NULL);
+            assert_true(f.expires_wall_s > now && f.expires_wall_s <= now + 31536000 + 5);
+        }
+        fx_stop(&f);
+        token_body = NULL;
+        kvs_buf_free(&b);
+    }
 }
 
 /* More than KV_PAGE_MAX_RECORDS records, flat or as nested children, is refused once (the same
@@ -442,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_url_check),
         cmocka_unit_test(test_page_record_cap),
         cmocka_unit_test(test_registry_holds_only_live_token),
+        cmocka_unit_test(test_token_answers_refused_or_bounded),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     log_deinit();

@@ -103,6 +103,22 @@ static void test_secrets_redacted(void **state)
     free(out);
 }
 
+static void emit_tab_secret_and_bad_utf8(void)
+{
+    log_info("password Pw\tWith-Tab9 and bytes \xff\xfe ok \xc3\xa9 cut \xe1\x80");
+}
+
+/* A secret holding a tab was looked for after the tab became a space, and escaped redaction;
+ * bytes that are not UTF-8 (a KiotViet body) become '?', valid ones stay. */
+static void test_secret_with_control_chars_and_bad_utf8(void **state)
+{
+    (void)state;
+    log_secret_add("Pw\tWith-Tab9");
+    char *out = capture(emit_tab_secret_and_bad_utf8);
+    assert_string_equal(out, "<6>info password *** and bytes ?? ok \xc3\xa9 cut ?\n");
+    free(out);
+}
+
 static char filler[2100];
 
 static void emit_cut_secret(void)
@@ -221,6 +237,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_line_per_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_with_control_chars_and_bad_utf8, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_secret_cut_at_the_end_is_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_redact_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_remove_counts_holders, setup, teardown),

@@ -1,0 +1,3 @@
+build-old/obj/backoff.o: src/backoff.c include/backoff.h include/util.h
+include/backoff.h:
+include/util.h:
