@@ -453,7 +453,8 @@ def test_dns_failure_fails_the_run_cleanly(db, sim, workdir):
     kvsd.setup_integration(db, sim)
     db.sql("UPDATE public.third_party_integrations SET api_url = 'https://kvs-fault-test.invalid',"
            " token_url = 'https://kvs-fault-test.invalid/connect/token'")
-    res = once(config(db, workdir, kiotviet={"max_retries": 1}))
+    res = once(config(db, workdir,
+                      kiotviet={"max_retries": 1, "allowed_hosts": "kvs-fault-test.invalid"}))
     assert res.rc == 1, res
     log = kvsd.last_log(db)
     assert log["status"] == "failed"
