@@ -21,6 +21,15 @@ typedef struct store store;
 
 /* SQL that lists the columns of the shop's and our tables in `schema` ($1). */
 extern const char store_discover_sql[];
+/* SQL ($1 schema) -> one row (role, columns) per Supabase API role (anon, authenticated) that
+ * can read columns of products the daemon fills but a shop should not publish:
+ * inventory_value (on hand x cost: the cost price), supplier_id, serial_number; columns is a
+ * comma-separated list. No row: none readable (or no such roles). See
+ * db/migrations/optional_hide_sensitive_columns.sql. */
+extern const char store_exposed_sql[];
+#define STORE_EXPOSED_HINT                                                                      \
+    "the shop's public API keys can read the cost price and more: see README, Supabase, "      \
+    "db/migrations/optional_hide_sensitive_columns.sql"
 
 /* Builds the store from the discovery result. Returns NULL with err naming the problem (a
  * missing table, a missing migration column, a NOT NULL column the daemon cannot fill). Each

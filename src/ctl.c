@@ -269,6 +269,17 @@ static long daemons_connected(PGconn *pg)
     return n;
 }
 
+/* Supabase API roles that can read products' sensitive columns (store_exposed_sql): their
+ * result (caller PQclears), or NULL when the query failed (status goes on without it). */
+static PGresult *exposed_columns(PGconn *pg, const char *schema)
+{
+    const char *p[1] = {schema};
+    PGresult *r = PQexecParams(pg, store_exposed_sql, 1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+    PQclear(r);
+    return NULL;
+}
+
 /* Row level security with no policy (what the migration sets up) shows the integrations to
  * the table's owner and BYPASSRLS roles only; anyone else sees an empty table, which looks
  * like a missing migration. Returns the role the rows are hidden from, or NULL. */
@@ -642,7 +653,7 @@ static int ctl_status(int argc, char **argv)
     if (optind < argc) return cli_usage_error("status", argv[optind], false);
     int rc = 1;
     PGconn *pg = NULL;
-    PGresult *res = NULL;
+    PGresult *res = NULL, *exposed = NULL;
     char *sql = NULL, *schema_q = NULL;
     cJSON *root = NULL;
     kvs_config *cfg = ctl_config("status", path);
@@ -655,6 +666,7 @@ static int ctl_status(int argc, char **argv)
     if (!res) goto cleanup;
     REQUIRE(PQnfields(res) == IC__COUNT);
     long daemons = daemons_connected(pg);
+    exposed = exposed_columns(pg, cfg->db_schema);
     int n = PQntuples(res);
     integ_status *st = kvs_xcalloc((size_t)n + 1, sizeof *st);
     for (int i = 0; i < n; i++) {
@@ -677,6 +689,13 @@ static int ctl_status(int argc, char **argv)
         char *hidden = n == 0 ? rls_hides_rows(pg, schema_q) : NULL;
         json_str(root, "hidden_by_row_level_security_from", hidden);
         free(hidden);
+        cJSON *ex = cJSON_AddArrayToObject(root, "exposed_columns");
+        for (int i = 0; exposed && i < PQntuples(exposed); i++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "role", PQgetvalue(exposed, i, 0));
+            cJSON_AddStringToObject(o, "columns", PQgetvalue(exposed, i, 1));
+            cJSON_AddItemToArray(ex, o);
+        }
         cJSON *arr = cJSON_AddArrayToObject(root, "integrations");
         for (int i = 0; i < n; i++) cJSON_AddItemToArray(arr, integ_status_json(&st[i]));
         char *text = cJSON_Print(root);
@@ -691,6 +710,9 @@ static int ctl_status(int argc, char **argv)
             printf("%ld kiotviet-syncd daemon%s connected\n", daemons, daemons == 1 ? "" : "s");
         else
             printf("daemons unknown (pg_stat_activity not readable)\n");
+        for (int i = 0; exposed && i < PQntuples(exposed); i++)
+            printf("warning: role %s can read products.%s: %s\n", PQgetvalue(exposed, i, 0),
+                   PQgetvalue(exposed, i, 1), STORE_EXPOSED_HINT);
         char *hidden = n == 0 ? rls_hides_rows(pg, schema_q) : NULL;
         if (hidden) {
             printf("\n");
@@ -712,6 +734,7 @@ static int ctl_status(int argc, char **argv)
 cleanup:
     cJSON_Delete(root);
     PQclear(res);
+    PQclear(exposed);
     PQfinish(pg);
     free(sql);
     free(schema_q);

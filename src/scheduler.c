@@ -810,6 +810,16 @@ static void prune_cb(db_result *res, void *arg)
     }
 }
 
+static void exposed_cb(db_result *res, void *arg)
+{
+    (void)arg;
+    if (res->status != DB_OK) return; /* advisory only: the run's own statements say more */
+    PGresult *pr = res->results[0];
+    for (int i = 0; i < PQntuples(pr); i++)
+        log_warn("role %s can read products.%s: %s", PQgetvalue(pr, i, 0), PQgetvalue(pr, i, 1),
+                 STORE_EXPOSED_HINT);
+}
+
 static void abandoned_cb(db_result *res, void *arg)
 {
     sched *s = arg;
@@ -973,6 +983,9 @@ static void discover_cb(db_result *res, void *arg)
         return;
     }
     s->cur = g;
+    /* At start: say so if the shop's public API roles can read what costs and suppliers. */
+    const char *ep[1] = {g->cfg->db_schema};
+    db_exec(s->ctl, store_exposed_sql, 1, ep, exposed_cb, NULL);
     if (s->o.once) {
         ctl_list(s);
         return;

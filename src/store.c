@@ -25,6 +25,19 @@ const char store_discover_sql[] =
     "   AND a.attnum > 0 AND NOT a.attisdropped"
     " ORDER BY c.relname, a.attnum";
 
+const char store_exposed_sql[] =
+    "SELECT r.rolname::text, pg_catalog.string_agg(a.attname::text, ', ' ORDER BY a.attnum)"
+    " FROM pg_catalog.pg_roles r"
+    " CROSS JOIN pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid"
+    " WHERE r.rolname IN ('anon', 'authenticated') AND n.nspname = $1 AND c.relname = 'products'"
+    "   AND c.relkind IN ('r', 'p', 'v')"
+    "   AND a.attname IN ('inventory_value', 'supplier_id', 'serial_number') AND NOT a.attisdropped"
+    "   AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'USAGE')"
+    "   AND pg_catalog.has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT')"
+    " GROUP BY r.rolname ORDER BY 1";
+
 typedef struct col {
     char *name;
     char *type;     /* format_type(), e.g. numeric(18,2), text[] */
