@@ -72,22 +72,35 @@ typedef struct map_opts {
     bool name_scan;          /* fall back to scanning product names for size/purity */
 } map_opts;
 
-/* Result of mapping one page. */
+/* One mapped row: typed, so nothing downstream parses the text again. */
+typedef struct map_row {
+    int64_t id;           /* KiotViet id (> 0), the row's kid */
+    int64_t modified_us;  /* modifiedDate (else createdDate), 0 when the record had none */
+    size_t start, len;    /* the row's JSON object: rows.data[start .. start + len) */
+} map_row;
+
+/* One note or failure: its record's id and its JSON object in the page's notes / failures. */
+typedef struct map_item {
+    int64_t id;           /* the record's id; 0 when it had none (a failure "id":null) */
+    size_t start, len;
+} map_item;
+
+/* Result of mapping one page. The texts are what goes on the wire (rows) or into
+ * sync_logs.error_details (notes, failures); the arrays describe them item by item. All owned
+ * by the page: map_page_free releases them. */
 typedef struct map_page {
     kvs_buf rows;         /* JSON array text of mapped rows */
+    map_row *row;         /* nrows entries, in page order */
     int nrows;            /* records mapped (after dropping in-page duplicates) */
     int nfailed;          /* records that could not be mapped */
     int nskipped;         /* records deliberately not synced (non-base units) */
     int nnotes;           /* attribute values not understood */
     kvs_buf failures;     /* JSON array text: [{"id":..,"code":..,"error":..}] (without []) */
+    map_item *failure;    /* nfailed entries */
     kvs_buf notes;        /* JSON array text of {"code","column","attribute","value","problem"}
                              (without []) */
-    int64_t *note_ids;    /* product id of each note, in notes order (nnotes entries): lets the
-                             caller drop notes of rows it already counted (overlapping pages) */
-    int64_t *ids;         /* ids of mapped rows, in page order */
-    size_t *row_start;    /* row i is rows.data[row_start[i] .. row_start[i] + row_len[i]) */
-    size_t *row_len;
-    int rows_cap, notes_cap; /* allocated entries of ids/row_start/row_len and note_ids */
+    map_item *note;       /* nnotes entries; id: the product the note is about */
+    int rows_cap, notes_cap, failures_cap; /* allocated entries of row, note, failure */
     int64_t first_id, last_id; /* first/last id of the page as served (for gap checks) */
     bool ascending;       /* ids ascending across the page as served */
     int nrecords;         /* records in the page as served */
@@ -96,6 +109,15 @@ typedef struct map_page {
 
 void map_page_init(map_page *p);
 void map_page_free(map_page *p);
+
+/* Keeps the rows whose id is not in seen yet (and adds those ids to it), with their notes;
+ * the rows of ids seen before, and their notes, are dropped. Returns the rows kept. A run
+ * stores, counts and describes a record the first time it sees it (neighbouring pages
+ * overlap, a refetched page repeats). */
+int map_page_keep_unseen(map_page *p, kvs_idset *seen);
+/* True when a failure names no id (a record without one): a full run cannot tell whether it
+ * was one of the rows it holds. */
+bool map_page_failed_without_id(const map_page *p);
 
 /* Maps a "data" array of products / categories. */
 void map_products(const cJSON *data, const map_opts *o, map_page *out);

@@ -52,6 +52,19 @@ char *kvs_buf_steal(kvs_buf *b);
 uint64_t kvs_now_mono_ms(void);  /* CLOCK_MONOTONIC, for timeouts and schedules */
 int64_t kvs_now_wall_ms(void);   /* CLOCK_REALTIME, for timestamps shown to people */
 
+/* A set of int64 ids (> 0: 0 marks a free slot): open addressing with linear probing,
+ * power-of-two capacity at most half full, so adding n ids is linear in n. The set owns v;
+ * kvs_idset_free releases it. Zero-initialise to start empty. Iterate over v[0..cap) skipping
+ * zeros. */
+typedef struct kvs_idset {
+    int64_t *v; /* owned */
+    size_t cap, n;
+} kvs_idset;
+/* Adds id (> 0); true if it was not in the set yet. */
+bool kvs_idset_add(kvs_idset *s, int64_t id);
+bool kvs_idset_has(const kvs_idset *s, int64_t id);
+void kvs_idset_free(kvs_idset *s);
+
 char *kvs_strdup(const char *s); /* NULL-safe strdup; aborts on OOM */
 void *kvs_xmalloc(size_t n);     /* aborts on OOM: allocation failure is not recoverable here */
 void *kvs_xcalloc(size_t n, size_t sz);

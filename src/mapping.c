@@ -28,11 +28,79 @@ void map_page_free(map_page *p)
     kvs_buf_free(&p->rows);
     kvs_buf_free(&p->failures);
     kvs_buf_free(&p->notes);
-    free(p->ids);
-    free(p->note_ids);
-    free(p->row_start);
-    free(p->row_len);
+    free(p->row);
+    free(p->note);
+    free(p->failure);
     memset(p, 0, sizeof *p);
+}
+
+/* Rebuilds the page's rows text and row records from the rows marked in keep. */
+static void rows_keep(map_page *p, const bool *keep)
+{
+    kvs_buf rows;
+    kvs_buf_init(&rows);
+    B(kvs_buf_reserve(&rows, p->rows.len));
+    B(kvs_buf_puts(&rows, "["));
+    int k = 0;
+    for (int i = 0; i < p->nrows; i++) {
+        if (!keep[i]) continue;
+        map_row r = p->row[i];
+        if (k) B(kvs_buf_puts(&rows, ","));
+        size_t start = rows.len;
+        B(kvs_buf_append(&rows, p->rows.data + r.start, r.len));
+        r.start = start;
+        p->row[k++] = r;
+    }
+    B(kvs_buf_puts(&rows, "]"));
+    kvs_buf_free(&p->rows);
+    p->rows = rows;
+    p->nrows = k;
+}
+
+/* Keeps the notes about rows still in the page (ids in keep_ids). */
+static void notes_keep(map_page *p, const kvs_idset *keep_ids)
+{
+    kvs_buf notes;
+    kvs_buf_init(&notes);
+    int k = 0;
+    for (int i = 0; i < p->nnotes; i++) {
+        map_item it = p->note[i];
+        if (!kvs_idset_has(keep_ids, it.id)) continue;
+        if (notes.len) B(kvs_buf_puts(&notes, ","));
+        size_t start = notes.len;
+        B(kvs_buf_append(&notes, p->notes.data + it.start, it.len));
+        it.start = start;
+        p->note[k++] = it;
+    }
+    kvs_buf_free(&p->notes);
+    p->notes = notes;
+    p->nnotes = k;
+}
+
+int map_page_keep_unseen(map_page *p, kvs_idset *seen)
+{
+    if (p->nrows == 0) return 0;
+    bool *keep = kvs_xcalloc((size_t)p->nrows, sizeof *keep);
+    int fresh = 0;
+    for (int i = 0; i < p->nrows; i++)
+        if ((keep[i] = kvs_idset_add(seen, p->row[i].id))) fresh++;
+    if (fresh < p->nrows) {
+        kvs_idset kept = {0};
+        for (int i = 0; i < p->nrows; i++)
+            if (keep[i]) kvs_idset_add(&kept, p->row[i].id);
+        rows_keep(p, keep);
+        notes_keep(p, &kept); /* notes of rows stored earlier in the run were counted then */
+        kvs_idset_free(&kept);
+    }
+    free(keep);
+    return fresh;
+}
+
+bool map_page_failed_without_id(const map_page *p)
+{
+    for (int i = 0; i < p->nfailed; i++)
+        if (!p->failure[i].id) return true;
+    return false;
 }
 
 /* Strict JSON number grammar: what Postgres' jsonb accepts. cJSON is laxer ("01", "1."). */
@@ -163,10 +231,12 @@ static void note_add(map_page *p, int64_t id, const char *code, const char *colu
     kvs_buf *b = &p->notes;
     if (p->nnotes == p->notes_cap) { /* doubling: a page can hold thousands of notes */
         p->notes_cap = p->notes_cap ? p->notes_cap * 2 : 16;
-        p->note_ids = kvs_xrealloc(p->note_ids, (size_t)p->notes_cap * sizeof *p->note_ids);
+        p->note = kvs_xrealloc(p->note, (size_t)p->notes_cap * sizeof *p->note);
     }
-    p->note_ids[p->nnotes] = id;
     if (b->len) B(kvs_buf_puts(b, ","));
+    map_item *it = &p->note[p->nnotes];
+    it->id = id;
+    it->start = b->len;
     B(kvs_buf_puts(b, "{\"code\":"));
     put_str(b, code ? code : "");
     B(kvs_buf_puts(b, ",\"column\":"));
@@ -178,13 +248,21 @@ static void note_add(map_page *p, int64_t id, const char *code, const char *colu
     B(kvs_buf_puts(b, ",\"problem\":"));
     put_str(b, why);
     B(kvs_buf_puts(b, "}"));
+    it->len = b->len - it->start;
     p->nnotes++;
 }
 
 static void failure_add(map_page *p, bool has_id, int64_t id, const char *code, const char *msg)
 {
     kvs_buf *b = &p->failures;
+    if (p->nfailed == p->failures_cap) {
+        p->failures_cap = p->failures_cap ? p->failures_cap * 2 : 16;
+        p->failure = kvs_xrealloc(p->failure, (size_t)p->failures_cap * sizeof *p->failure);
+    }
     if (b->len) B(kvs_buf_puts(b, ","));
+    map_item *it = &p->failure[p->nfailed];
+    it->id = has_id ? id : 0;
+    it->start = b->len;
     if (has_id)
         B(kvs_buf_printf(b, "{\"id\":%" PRId64 ",\"code\":", id));
     else
@@ -196,6 +274,7 @@ static void failure_add(map_page *p, bool has_id, int64_t id, const char *code, 
     B(kvs_buf_puts(b, ",\"error\":"));
     put_str(b, msg);
     B(kvs_buf_puts(b, "}"));
+    it->len = b->len - it->start;
     p->nfailed++;
 }
 
@@ -208,55 +287,6 @@ static void track_id(map_page *p, int64_t id)
     p->nrecords++;
 }
 
-/* A set of record ids for in-page duplicate detection: open addressing with linear probing,
- * power-of-two capacity at most half full, 0 marks a free slot (ids here are > 0). Linear in
- * a page's records, where scanning the ids mapped so far was quadratic (a hostile 32 MiB page
- * of ~900,000 tiny records took minutes of CPU on the event loop). */
-typedef struct idset {
-    int64_t *slot; /* owned */
-    size_t cap, n;
-} idset;
-
-static size_t idset_hash(int64_t id, size_t mask)
-{
-    uint64_t h = (uint64_t)id * UINT64_C(0x9E3779B97F4A7C15); /* Fibonacci hashing */
-    return (size_t)(h ^ (h >> 29)) & mask;
-}
-
-static void idset_put(int64_t *slot, size_t mask, int64_t id)
-{
-    size_t i = idset_hash(id, mask);
-    while (slot[i]) i = (i + 1) & mask;
-    slot[i] = id;
-}
-
-/* Adds id (> 0); true if it was not in the set yet. */
-static bool idset_add(idset *s, int64_t id)
-{
-    if (s->cap) {
-        size_t mask = s->cap - 1;
-        for (size_t i = idset_hash(id, mask); s->slot[i]; i = (i + 1) & mask)
-            if (s->slot[i] == id) return false;
-    }
-    if ((s->n + 1) * 2 > s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        int64_t *slot = kvs_xcalloc(cap, sizeof *slot);
-        for (size_t i = 0; i < s->cap; i++)
-            if (s->slot[i]) idset_put(slot, cap - 1, s->slot[i]);
-        free(s->slot);
-        s->slot = slot;
-        s->cap = cap;
-    }
-    idset_put(s->slot, s->cap - 1, id);
-    s->n++;
-    return true;
-}
-
-static void idset_free(idset *s)
-{
-    free(s->slot);
-    memset(s, 0, sizeof *s);
-}
 
 static bool branch_counts(const map_opts *o, int64_t branch)
 {
@@ -464,7 +494,8 @@ static const int jf_to_pf[JF_COUNT] = {
 /* Maps one product into b (an object). Returns 0, 1 (deliberately skipped) or -EINVAL.
  * jc (caller-owned, may be NULL) receives the jewellery resolution, for --explain-product. */
 static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
-                       int64_t id, const char *code, rec_err *e, jcols *jc_out)
+                       int64_t id, const char *code, rec_err *e, jcols *jc_out,
+                       int64_t *modified_out)
 {
     const char *name, *full_name, *descr, *barcode, *price, *weight;
     int64_t cat = 0, master = 0, unit_master = 0;
@@ -537,6 +568,7 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
 
     /* The record is good from here on: its jewellery values never fail it. */
     if (modified > p->max_modified_us) p->max_modified_us = modified;
+    *modified_out = modified;
     jcols *jc = jc_out ? jc_out : kvs_xmalloc(sizeof *jc);
     resolve_jewel(rec, o, name, weight, jc);
     for (int f = 0; f < JF_COUNT; f++) {
@@ -561,19 +593,15 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
     return 0;
 }
 
-/* Records row nrows: its id and its span in rows (from start to the current end). */
-static void ids_push(map_page *p, int64_t id, size_t start)
+/* Records row nrows: its id, modification time and span in rows (from start to the end). */
+static void row_push(map_page *p, int64_t id, int64_t modified_us, size_t start)
 {
     if (p->nrows == p->rows_cap) { /* doubling keeps a large page linear */
         p->rows_cap = p->rows_cap ? p->rows_cap * 2 : 128;
-        size_t n = (size_t)p->rows_cap;
-        p->ids = kvs_xrealloc(p->ids, n * sizeof *p->ids);
-        p->row_start = kvs_xrealloc(p->row_start, n * sizeof *p->row_start);
-        p->row_len = kvs_xrealloc(p->row_len, n * sizeof *p->row_len);
+        p->row = kvs_xrealloc(p->row, (size_t)p->rows_cap * sizeof *p->row);
     }
-    p->ids[p->nrows] = id;
-    p->row_start[p->nrows] = start;
-    p->row_len[p->nrows] = p->rows.len - start;
+    p->row[p->nrows] = (map_row){.id = id, .modified_us = modified_us, .start = start,
+                                 .len = p->rows.len - start};
     p->nrows++;
 }
 
@@ -582,7 +610,7 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
     kvs_buf one;
     kvs_buf_init(&one);
     B(kvs_buf_puts(&p->rows, "["));
-    idset handled = {0}; /* ids of this page already handled (mapped, failed or skipped) */
+    kvs_idset handled = {0}; /* ids of this page already handled (mapped, failed or skipped) */
     const cJSON *rec;
     cJSON_ArrayForEach(rec, data)
     {
@@ -604,9 +632,10 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
         }
         track_id(p, id);
         /* Served twice in one page: handled once, whatever became of the first copy. */
-        if (!idset_add(&handled, id)) continue;
+        if (!kvs_idset_add(&handled, id)) continue;
         kvs_buf_reset(&one);
-        rc = map_product(rec, o, p, &one, id, code, &e, NULL);
+        int64_t modified = 0;
+        rc = map_product(rec, o, p, &one, id, code, &e, NULL, &modified);
         if (rc < 0) {
             failure_add(p, true, id, code, e.msg);
         } else if (rc == 1) {
@@ -615,16 +644,16 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
             if (p->nrows) B(kvs_buf_puts(&p->rows, ","));
             size_t start = p->rows.len;
             B(kvs_buf_append(&p->rows, one.data, one.len));
-            ids_push(p, id, start);
+            row_push(p, id, modified, start);
         }
     }
     B(kvs_buf_puts(&p->rows, "]"));
     kvs_buf_free(&one);
-    idset_free(&handled);
+    kvs_idset_free(&handled);
 }
 
 /* Flat mode is what we ask for; hierarchical answers (children arrays) are walked too. */
-static void map_category_list(const cJSON *data, map_page *p, idset *mapped, int64_t parent,
+static void map_category_list(const cJSON *data, map_page *p, kvs_idset *mapped, int64_t parent,
                               bool has_parent)
 {
     const cJSON *rec;
@@ -662,7 +691,7 @@ static void map_category_list(const cJSON *data, map_page *p, idset *mapped, int
         }
         if (has_pid && pid == 0) has_pid = false; /* some clients send 0 for roots */
         if (modified > p->max_modified_us) p->max_modified_us = modified;
-        if (idset_add(mapped, id)) { /* the first mapped copy of an id wins */
+        if (kvs_idset_add(mapped, id)) { /* the first mapped copy of an id wins */
             bool first = true;
             if (p->nrows) B(kvs_buf_puts(&p->rows, ","));
             size_t start = p->rows.len;
@@ -684,7 +713,7 @@ static void map_category_list(const cJSON *data, map_page *p, idset *mapped, int
             put_key(&p->rows, &first, category_fields[CF_STATUS].key);
             put_str(&p->rows, "active");
             B(kvs_buf_puts(&p->rows, "}"));
-            ids_push(p, id, start);
+            row_push(p, id, modified, start);
         }
         const cJSON *children = kvjson_get(rec, "children");
         if (cJSON_IsArray(children)) map_category_list(children, p, mapped, id, true);
@@ -693,12 +722,12 @@ static void map_category_list(const cJSON *data, map_page *p, idset *mapped, int
 
 void map_categories(const cJSON *data, map_page *p)
 {
-    idset mapped = {0}; /* ids of p's rows */
-    for (int i = 0; i < p->nrows; i++) idset_add(&mapped, p->ids[i]);
+    kvs_idset mapped = {0}; /* ids of p's rows */
+    for (int i = 0; i < p->nrows; i++) kvs_idset_add(&mapped, p->row[i].id);
     B(kvs_buf_puts(&p->rows, "["));
     map_category_list(data, p, &mapped, 0, false);
     B(kvs_buf_puts(&p->rows, "]"));
-    idset_free(&mapped);
+    kvs_idset_free(&mapped);
 }
 
 int64_t *map_removed_ids(const cJSON *arr, int *n, int *nbad)
@@ -971,7 +1000,8 @@ void map_explain_product(const cJSON *rec, const map_opts *o, kvs_buf *out)
         B(kvs_buf_puts(out, "product has no usable id: it would fail mapping (field id)\n"));
         goto done;
     }
-    int rc = map_product(rec, o, &p, &row, id, code, &e, jc);
+    int64_t modified = 0;
+    int rc = map_product(rec, o, &p, &row, id, code, &e, jc, &modified);
     B(kvs_buf_printf(out, "KiotViet product %" PRId64 ", code ", id));
     ex_str(out, code);
     B(kvs_buf_puts(out, "\n"));

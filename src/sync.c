@@ -81,13 +81,6 @@ typedef struct store_job {
     struct store_job *wnext, *wprev; /* the run's list of jobs waiting on their timer */
 } store_job;
 
-/* Set of ids seen in this run (open addressing; 0 is the empty marker, ids are > 0). */
-typedef struct idset {
-    int64_t *v;
-    size_t cap, n;
-    bool has_zero;
-} idset;
-
 struct sync_run {
     sync_env env;
     char *id, *name;
@@ -121,7 +114,7 @@ struct sync_run {
     pager pg;
     fetch *fetches;
     int jobs;               /* store jobs not yet done */
-    idset seen[2];          /* ids stored per entity */
+    kvs_idset seen[2];          /* ids stored per entity */
     int64_t cursor_us[2];   /* new cursors, set when an entity completes */
     int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
     bool floor_unknown[2];  /* a refused row had no modification time: keep the old cursor */
@@ -154,39 +147,6 @@ static void job_submit(store_job *j);
 static void waiting_drop(sync_run *r);
 
 /* ---- small helpers ----------------------------------------------------------------------- */
-
-static void idset_free(idset *s) { free(s->v); memset(s, 0, sizeof *s); }
-
-/* Returns true when id was new. */
-static bool idset_add(idset *s, int64_t id)
-{
-    if (id == 0) {
-        bool was = s->has_zero;
-        s->has_zero = true;
-        return !was;
-    }
-    if ((s->n + 1) * 2 > s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 1024;
-        int64_t *nv = kvs_xcalloc(ncap, sizeof *nv);
-        for (size_t i = 0; i < s->cap; i++) {
-            if (!s->v[i]) continue;
-            size_t h = ((uint64_t)s->v[i] * 0x9E3779B97F4A7C15ull) & (ncap - 1);
-            while (nv[h]) h = (h + 1) & (ncap - 1);
-            nv[h] = s->v[i];
-        }
-        free(s->v);
-        s->v = nv;
-        s->cap = ncap;
-    }
-    size_t h = ((uint64_t)id * 0x9E3779B97F4A7C15ull) & (s->cap - 1);
-    while (s->v[h]) {
-        if (s->v[h] == id) return false;
-        h = (h + 1) & (s->cap - 1);
-    }
-    s->v[h] = id;
-    s->n++;
-    return true;
-}
 
 const char *sync_status_name(enum sync_status st)
 {
@@ -277,14 +237,14 @@ static const char *next_object(const char *p, const char **start, size_t *len)
     return NULL;
 }
 
-/* items is a comma-separated list of JSON objects; keep the first MAX_LISTED overall. */
-static void list_append(kvs_buf *dst, int *listed, const kvs_buf *items)
+/* Appends a page's notes or failures (n items in text) to a run's list, keeping the first
+ * MAX_LISTED overall. */
+static void list_append(kvs_buf *dst, int *listed, const kvs_buf *text, const map_item *items,
+                        int n)
 {
-    const char *p = items->len ? items->data : NULL, *obj;
-    size_t len;
-    while (p && *listed < MAX_LISTED && (p = next_object(p, &obj, &len)) != NULL) {
+    for (int i = 0; i < n && *listed < MAX_LISTED; i++) {
         if (dst->len) REQUIRE(kvs_buf_puts(dst, ",") == 0);
-        REQUIRE(kvs_buf_append(dst, obj, len) == 0);
+        REQUIRE(kvs_buf_append(dst, text->data + items[i].start, items[i].len) == 0);
         (*listed)++;
     }
 }
@@ -328,8 +288,8 @@ static void handle_closed(uv_handle_t *h)
     void *arg = r->cb_arg;
     kvs_buf_free(&r->failures);
     kvs_buf_free(&r->notes);
-    idset_free(&r->seen[0]);
-    idset_free(&r->seen[1]);
+    kvs_idset_free(&r->seen[0]);
+    kvs_idset_free(&r->seen[1]);
     free(r->removed[0]);
     free(r->removed[1]);
     free(r->pg.slots);
@@ -1150,47 +1110,12 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
      * page shares with its neighbour (the overlap, a refetch) were fetched after the run began
      * as well, and changes made since are read by the next run. Sending them again would also
      * make neighbouring pages on different connections wait for each other's commit. */
-    int fresh = 0;
-    bool *is_new = mp.nrows ? kvs_xcalloc((size_t)mp.nrows, sizeof *is_new) : NULL;
-    for (int i = 0; i < mp.nrows; i++)
-        if ((is_new[i] = idset_add(&r->seen[ent], mp.ids[i]))) fresh++;
-    if (fresh < mp.nrows) {
-        kvs_buf rows;
-        kvs_buf_init(&rows);
-        REQUIRE(kvs_buf_puts(&rows, "[") == 0);
-        for (int i = 0, k = 0; i < mp.nrows; i++) {
-            if (!is_new[i]) continue;
-            if (k++) REQUIRE(kvs_buf_puts(&rows, ",") == 0);
-            REQUIRE(kvs_buf_append(&rows, mp.rows.data + mp.row_start[i], mp.row_len[i]) == 0);
-        }
-        REQUIRE(kvs_buf_puts(&rows, "]") == 0);
-        kvs_buf_free(&mp.rows);
-        mp.rows = rows;
-        /* Notes of rows stored earlier in this run were counted then. */
-        kvs_buf notes;
-        kvs_buf_init(&notes);
-        const char *np = mp.notes.len ? mp.notes.data : NULL, *obj;
-        size_t olen;
-        int kept = 0;
-        for (int i = 0; np && (np = next_object(np, &obj, &olen)) != NULL; i++) {
-            bool keep = false;
-            for (int k = 0; k < mp.nrows && i < mp.nnotes; k++)
-                if (mp.ids[k] == mp.note_ids[i]) keep = is_new[k];
-            if (keep) {
-                if (notes.len) REQUIRE(kvs_buf_puts(&notes, ",") == 0);
-                REQUIRE(kvs_buf_append(&notes, obj, olen) == 0);
-                kept++;
-            }
-        }
-        kvs_buf_free(&mp.notes);
-        mp.notes = notes;
-        mp.nnotes = kept;
-    }
+    int fresh = map_page_keep_unseen(&mp, &r->seen[ent]);
     if (ent == ENT_PRODUCTS) {
         r->counts.products_synced += fresh;
         r->counts.attribute_notes += mp.nnotes;
         r->counts.skipped += mp.nskipped;
-        list_append(&r->notes, &r->notes_listed, &mp.notes);
+        list_append(&r->notes, &r->notes_listed, &mp.notes, mp.note, mp.nnotes);
     } else {
         r->counts.categories_synced += fresh;
     }
@@ -1199,14 +1124,13 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
             r->counts.products_failed += mp.nfailed;
         else
             r->counts.categories_failed += mp.nfailed;
-        list_append(&r->failures, &r->failures_listed, &mp.failures);
+        list_append(&r->failures, &r->failures_listed, &mp.failures, mp.failure, mp.nfailed);
         rlog_warn(&r->lctx, "%d record(s) at offset %" PRId64 " could not be mapped", mp.nfailed,
                   s->offset);
         /* A record without an id might be one we hold: reconciliation would be unsafe. */
-        if (strstr(kvs_buf_cstr(&mp.failures), "\"id\":null")) r->reconcile_ok = false;
+        if (map_page_failed_without_id(&mp)) r->reconcile_ok = false;
     }
     if (fresh > 0) job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), fresh)->fresh = fresh;
-    free(is_new);
     map_page_free(&mp);
     pager_pump(r);
 }
@@ -1443,7 +1367,7 @@ static void phase_next(sync_run *r)
          * nothing to mark (a first sync of 100,000 products saves ~90 ms). */
         if (r->full && r->reconcile_ok && !r->pg.unordered && r->had_products) {
             /* Every product KiotViet still has was seen: synced rows not seen are gone. */
-            idset *s = &r->seen[ENT_PRODUCTS];
+            kvs_idset *s = &r->seen[ENT_PRODUCTS];
             int64_t *ids = kvs_xmalloc((s->n + 1) * sizeof *ids);
             int n = 0;
             for (size_t i = 0; i < s->cap; i++)

@@ -189,3 +189,49 @@ bool kvs_strcaseeq(const char *a, const char *b)
     if (!a || !b) return a == b;
     return strcasecmp(a, b) == 0;
 }
+
+static size_t idset_hash(int64_t id, size_t mask)
+{
+    uint64_t h = (uint64_t)id * UINT64_C(0x9E3779B97F4A7C15); /* Fibonacci hashing */
+    return (size_t)(h ^ (h >> 29)) & mask;
+}
+
+static void idset_put(int64_t *slot, size_t mask, int64_t id)
+{
+    size_t i = idset_hash(id, mask);
+    while (slot[i]) i = (i + 1) & mask;
+    slot[i] = id;
+}
+
+bool kvs_idset_has(const kvs_idset *s, int64_t id)
+{
+    if (!s->cap) return false;
+    size_t mask = s->cap - 1;
+    for (size_t i = idset_hash(id, mask); s->v[i]; i = (i + 1) & mask)
+        if (s->v[i] == id) return true;
+    return false;
+}
+
+bool kvs_idset_add(kvs_idset *s, int64_t id)
+{
+    REQUIRE(id > 0);
+    if (kvs_idset_has(s, id)) return false;
+    if ((s->n + 1) * 2 > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        int64_t *v = kvs_xcalloc(cap, sizeof *v);
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->v[i]) idset_put(v, cap - 1, s->v[i]);
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    idset_put(s->v, s->cap - 1, id);
+    s->n++;
+    return true;
+}
+
+void kvs_idset_free(kvs_idset *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "jewel.h"
 #include "kvjson.h"
+#include "kvtime.h"
 #include "mapping.h"
 
 #define OK(call) assert_int_equal((call), 0)
@@ -323,15 +324,15 @@ static void check_rows_consistent(const char *cname, const map_page *p, const cJ
     for (int i = 0; i < p->nrows; i++) {
         kvs_buf one;
         kvs_buf_init(&one);
-        OK(kvs_buf_append(&one, p->rows.data + p->row_start[i], p->row_len[i]));
+        OK(kvs_buf_append(&one, p->rows.data + p->row[i].start, p->row[i].len));
         kvjson_doc d;
         parse_text(kvs_buf_cstr(&one), &d);
         int64_t kid = 0;
         OK(kvjson_get_int64(d.root, "kid", &kid));
-        assert_true(kid == p->ids[i]);
+        assert_true(kid == p->row[i].id);
         const cJSON *r = cJSON_GetArrayItem(rows, i);
         OK(kvjson_get_int64(r, "kid", &kid));
-        assert_true(kid == p->ids[i]);
+        assert_true(kid == p->row[i].id);
         kvjson_doc_free(&d);
         kvs_buf_free(&one);
     }
@@ -377,9 +378,9 @@ static void run_product_case(const pcase *c, jewel_map *jm)
     kvjson_doc nl;
     parse_list(&p.notes, &nl);
     assert_int_equal(cJSON_GetArraySize(nl.root), p.nnotes);
-    for (int i = 0; i < p.nnotes; i++) { /* note_ids name the row of each note */
+    for (int i = 0; i < p.nnotes; i++) { /* note ids name the row of each note */
         bool known = false;
-        for (int k = 0; k < p.nrows; k++) known = known || p.ids[k] == p.note_ids[i];
+        for (int k = 0; k < p.nrows; k++) known = known || p.row[k].id == p.note[i].id;
         assert_true(known);
     }
     if (c->note) { /* one of the notes is column|attribute|value, with the product's code */
@@ -453,6 +454,95 @@ static void test_failure_details(void **state)
     kvjson_doc_free(&in);
     assert_false(p.ascending);
     assert_true(p.first_id == 5 && p.last_id == 3);
+    map_page_free(&p);
+    jewel_map_free(jm);
+}
+
+/* Typed records: each row's id and modification time, each failure's and note's id, and
+ * spans that cut their objects out of the texts exactly. */
+static void test_typed_records(void **state)
+{
+    (void)state;
+    jewel_map *jm = jewel_map_new_defaults();
+    map_opts o = {.jewel = jm, .name_scan = false};
+    kvjson_doc in;
+    map_page p;
+    map_page_init(&p);
+    parse_text("[{\"id\":7,\"code\":\"A\",\"name\":\"a\",\"modifiedDate\":\"2024-05-01T10:00:00\"},"
+               "{\"id\":8,\"code\":\"B\",\"name\":\"b\",\"attributes\":["
+               "{\"attributeName\":\"TUỔI VÀNG\",\"attributeValue\":\"??\"}]},"
+               "{\"id\":9,\"name\":\"c\",\"basePrice\":\"x\"},{\"code\":\"NO-ID\",\"name\":\"d\"}]",
+               &in);
+    map_products(in.root, &o, &p);
+    kvjson_doc_free(&in);
+    assert_int_equal(p.nrows, 2);
+    assert_true(p.row[0].id == 7 && p.row[1].id == 8);
+    int64_t want = 0;
+    OK(kvtime_parse("2024-05-01T10:00:00", &want));
+    assert_true(p.row[0].modified_us == want && p.row[1].modified_us == 0);
+    assert_int_equal(p.nfailed, 2);
+    assert_true(p.failure[0].id == 9 && p.failure[1].id == 0);
+    assert_true(map_page_failed_without_id(&p));
+    assert_int_equal(p.nnotes, 1);
+    assert_true(p.note[0].id == 8);
+    assert_memory_equal(p.notes.data + p.note[0].start, "{\"code\":\"B\"", 11);
+    assert_int_equal(p.notes.data[p.note[0].start + p.note[0].len - 1], '}');
+    assert_memory_equal(p.failures.data + p.failure[1].start, "{\"id\":null", 10);
+    map_page_free(&p);
+    jewel_map_free(jm);
+}
+
+/* map_page_keep_unseen: the rows of ids seen before go, with their notes; the others stay,
+ * as the same text, and join the set. */
+static void test_keep_unseen(void **state)
+{
+    (void)state;
+    jewel_map *jm = jewel_map_new_defaults();
+    map_opts o = {.jewel = jm, .name_scan = false};
+    kvjson_doc in, rows;
+    map_page p;
+    map_page_init(&p);
+    parse_text("[{\"id\":1,\"code\":\"A\",\"name\":\"a\",\"attributes\":["
+               "{\"attributeName\":\"TUỔI VÀNG\",\"attributeValue\":\"??\"}]},"
+               "{\"id\":2,\"code\":\"B\",\"name\":\"b\",\"attributes\":["
+               "{\"attributeName\":\"TUỔI VÀNG\",\"attributeValue\":\"?!\"}]},"
+               "{\"id\":3,\"code\":\"C\",\"name\":\"c\"},{\"id\":2,\"code\":\"B2\",\"name\":\"dup\"}]",
+               &in);
+    map_products(in.root, &o, &p);
+    kvjson_doc_free(&in);
+    assert_int_equal(p.nrows, 3); /* the in-page duplicate of 2 is dropped by mapping */
+    assert_int_equal(p.nnotes, 2);
+    char row3[256];
+    snprintf(row3, sizeof row3, "%.*s", (int)p.row[2].len, p.rows.data + p.row[2].start);
+
+    kvs_idset seen = {0};
+    assert_true(kvs_idset_add(&seen, 1));
+    assert_int_equal(map_page_keep_unseen(&p, &seen), 2);
+    assert_int_equal(p.nrows, 2);
+    assert_true(p.row[0].id == 2 && p.row[1].id == 3);
+    assert_true(kvs_idset_has(&seen, 2) && kvs_idset_has(&seen, 3) && seen.n == 3);
+    parse_text(kvs_buf_cstr(&p.rows), &rows);
+    check_rows_consistent("keep_unseen", &p, rows.root);
+    kvjson_doc_free(&rows);
+    assert_int_equal((int)p.row[1].len, (int)strlen(row3));
+    assert_memory_equal(p.rows.data + p.row[1].start, row3, p.row[1].len);
+    assert_int_equal(p.nnotes, 1); /* the note about 1 went with its row */
+    assert_true(p.note[0].id == 2);
+    kvjson_doc nl;
+    parse_list(&p.notes, &nl);
+    assert_int_equal(cJSON_GetArraySize(nl.root), 1);
+    const char *code = NULL;
+    OK(kvjson_get_str(cJSON_GetArrayItem(nl.root, 0), "code", &code));
+    assert_string_equal(code, "B");
+    kvjson_doc_free(&nl);
+
+    /* Seen again: nothing is left, and the texts are an empty array and an empty list. */
+    assert_int_equal(map_page_keep_unseen(&p, &seen), 0);
+    assert_int_equal(p.nrows, 0);
+    assert_string_equal(kvs_buf_cstr(&p.rows), "[]");
+    assert_int_equal(p.nnotes, 0);
+    assert_int_equal((int)p.notes.len, 0);
+    kvs_idset_free(&seen);
     map_page_free(&p);
     jewel_map_free(jm);
 }
@@ -776,9 +866,9 @@ static void test_large_page_products(void **state)
         OK(kvjson_get_str(r, "code", &code));
         char want[32];
         snprintf(want, sizeof want, "SP%d", i);
-        if (kid != large_id(i) || p.ids[i] != kid || strcmp(code, want))
+        if (kid != large_id(i) || p.row[i].id != kid || strcmp(code, want))
             fail_msg("row %d: kid %" PRId64 " (ids[] %" PRId64 ") code %s; want %" PRId64 " %s", i,
-                     kid, p.ids[i], code, large_id(i), want);
+                     kid, p.row[i].id, code, large_id(i), want);
         i++;
     }
     kvjson_doc_free(&rows);
@@ -827,7 +917,7 @@ static void test_large_page_categories(void **state)
             char want[32];
             snprintf(want, sizeof want, "C%d", i);
             OK(kvjson_get_int64(r, pkey, &parent));
-            if (kid != large_id(i) || p.ids[i + 1] != kid || parent != 7 || strcmp(name, want))
+            if (kid != large_id(i) || p.row[i + 1].id != kid || parent != 7 || strcmp(name, want))
                 fail_msg("row %d: kid %" PRId64 " parent %" PRId64 " name %s", i + 1, kid, parent,
                          name);
         }
@@ -842,6 +932,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_product_table),
         cmocka_unit_test(test_failure_details),
+        cmocka_unit_test(test_typed_records),
+        cmocka_unit_test(test_keep_unseen),
         cmocka_unit_test(test_categories),
         cmocka_unit_test(test_removed_ids),
         cmocka_unit_test(test_opts_from_config),

@@ -59,12 +59,31 @@ static void test_printf_and_steal(void **state)
     free(s);
 }
 
+/* kvs_idset: add says whether the id was new, through growth; has agrees. */
+static void test_idset(void **state)
+{
+    (void)state;
+    kvs_idset s = {0};
+    assert_false(kvs_idset_has(&s, 5));
+    for (int64_t i = 1; i <= 5000; i++) assert_true(kvs_idset_add(&s, i * 7919));
+    for (int64_t i = 1; i <= 5000; i++) assert_false(kvs_idset_add(&s, i * 7919));
+    assert_true(s.n == 5000 && s.cap >= 10000);
+    assert_true(kvs_idset_has(&s, 7919) && !kvs_idset_has(&s, 7918));
+    assert_true(kvs_idset_add(&s, INT64_MAX) && kvs_idset_has(&s, INT64_MAX));
+    size_t n = 0;
+    for (size_t i = 0; i < s.cap; i++) n += s.v[i] != 0;
+    assert_true(n == s.n);
+    kvs_idset_free(&s);
+    assert_true(s.v == NULL && s.n == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reserve_never_wraps),
         cmocka_unit_test(test_json_str),
         cmocka_unit_test(test_printf_and_steal),
+        cmocka_unit_test(test_idset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
