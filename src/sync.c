@@ -15,6 +15,10 @@
 
 #define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
 #define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
+/* More records than any shop's catalogue holds (KiotViet shops hold thousands, the largest
+ * about 100,000 products): a larger "total" is not trusted, and without a total it bounds the
+ * pages one entity may take. A lying total ({"total": 1e12, "data": []}) drove endless GETs. */
+#define MAX_CATALOGUE 2000000
 /* How long a run waits for the database. A page batch that cannot reach it is retried for one
  * lease period (after that the lease may be gone and the run fails); the end of a run (its
  * sync_logs row, cursors, lease) is retried for FINISH_PATIENCE lease periods, so that a run
@@ -46,6 +50,9 @@ typedef struct pager {
     int next;               /* next slot to issue in order */
     int inflight;
     int64_t total;          /* latest reported total, -1 unknown */
+    int64_t end;            /* offset of the first empty page seen: no page at or after it */
+    int64_t first_total;    /* total of the first page, -1 unknown: bounds the pages issued */
+    int issued;             /* pages requested for this entity, refetches included */
     uint64_t seq;
     int refetches;
     bool unordered;         /* the server ignored orderBy=id: gap checks are off */
@@ -916,11 +923,28 @@ static void slot_ensure(pager *pg, int i, int step)
 
 static void page_cb(int rc, kv_page *page, const char *err, void *arg);
 
+/* Pages one entity may take: twice what its first total needs (the catalogue may grow while
+ * it is read), or what MAX_CATALOGUE needs without a total, plus the gap repairs and a window
+ * of pages in flight. Bounds a run's GETs whatever the answers say. */
+static int page_limit(const sync_run *r)
+{
+    const pager *pg = &r->pg;
+    int64_t records = pg->first_total >= 0 ? 2 * pg->first_total : MAX_CATALOGUE;
+    return (int)(records / step_of(r)) + 1 + MAX_REFETCH + 2 * r->env.cfg->pages_in_flight;
+}
+
 static void fetch_start(sync_run *r, int si)
 {
     pager *pg = &r->pg;
     const kvs_config *cfg = r->env.cfg;
     slot *s = &pg->slots[si];
+    if (++pg->issued > page_limit(r)) {
+        run_fail(r, "KiotViet's %s pages never ended (%d pages for a reported total of %" PRId64
+                    "): stopped so one broken answer cannot spend the hourly GET budget",
+                 pg->ent == ENT_PRODUCTS ? "products" : "categories", pg->issued - 1,
+                 pg->first_total);
+        return;
+    }
     char q[512], from[KVTIME_BUFSZ + 24] = "";
     int64_t cursor = r->pg.ent == ENT_PRODUCTS ? r->row->products_cursor_us
                                                : r->row->categories_cursor_us;
@@ -1002,8 +1026,8 @@ static void pager_pump(sync_run *r)
     pager *pg = &r->pg;
     if (run_stopping(r) || pg->done) return;
     int K = r->env.cfg->pages_in_flight, step = step_of(r);
-    while (pg->inflight < K && r->jobs < 2 * K && pg->total >= 0 &&
-           (int64_t)pg->next * step < pg->total) {
+    int64_t upto = pg->end >= 0 && pg->end < pg->total ? pg->end : pg->total;
+    while (pg->inflight < K && r->jobs < 2 * K && upto >= 0 && (int64_t)pg->next * step < upto) {
         slot_ensure(pg, pg->next, step);
         fetch_start(r, pg->next++);
         if (run_stopping(r)) return;
@@ -1016,7 +1040,8 @@ static void pager_pump(sync_run *r)
     /* All issued pages are in; a last page that came back full may have successors. */
     if (pg->nslots > 0) {
         slot *last = &pg->slots[pg->nslots - 1];
-        if (last->n >= r->env.cfg->page_size && pg->nslots == pg->next) {
+        if (last->n >= r->env.cfg->page_size && pg->nslots == pg->next &&
+            (pg->end < 0 || (int64_t)pg->next * step < pg->end)) {
             slot_ensure(pg, pg->next, step);
             fetch_start(r, pg->next++);
             return;
@@ -1060,6 +1085,17 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         kv_page_free(page);
         return;
     }
+    if (page->total > MAX_CATALOGUE) {
+        run_fail(r, "KiotViet reports a %s total of %" PRId64 ", more than any catalogue holds "
+                    "(%d): not trusted",
+                 ent == ENT_PRODUCTS ? "products" : "categories", page->total, MAX_CATALOGUE);
+        kv_page_free(page);
+        return;
+    }
+    if (si == 0 && s->seq == 0) pg->first_total = page->total;
+    /* An empty page ends the catalogue there, whatever total it (or a later page) reports. */
+    if (page->data && cJSON_GetArraySize(page->data) == 0 && (pg->end < 0 || s->offset < pg->end))
+        pg->end = s->offset;
     if (si == 0 && s->seq == 0 && page->timestamp_us) pg->server_ts = page->timestamp_us;
     if (!r->kv_ts_us && page->timestamp_us) r->kv_ts_us = page->timestamp_us;
     s->fetched = true;
@@ -1142,6 +1178,8 @@ static void pager_begin(sync_run *r, enum entity ent)
     memset(pg, 0, sizeof *pg);
     pg->ent = ent;
     pg->total = -1;
+    pg->end = -1;
+    pg->first_total = -1;
     slot_ensure(pg, 0, step_of(r));
     pg->next = 1;
     fetch_start(r, 0);

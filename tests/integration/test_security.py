@@ -503,6 +503,32 @@ def test_page_record_cap(db, workdir, nested):
         fake.close()
 
 
+@pytest.mark.parametrize("page,status,gets_max", [
+    ({"total": 1000000000000, "pageSize": 100, "data": []}, "failed", 1),
+    ({"total": 1000000, "pageSize": 100, "data": []}, "success", 2),
+    ({"total": 3000, "pageSize": 100, "data": [{"categoryId": 7, "categoryName": "c"}]},
+     "partial", 2 * (2 * 3000 // 97 + 1 + 12 + 8)),  # (products: a category record fails)
+], ids=["absurd-total", "empty-pages", "same-page-again"])
+def test_a_lying_total_cannot_drive_endless_gets(db, workdir, page, status, gets_max):
+    """Issue 18: {"total": 1e12, "data": []} drove 1,086 GETs in 12 s until cancelled. A total
+    above what any catalogue holds is not trusted, an empty page ends paging whatever the total
+    says, and the pages of one entity are bounded by its first total: one broken answer
+    never spends the hourly GET budget."""
+    fake = FakeKiotViet(page)
+    try:
+        db.sql("UPDATE public.third_party_integrations SET api_url = %s, token_url = %s,"
+               " client_id = 'cid', client_secret = 'fake-secret-123', retailer = 'demoshop',"
+               " sync_enabled = true WHERE name = 'kiotviet'", fake.url, fake.url + "/connect/token")
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn), "--full", timeout=60)
+        log = run_log(db)
+        assert log["status"] == status, (log, res)
+        if status == "failed":
+            assert "more than any catalogue holds" in log["error_message"], log
+        assert 1 <= fake.gets[0] <= gets_max, fake.gets
+    finally:
+        fake.close()
+
+
 # ---- process --------------------------------------------------------------------------------------
 
 def test_refuses_root_without_allow_root(db, workdir):
