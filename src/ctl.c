@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "db.h"
+#include "kvjson.h"
 #include "store.h"
 #include "util.h"
 
@@ -347,6 +348,30 @@ static double run_log_seconds(const run_log *l, int64_t now_us)
     return (double)(end - l->started_us) / 1e6;
 }
 
+/* A copy of a text from the database fit for a terminal (caller frees; NULL for NULL): control
+ * characters, DEL and the C1 controls (ESC or CSI start the sequences that retitle, rewrite or
+ * query a terminal) shown as \xNN; bytes that are not UTF-8 as '?'. Integration names, errors
+ * and lease owners are anyone-with-write-access's text. */
+static char *term_text(const char *s)
+{
+    if (!s) return NULL;
+    char *clean = kvs_strdup(s);
+    kvs_utf8_clean(clean);
+    kvs_buf b;
+    kvs_buf_init(&b);
+    for (const unsigned char *p = (const unsigned char *)clean; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            REQUIRE(kvs_buf_printf(&b, "\\x%02x", *p) == 0);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* U+0080..U+009F */
+            REQUIRE(kvs_buf_printf(&b, "\\u%04x", *++p) == 0);
+        else
+            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
+    }
+    free(clean);
+    if (!b.data) return kvs_strdup("");
+    return kvs_buf_steal(&b);
+}
+
 /* The same wording as `--once` prints (scheduler.c print_once_result). */
 static void run_log_print_line(FILE *f, const char *name, const run_log *l)
 {
@@ -521,7 +546,23 @@ static void print_counts(const char *what, const int *n)
            n[3], n[4]);
 }
 
+static void integ_status_print_clean(const integ_status *s, const kvs_config *cfg);
+
+/* Prints s with every text that came from the database made fit for a terminal. */
 static void integ_status_print(const integ_status *s, const kvs_config *cfg)
+{
+    integ_status t = *s;
+    char *texts[] = {
+        (char *)(t.name = term_text(s->name)), (char *)(t.retailer = term_text(s->retailer)),
+        (char *)(t.lease_owner = term_text(s->lease_owner)),
+        (char *)(t.last.error = term_text(s->last.error)),
+        (char *)(t.running.error = term_text(s->running.error)),
+    };
+    integ_status_print_clean(&t, cfg);
+    for (size_t i = 0; i < ARRAY_SIZE(texts); i++) free(texts[i]);
+}
+
+static void integ_status_print_clean(const integ_status *s, const kvs_config *cfg)
 {
     char a[96], b[96];
     printf("%s", s->name);
@@ -766,7 +807,9 @@ static int sync_unknown(PGconn *pg, const char *schema_q, const char *name)
     else
         fprintf(stderr, "kiotviet-syncd sync: no integration named '%s' in third_party_integrations",
                 name);
-    fprintf(stderr, " (KiotViet integrations: %s)\n", *names ? names : "none");
+    char *shown = term_text(names);
+    fprintf(stderr, " (KiotViet integrations: %s)\n", *shown ? shown : "none");
+    free(shown);
     PQclear(r);
     char *hidden = rls_hides_rows(pg, schema_q);
     if (hidden) {
@@ -899,7 +942,10 @@ static int ctl_sync(int argc, char **argv)
         bool finished = l.present && strcmp(l.status, "running") != 0;
         if (!pending && finished) {
             if (progress_shown) fprintf(stderr, "\r\033[K");
+            char *err = term_text(l.error);
+            l.error = err;
             run_log_print_line(stdout, name, &l);
+            free(err);
             fflush(stdout);
             rc = !strcmp(l.status, "success") || !strcmp(l.status, "partial") ? CTL_EX_OK
                                                                                : CTL_EX_FAILED;

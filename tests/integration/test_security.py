@@ -529,6 +529,27 @@ def test_a_lying_total_cannot_drive_endless_gets(db, workdir, page, status, gets
         fake.close()
 
 
+def test_status_escapes_terminal_controls_from_the_database(db, workdir):
+    """Issue 18 Low: integration names (and errors, lease owners) are text anyone who can write
+    the table chooses; `status` printed them raw, so ESC sequences could retitle or rewrite the
+    operator's terminal. Control characters and C1 controls are shown as escapes."""
+    evil = "kiotviet-\x1b]0;owned\x07\x1b[2J\u009b31m"
+    db.sql("INSERT INTO public.third_party_integrations (name, display_name, retailer)"
+           " VALUES (%s, 'x', %s)", evil, "shop\x1b[8m")
+    log_id = db.value("INSERT INTO public.sync_logs (integration_id, sync_type, status,"
+                      " error_message, completed_at) SELECT id, 'full', 'failed',"
+                      " %s, now() FROM public.third_party_integrations WHERE name = %s"
+                      " RETURNING id", "boom\x1b[1A\rforged line", evil)
+    assert log_id
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    p = subprocess.run([kvsd.BIN, "status", "-c", cfg], capture_output=True, timeout=60)
+    assert p.returncode == 0, p
+    out = p.stdout
+    assert b"kiotviet-\\x1b]0;owned\\x07\\x1b[2J\\u009b31m" in out, out
+    assert b"shop\\x1b[8m" in out and b"boom\\x1b[1A\\x0dforged line" in out, out
+    assert b"\x1b" not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
+
+
 # ---- process --------------------------------------------------------------------------------------
 
 def test_refuses_root_without_allow_root(db, workdir):
