@@ -70,7 +70,7 @@ static const key_def keys[] = {
     {"sync", "max_delete_ratio", K_RATIO, OFF(max_delete_ratio), "0.2", 0, 1, 0,
      "share of an integration's products a full run may mark deleted"},
     {"kiotviet", "ca_file", K_STR, OFF(ca_file), NULL, 0, 0, F_PATH | F_START,
-     "extra CA bundle (PEM)"},
+     "CA bundle (PEM) used instead of the system's"},
     {"kiotviet", "connect_timeout", K_INT, OFF(http_connect_timeout_s), "10", 1, 300, F_START,
      "seconds"},
     {"kiotviet", "request_timeout", K_INT, OFF(http_timeout_s), "60", 1, 3600, F_START,
@@ -458,7 +458,11 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
                         strerror(errno));
             return -EINVAL;
         }
+        /* Whoever can change the bundle chooses which servers are KiotViet (it replaces the
+         * system store): refused when anyone can, warned when another user or group can. */
+        int rc = file_mode_check(c->ca_file, fileno(f), &c->warning, err);
         fclose(f);
+        if (rc) return rc;
     }
     if (c->branches) {
         for (const char *p = c->branches; *p; p++) {
@@ -519,7 +523,7 @@ kvs_config *config_load_with_url(const char *path, const char *fallback_url, kvs
     if (path && file_read(path, &text, &len, &warning, err)) return NULL;
     kvs_config *c = config_build(text, len, path ? path : "(defaults)", fallback_url, err);
     if (c && path) c->path = kvs_strdup(path);
-    if (c)
+    if (c && !c->warning) /* (validate may have set the ca_file's) */
         c->warning = warning;
     else
         free(warning);

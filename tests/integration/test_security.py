@@ -787,6 +787,28 @@ def test_https_with_and_without_the_ca(db, workdir):
         assert run_log(db)["status"] == "success"
 
 
+def test_ca_file_anyone_can_write_is_refused(db, workdir):
+    """Issue 18 Low: whoever can change ca_file chooses which servers are KiotViet (it replaces
+    the system store). A bundle every user may write is a configuration error; one another
+    user owns is warned about."""
+    ca = workdir / "ca.pem"
+    ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+                  if Path("/etc/ssl/certs/ca-certificates.crt").exists() else "")
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, kiotviet={"ca_file": str(ca)})
+    os.chmod(ca, 0o666)
+    p = subprocess.run(kvsd.base_args() + ["-c", cfg, "--check-config"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 78 and f"{ca}: writable by every user" in p.stderr, p
+    os.chmod(ca, 0o644)
+    if os.geteuid() == 0:
+        os.chown(ca, 65534, 65534)  # nobody
+    else:
+        pytest.skip("giving the file to another user needs root (the refusal was checked)")
+    p = subprocess.run(kvsd.base_args() + ["-c", cfg, "--check-config"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and f"{ca} can be changed by another user" in p.stdout + p.stderr, p
+
+
 def test_redirects_not_followed(db, sim, workdir):
     other = CountingServer()
     try:
