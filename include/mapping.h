@@ -1,7 +1,10 @@
-/* Mapping: KiotViet records (parsed JSON) to rows for the shop's tables.
+/* Mapping: KiotViet records (parsed JSON) to typed rows for the shop's tables.
  *
- * A mapped page is a JSON array text, one object per record, with the keys below; store.c sends
- * it as one json parameter of a set-based upsert that reads it with json_to_recordset. Numbers
+ * A mapped page (map_page) is a JSON array text, one object per record, with the keys below,
+ * and one record per row (id, modification time, the row's span in the text), so that nothing
+ * downstream parses it again: the writer sends the text as one json parameter of store.c's
+ * set-based upsert (json_to_recordset), and cuts single rows out of it by their spans. Notes
+ * and failures are texts for sync_logs.error_details with one record each (id, span). Numbers
  * are written with their exact decimal text, strings as valid UTF-8 without NUL (what
  * PostgreSQL's json and text accept). A record that cannot be mapped (no id, wrong types) is
  * left out, counted, and described in the page's failures; one whose jewellery attributes cannot

@@ -1,11 +1,14 @@
-/* store: all SQL the daemon sends, and the discovery of the shop's tables.
+/* store: the SQL of the shop's tables and of the integration's bookkeeping, and the discovery
+ * of the shop's tables.
  *
  * The shop's `products` and `categories` are not ours: at start the daemon reads their columns
  * from pg_catalog (store_discover_sql), decides which logical fields land in which column
  * (sku or code, images as text[] / jsonb / text, is_active present or not, ...), checks that
  * every NOT NULL column without a default is one it fills, and generates the page upserts once.
- * Every write of a run carries the run's lease check, so a run whose lease was taken over
- * writes nothing (see sync.c). Identifiers are quoted; all values are parameters. */
+ * Every page write carries the run's lease check, so a run whose lease was taken over writes
+ * nothing (writer.c sends them; sync.c sends the integration-level statements). Identifiers are
+ * quoted; all values are parameters. Not yet all of the daemon's SQL: ctl.c, scheduler.c and
+ * sync.c (the database's clock) still hold some of their own (issue 13). */
 #ifndef KVS_STORE_H
 #define KVS_STORE_H
 

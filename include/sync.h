@@ -1,22 +1,31 @@
-/* sync: one run of one integration, as a state machine on the loop.
+/* sync: one run of one integration, as a state machine on the loop: the phases, the pager and
+ * the counts. Writing pages is the writer's job (writer.h); sync owns the run's connection
+ * (claim, sync_logs row and its progress, lease renewal, token saving, the end of the run) and
+ * lends it to the writer as its first.
  *
  *   claim lease -> sync_logs 'running' -> token -> categories pages -> relink -> products pages
  *   -> removals -> (full runs: reconcile) -> finish sync_logs + cursors + release lease
  *
+ * One page of products, top-down: kiotviet.c fetches and parses it (kv_page), mapping.c turns
+ * its records into typed rows (map_page), map_page_keep_unseen drops the rows this run already
+ * stored, writer.c stores the rest in one transaction carrying the lease check (store.c's SQL
+ * over db.c), and its outcome (written_cb here) lands in the run's counts, failures and cursor
+ * floor, which the run writes to sync_logs (progress at most every 200 ms, and at the end).
+ *
  * Pages are fetched pages_in_flight at a time, ordered by id, with an overlap of a few rows
  * between neighbours so that a catalogue that shrinks while we page is noticed (a neighbour
- * whose first id lies beyond our last id) and the gap is fetched again. Each page is stored in
- * one transaction that also renews the lease; a run whose lease was taken over stops writing.
+ * whose first id lies beyond our last id) and the gap is fetched again. A run whose lease was
+ * taken over stops writing: every write checks the lease.
  * The cursor advances only when the run succeeded (success or partial), to a time before its
  * first read (KiotViet's "timestamp", else the database's now() at the claim: never this
  * host's clock), and never past a row the database refused.
  *
- * Faults: a batch that loses the database is sent again (one transaction each, idempotent) for
- * up to lease_seconds, then the run fails as SYNC_NO_DB; the end of a run (sync_logs row,
- * cursors, lease) is retried until the database is back (at most 10 lease periods, or until
- * cancelled). A claim also closes 'running' sync_logs rows whose daemon lost its lease.
- * The lease records the backend pid of the run's connection (renewed with the lease, so a
- * reconnect is followed): a claimant that finds that session gone takes the lease over. */
+ * Faults: a page that loses the database is sent again by the writer (one transaction each,
+ * idempotent) for up to lease_seconds, then the run fails as SYNC_NO_DB; the end of a run
+ * (sync_logs row, cursors, lease) is retried until the database is back (at most 10 lease
+ * periods, or until cancelled). A claim also closes 'running' sync_logs rows whose daemon lost
+ * its lease. The lease records the backend pid of the run's connection (renewed with the lease,
+ * so a reconnect is followed): a claimant that finds that session gone takes the lease over. */
 #ifndef KVS_SYNC_H
 #define KVS_SYNC_H
 

@@ -12,6 +12,7 @@
 #include "kiotviet.h"
 #include "kvtime.h"
 #include "log.h"
+#include "writer.h"
 
 #define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
 #define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
@@ -28,7 +29,6 @@
  * clock, which may jump. Not integration-level SQL, so it lives here rather than in store.c. */
 static const char sql_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
 
-enum entity { ENT_CATEGORIES, ENT_PRODUCTS };
 enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
              PH_CLOSING };
 
@@ -44,7 +44,7 @@ typedef struct slot {
 typedef struct fetch fetch;
 
 typedef struct pager {
-    enum entity ent;
+    enum writer_entity ent;
     slot *slots;
     int nslots;
     int next;               /* next slot to issue in order */
@@ -66,27 +66,10 @@ struct fetch {
     fetch *next, *prev;
     kv_req *req;
     int slot;
-    enum entity ent;
+    enum writer_entity ent;
 };
 
-#define MAX_WRITERS 4   /* most connections a run writes pages through ([sync] store_connections) */
 #define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
-
-/* A batch being stored (or waiting to be retried); owned by itself, freed when done. */
-typedef struct store_job {
-    sync_run *run;
-    enum entity ent;
-    enum { JOB_UPSERT, JOB_ROW, JOB_REMOVE, JOB_RELINK, JOB_RECONCILE } kind;
-    char *rows;             /* JSON array text or bigint[] literal; owned */
-    int nrows;
-    int64_t row_id;         /* JOB_ROW: the row's id */
-    int fresh;              /* rows first seen in this run (counted as synced), JOB_UPSERT/ROW */
-    int attempt;
-    int conn;               /* index into run->db of the connection it was sent on */
-    uint64_t first_fail_ms; /* monotonic time of the first lost connection, 0 = none */
-    uv_timer_t *timer;      /* retry timer, NULL unless waiting */
-    struct store_job *wnext, *wprev; /* the run's list of jobs waiting on their timer */
-} store_job;
 
 struct sync_run {
     sync_env env;
@@ -98,15 +81,10 @@ struct sync_run {
 
     enum phase phase;
     bool cancelled, failing;
-    db_conn *db;            /* the run's connection: claim, log, lease, every kind of write */
-    /* Page writes spread over db and up to MAX_WRITERS - 1 more connections, each page its
-     * own transaction: one PostgreSQL backend is one core, and a page upsert costs the server
-     * more CPU than the daemon spends fetching and mapping it. wdb[0] aliases db. */
-    db_conn *wdb[MAX_WRITERS];
-    int nwriters;
-    int on_conn[MAX_WRITERS]; /* jobs in flight per connection */
+    db_conn *db;            /* the run's connection: claim, log, lease, progress; lent to
+                               the writer as its first connection */
+    writer *w;              /* the run's page writer (owned) */
     uint64_t progress_ms;   /* monotonic time of the last progress update sent */
-    bool expect_new[2];     /* the last stored page was all new rows (see job_cb) */
     bool had_products;      /* a product row had a kiotviet_id when the run claimed */
     kv_client *kv;
     integ_row *row;
@@ -120,7 +98,7 @@ struct sync_run {
     bool reconcile_ok;      /* full read whose every record had an id */
     pager pg;
     fetch *fetches;
-    int jobs;               /* store jobs not yet done */
+    int jobs;               /* database work not yet done: writer work, token, lease, progress */
     kvs_idset seen[2];          /* ids stored per entity */
     int64_t cursor_us[2];   /* new cursors, set when an entity completes */
     int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
@@ -128,7 +106,6 @@ struct sync_run {
     int64_t db_start_us;    /* the database's clock when the run claimed the integration */
     uint64_t claim_mono_ms; /* our monotonic clock at the same moment */
     int64_t kv_ts_us;       /* KiotViet's "timestamp" from the run's first page, 0 if none */
-    store_job *waiting;     /* jobs waiting to retry after a lost connection */
     bool db_down;           /* the run failed because the database was unreachable */
     enum phase fail_phase;  /* where run_fail was first called */
     uint64_t finish_first_ms;
@@ -150,8 +127,7 @@ struct sync_run {
 static void phase_next(sync_run *r);
 static void run_finish(sync_run *r);
 static void pager_pump(sync_run *r);
-static void job_submit(store_job *j);
-static void waiting_drop(sync_run *r);
+static void jobs_dec(sync_run *r);
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -194,7 +170,7 @@ static void run_fail(sync_run *r, const char *fmt, ...)
     r->pg.inflight = 0;
     /* Pages still waiting for the database are dropped: the run failed, the cursor stays, and
      * the next run reads them again. Batches already sent finish first. */
-    waiting_drop(r);
+    if (r->w) writer_stop(r->w);
     if (r->jobs == 0 && r->phase < PH_FINISH) run_finish(r);
 }
 
@@ -213,35 +189,6 @@ static void counts_json(const sync_run *r, kvs_buf *b)
                 c->products_deactivated, c->categories_synced, c->categories_created,
                 c->categories_updated, c->categories_failed, c->categories_deactivated,
                 r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0) == 0);
-}
-
-/* Finds the next JSON object in text made of objects separated by commas (optionally inside
- * one array): sets *start and *len and returns the text after it, or NULL when there is none.
- * The scan skips braces inside strings; the objects are returned exactly as written. */
-static const char *next_object(const char *p, const char **start, size_t *len)
-{
-    while (*p && *p != '{') p++;
-    if (!*p) return NULL;
-    const char *s = p;
-    int depth = 0;
-    bool in_str = false, esc = false;
-    for (; *p; p++) {
-        char ch = *p;
-        if (in_str) {
-            if (esc) esc = false;
-            else if (ch == '\\') esc = true;
-            else if (ch == '"') in_str = false;
-        } else if (ch == '"') {
-            in_str = true;
-        } else if (ch == '{') {
-            depth++;
-        } else if (ch == '}' && --depth == 0) {
-            *start = s;
-            *len = (size_t)(p + 1 - s);
-            return p + 1;
-        }
-    }
-    return NULL;
 }
 
 /* Appends a page's notes or failures (n items in text) to a run's list, keeping the first
@@ -316,10 +263,8 @@ static void run_close(sync_run *r)
         kv_client_free(r->kv);
         r->kv = NULL;
     }
-    for (int i = 1; i < r->nwriters; i++) {
-        if (r->wdb[i]) db_conn_close(r->wdb[i]);
-        r->wdb[i] = NULL;
-    }
+    writer_free(r->w); /* before the connection it borrows */
+    r->w = NULL;
     if (r->db) {
         db_conn_close(r->db);
         r->db = NULL;
@@ -327,28 +272,6 @@ static void run_close(sync_run *r)
     uv_timer_stop(&r->lease_timer);
     r->handles_open = 1;
     uv_close((uv_handle_t *)&r->lease_timer, handle_closed);
-}
-
-/* Connection-level trouble worth waiting out: the server went away, restarts, refuses
- * connections for a moment, or rolled back a transaction that a retry can commit. */
-static bool db_transient(const db_result *res)
-{
-    if (res->status == DB_E_CONN || res->status == DB_E_TIMEOUT) return true;
-    if (res->status != DB_E_SQL) return false;
-    const char *st = res->sqlstate;
-    return !strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
-           !strcmp(st, "57P03") || !strcmp(st, "40001") || !strcmp(st, "40P01") ||
-           !strcmp(st, "53300");
-}
-
-/* Delay before retry number attempt (0-based) of a database batch: capped exponential with
- * jitter, the cap a quarter of the lease so that several tries fit in the patience window. */
-static uint64_t db_retry_delay(const sync_run *r, unsigned attempt)
-{
-    uint64_t cap = (uint64_t)r->env.cfg->lease_seconds * 1000 / 4;
-    if (cap < 1000) cap = 1000;
-    if (cap > 30000) cap = 30000;
-    return backoff_delay_ms(attempt, 500, cap, (uint32_t)(kvs_now_mono_ms() * 2654435761u));
 }
 
 static void finish_submit(sync_run *r);
@@ -368,9 +291,9 @@ static void finish_cb(db_result *res, void *arg)
         uint64_t now = kvs_now_mono_ms();
         if (!r->finish_first_ms) r->finish_first_ms = now;
         uint64_t patience = (uint64_t)r->env.cfg->lease_seconds * 1000 * FINISH_PATIENCE;
-        if (db_transient(res) && !r->cancelled && now - r->finish_first_ms < patience) {
+        if (writer_db_transient(res) && !r->cancelled && now - r->finish_first_ms < patience) {
             /* Runs that could not log are logged when the database is back. */
-            uint64_t wait = db_retry_delay(r, (unsigned)r->finish_attempt++);
+            uint64_t wait = writer_retry_delay_ms(r->env.cfg->lease_seconds, (unsigned)r->finish_attempt++);
             rlog_warn(&r->lctx, "will record the end of the run when the database is back "
                                 "(retry in %llu ms)",
                       (unsigned long long)wait);
@@ -467,8 +390,8 @@ static void finish_submit(sync_run *r)
         const char *fp[5];
         fp[0] = r->row->id;
         fp[1] = r->env.daemon_id;
-        fp[2] = cursor_param(r, ENT_PRODUCTS, pc);
-        fp[3] = cursor_param(r, ENT_CATEGORIES, cc);
+        fp[2] = cursor_param(r, WRITER_PRODUCTS, pc);
+        fp[3] = cursor_param(r, WRITER_CATEGORIES, cc);
         fp[4] = r->full ? "true" : "false";
         db_batch_add(b, store_sql(r->env.store, ST_FINISH), 5, fp);
     } else if (r->res.status == SYNC_CANCELLED || r->db_down) {
@@ -509,15 +432,7 @@ static void run_finish(sync_run *r)
     finish_submit(r);
 }
 
-/* ---- store jobs ------------------------------------------------------------------------ */
-
-static void job_free(store_job *j)
-{
-    free(j->rows);
-    free(j);
-}
-
-static void job_timer_closed(uv_handle_t *h) { free(h); }
+/* ---- what the writer reports ------------------------------------------------------------ */
 
 /* Every asynchronous database job of a run ends here: it moves the run on. */
 static void jobs_dec(sync_run *r)
@@ -534,84 +449,51 @@ static void jobs_dec(sync_run *r)
         phase_next(r);
 }
 
-static void job_done(store_job *j)
+static void progress_cb(db_result *res, void *arg)
 {
-    sync_run *r = j->run;
-    job_free(j);
-    jobs_dec(r);
+    (void)res; /* a lost update is not worth failing for: the next one, or the end, says it */
+    jobs_dec(arg);
 }
 
-static void waiting_unlink(store_job *j)
+/* Progress goes on the run's connection, apart from the pages (the sync_logs row lock would
+ * otherwise make the writers wait for each other), at most every PROGRESS_MS: enough for
+ * `status` and a watching operator, and not an extra UPDATE with every page. */
+static void progress_send(sync_run *r)
 {
-    sync_run *r = j->run;
-    if (j->wprev)
-        j->wprev->wnext = j->wnext;
-    else
-        r->waiting = j->wnext;
-    if (j->wnext) j->wnext->wprev = j->wprev;
-    j->wnext = j->wprev = NULL;
+    uint64_t now_ms = kvs_now_mono_ms();
+    if (!r->log_id[0] || run_stopping(r) || r->phase >= PH_FINISH ||
+        now_ms - r->progress_ms < PROGRESS_MS)
+        return;
+    r->progress_ms = now_ms;
+    kvs_buf counts;
+    kvs_buf_init(&counts);
+    counts_json(r, &counts);
+    const char *lp[2] = {r->log_id, counts.data};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_LOG_PROGRESS), 2, lp, progress_cb, r);
+    kvs_buf_free(&counts);
 }
 
-static void job_retry_cb(uv_timer_t *t)
+/* Lowers the entity's cursor floor to the modification time of a row the database refused. */
+static void floor_lower(sync_run *r, enum writer_entity ent, int64_t modified_us)
 {
-    store_job *j = t->data;
-    uv_close((uv_handle_t *)t, job_timer_closed);
-    j->timer = NULL;
-    waiting_unlink(j);
-    job_submit(j);
-}
-
-/* A page that will not be stored: its rows no longer count as synced. */
-static void job_uncount(store_job *j)
-{
-    if (j->kind != JOB_UPSERT && j->kind != JOB_ROW) return;
-    if (j->ent == ENT_PRODUCTS)
-        j->run->counts.products_synced -= j->fresh;
-    else
-        j->run->counts.categories_synced -= j->fresh;
-    j->fresh = 0;
-}
-
-/* Gives up on every job waiting to be retried (the run is stopping). */
-static void waiting_drop(sync_run *r)
-{
-    while (r->waiting) {
-        store_job *j = r->waiting;
-        waiting_unlink(j);
-        uv_timer_stop(j->timer);
-        uv_close((uv_handle_t *)j->timer, job_timer_closed);
-        j->timer = NULL;
-        job_uncount(j);
-        job_done(j); /* may finish the run: r stays valid until its handles close */
-    }
-}
-
-/* Lowers the entity's cursor floor to the modification time of a row the database refused
- * (row_json: the row as mapped, an object or a one-element array). */
-static void floor_lower(sync_run *r, enum entity ent, const char *row_json)
-{
-    cJSON *j = cJSON_Parse(row_json);
-    const cJSON *o = cJSON_IsArray(j) ? cJSON_GetArrayItem(j, 0) : j;
-    const cJSON *m = o ? cJSON_GetObjectItem(o, "modified") : NULL;
-    int64_t us = 0;
-    if (cJSON_IsString(m) && kvtime_parse(m->valuestring, &us) == 0 && us > 0) {
-        if (!r->floor_us[ent] || us < r->floor_us[ent]) r->floor_us[ent] = us;
+    if (modified_us > 0) {
+        if (!r->floor_us[ent] || modified_us < r->floor_us[ent]) r->floor_us[ent] = modified_us;
     } else {
         r->floor_unknown[ent] = true;
     }
-    cJSON_Delete(j);
 }
 
-static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *msg)
+static void row_failure(sync_run *r, enum writer_entity ent, int64_t id, const char *msg)
 {
-    if (ent == ENT_PRODUCTS)
+    if (ent == WRITER_PRODUCTS)
         r->counts.products_failed++;
     else
         r->counts.categories_failed++;
     if (r->failures_listed >= MAX_LISTED) return;
     if (r->failures.len) REQUIRE(kvs_buf_puts(&r->failures, ",") == 0);
     REQUIRE(kvs_buf_printf(&r->failures, "{\"%s\":%" PRId64 ",\"error\":",
-                           ent == ENT_PRODUCTS ? "id" : "category_id", id) == 0);
+                           ent == WRITER_PRODUCTS ? "id" : "category_id", id) == 0);
     char text[1024];
     snprintf(text, sizeof text, "%s", msg);
     log_redact(text, sizeof text); /* the text, not the JSON: see finish_submit */
@@ -621,282 +503,62 @@ static void row_failure(sync_run *r, enum entity ent, int64_t id, const char *ms
     r->failures_listed++;
 }
 
-/* The exact "kid" of one mapped row (an object, or a one-element array): parsed with kvjson so
- * ids beyond 2^53 keep every digit. 0 when absent. */
-static int64_t row_kid(const char *text, size_t len)
+/* A reconciliation came back: marking none of a positive number means the guard held. */
+static void reconcile_checked(sync_run *r, const writer_outcome *o)
 {
-    kvjson_doc doc;
-    kvs_err e;
-    int64_t id = 0;
-    char *copy = kvs_xmalloc(len + 1); /* kvjson_parse works in place */
-    memcpy(copy, text, len);
-    copy[len] = '\0';
-    if (kvjson_parse(copy, len, &doc, &e) == 0) {
-        const cJSON *o = cJSON_IsArray(doc.root) ? cJSON_GetArrayItem(doc.root, 0) : doc.root;
-        if (o && kvjson_get_int64(o, "kid", &id)) id = 0;
-        kvjson_doc_free(&doc);
-    }
-    free(copy);
-    return id;
-}
-
-/* Splits a page whose statement failed on one row's data into one batch per row. The rows are
- * cut out of the page's text as they are (a string-aware scan for the top-level objects), never
- * re-encoded, so every number keeps its exact text. */
-static void job_split(store_job *j)
-{
-    sync_run *r = j->run;
-    const char *p = j->rows, *row;
-    size_t len;
-    while ((p = next_object(p, &row, &len)) != NULL) {
-        store_job *k = kvs_xcalloc(1, sizeof *k);
-        k->run = r;
-        k->ent = j->ent;
-        k->kind = JOB_ROW;
-        k->rows = kvs_xmalloc(len + 3);
-        k->rows[0] = '[';
-        memcpy(k->rows + 1, row, len);
-        memcpy(k->rows + 1 + len, "]", 2);
-        k->nrows = 1;
-        if (j->fresh > 0) { /* the page's "synced" count moves to its rows */
-            k->fresh = 1;
-            j->fresh--;
-        }
-        k->row_id = row_kid(row, len);
-        r->jobs++;
-        job_submit(k);
-    }
-}
-
-/* A reconciliation came back (n rows marked; pr's 4th and 5th columns: how many it would
- * mark, of how many live rows). Marking none of a positive number means the guard held. */
-static void reconcile_checked(sync_run *r, int n, PGresult *pr)
-{
-    long would = PQnfields(pr) > 4 ? atol(PQgetvalue(pr, 0, 3)) : 0;
-    long live = PQnfields(pr) > 4 ? atol(PQgetvalue(pr, 0, 4)) : 0;
-    if (r->env.force_deletes && n > 0)
-        rlog_notice(&r->lctx, "--force-deletes: marked %d of %ld live products deleted", n, live);
-    if (n > 0 || would == 0) return;
+    if (r->env.force_deletes && o->marked > 0)
+        rlog_notice(&r->lctx, "--force-deletes: marked %d of %ld live products deleted",
+                    o->marked, o->live);
+    if (o->others)
+        rlog_info(&r->lctx, "reconciliation covered this integration's products only: "
+                            "another KiotViet integration has run, so rows without "
+                            "kiotviet_integration_id were left alone (without that "
+                            "column nothing is reconciled: re-apply the migration)");
+    if (o->marked > 0 || o->would_mark == 0) return;
     r->deletes_held = true;
-    r->held_would = would;
-    r->held_live = live;
+    r->held_would = o->would_mark;
+    r->held_live = o->live;
     snprintf(r->res.message, sizeof r->res.message,
              "reconciliation not applied: it would mark %ld of the integration's %ld live "
              "products deleted, more than [sync] max_delete_ratio = %g; if KiotViet really no "
              "longer has them, run kiotviet-syncd --once --full --force-deletes",
-             would, live, r->env.cfg->max_delete_ratio);
+             o->would_mark, o->live, r->env.cfg->max_delete_ratio);
     rlog_warn(&r->lctx, "%s", r->res.message);
 }
 
-static void job_cb(db_result *res, void *arg)
+/* The writer's report of one piece of work: counts, failures, and the run's fate. */
+static void written_cb(const writer_outcome *o, void *arg)
 {
-    store_job *j = arg;
-    sync_run *r = j->run;
-    r->on_conn[j->conn]--;
-    if (res->status == DB_OK) {
-        PGresult *pr = res->results[0];
-        bool lease_ok = PQntuples(pr) == 1 && atoi(PQgetvalue(pr, 0, 0)) > 0;
-        if (!lease_ok) {
-            run_fail(r, "the integration's lease was taken over by another daemon: stopped "
-                        "writing");
-            job_done(j);
-            return;
+    sync_run *r = arg;
+    bool prod = o->ent == WRITER_PRODUCTS;
+    sync_counts *c = &r->counts;
+    switch (o->kind) {
+    case WRITER_PAGE:
+        *(prod ? &c->products_created : &c->categories_created) += o->inserted;
+        *(prod ? &c->products_updated : &c->categories_updated) += o->updated;
+        for (int i = 0; i < o->nfailed; i++) {
+            row_failure(r, o->ent, o->failed[i].id, o->failed[i].message);
+            floor_lower(r, o->ent, o->failed[i].modified_us);
         }
-        int a = atoi(PQgetvalue(pr, 0, 1));
-        int b = PQnfields(pr) > 2 ? atoi(PQgetvalue(pr, 0, 2)) : 0;
-        bool prod = j->ent == ENT_PRODUCTS;
-        switch (j->kind) {
-        case JOB_UPSERT:
-        case JOB_ROW:
-            /* A page whose rows were all new predicts more of them (a first sync): the next
-             * pages skip the prefilter until one finds a row that exists. */
-            if (j->kind == JOB_UPSERT) r->expect_new[j->ent] = a == j->nrows;
-            if (prod) {
-                r->counts.products_created += a;
-                r->counts.products_updated += b;
-            } else {
-                r->counts.categories_created += a;
-                r->counts.categories_updated += b;
-            }
-            break;
-        case JOB_REMOVE:
-        case JOB_RECONCILE:
-            if (prod)
-                r->counts.products_deactivated += a;
-            else
-                r->counts.categories_deactivated += a;
-            if (j->kind == JOB_RECONCILE) reconcile_checked(r, a, pr);
-            if (j->kind == JOB_RECONCILE && b)
-                rlog_info(&r->lctx, "reconciliation covered this integration's products only: "
-                                    "another KiotViet integration has run, so rows without "
-                                    "kiotviet_integration_id were left alone (without that "
-                                    "column nothing is reconciled: re-apply the migration)");
-            break;
-        case JOB_RELINK:
-            break;
-        }
-        job_done(j);
-        return;
-    }
-    if (db_transient(res) && !run_stopping(r)) {
-        /* The batch was one transaction: all or nothing of it is stored (all, when only the
-         * answer was lost), and storing it again is harmless. Send it again in a new one (db
-         * reconnects on the next submit) for up to one lease period. */
-        uint64_t now = kvs_now_mono_ms();
-        if (!j->first_fail_ms) j->first_fail_ms = now;
-        uint64_t patience = (uint64_t)r->env.cfg->lease_seconds * 1000;
-        if (now - j->first_fail_ms < patience) {
-            uint64_t wait = db_retry_delay(r, (unsigned)j->attempt++);
-            rlog_warn(&r->lctx, "database connection lost (%s); retrying the batch in %llu ms",
-                      res->message ? res->message : "?", (unsigned long long)wait);
-            j->timer = kvs_xmalloc(sizeof *j->timer);
-            uv_timer_init(r->env.loop, j->timer);
-            j->timer->data = j;
-            uv_timer_start(j->timer, job_retry_cb, wait, 0);
-            j->wnext = r->waiting;
-            if (r->waiting) r->waiting->wprev = j;
-            r->waiting = j;
-            return;
-        }
-        r->db_down = true;
-        run_fail(r, "database unavailable for %llu s while storing %s: %s",
-                 (unsigned long long)((now - j->first_fail_ms) / 1000),
-                 j->ent == ENT_PRODUCTS ? "products" : "categories",
-                 res->message ? res->message : "connection lost");
-        job_uncount(j);
-        job_done(j);
-        return;
-    }
-    /* Data and constraint errors (classes 22, 23) belong to one row: find it. A cardinality
-     * violation (21000: one id twice in a statement) is resolved by storing rows one by one. */
-    bool row_error = res->status == DB_E_SQL &&
-                     (!strncmp(res->sqlstate, "22", 2) || !strncmp(res->sqlstate, "23", 2) ||
-                      !strncmp(res->sqlstate, "21", 2));
-    if (row_error && j->kind == JOB_UPSERT && j->nrows > 1) {
-        rlog_info(&r->lctx, "a page failed on one row (%s); storing its rows one by one",
-                  res->message ? res->message : "?");
-        job_split(j);
-        job_done(j);
-        return;
-    }
-    if (row_error && (j->kind == JOB_ROW || j->kind == JOB_UPSERT)) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s%s%s", res->message ? res->message : "database error",
-                 res->detail ? ": " : "", res->detail ? res->detail : "");
-        log_redact(msg, sizeof msg);
-        int64_t id = j->row_id;
-        if (!id) id = row_kid(j->rows, strlen(j->rows));
-        rlog_warn(&r->lctx, "%s %" PRId64 " not stored: %s",
-                  j->ent == ENT_PRODUCTS ? "product" : "category", id, msg);
-        row_failure(r, j->ent, id, msg);
-        floor_lower(r, j->ent, j->rows);
-        job_uncount(j);
-        job_done(j);
-        return;
-    }
-    job_uncount(j);
-    if (r->cancelled) {
-        job_done(j);
-        return;
-    }
-    log_db_error(r, "storing a page failed", res);
-    run_fail(r, "database error while storing %s: %s%s%s",
-             j->ent == ENT_PRODUCTS ? "products" : "categories",
-             res->message ? res->message : "unknown", res->sqlstate[0] ? " SQLSTATE " : "",
-             res->sqlstate);
-    job_done(j);
-}
-
-static void job_submit(store_job *j)
-{
-    sync_run *r = j->run;
-    const char *sql = NULL;
-    const store *s = r->env.store;
-    bool prod = j->ent == ENT_PRODUCTS;
-    switch (j->kind) {
-    case JOB_UPSERT:
-    case JOB_ROW:
-        if (j->kind == JOB_UPSERT && r->expect_new[j->ent])
-            sql = prod ? store_products_insert_sql(s) : store_categories_insert_sql(s);
-        else
-            sql = prod ? store_products_upsert_sql(s) : store_categories_upsert_sql(s);
+        /* Rows not stored no longer count as synced. */
+        *(prod ? &c->products_synced : &c->categories_synced) -= o->nfailed + o->unsent;
         break;
-    case JOB_REMOVE:
-        sql = prod ? store_products_remove_sql(s) : store_categories_remove_sql(s);
+    case WRITER_REMOVE:
+    case WRITER_RECONCILE:
+        *(prod ? &c->products_deactivated : &c->categories_deactivated) += o->marked;
+        if (o->kind == WRITER_RECONCILE && !o->lease_lost && !o->error) reconcile_checked(r, o);
         break;
-    case JOB_RECONCILE:
-        sql = store_products_reconcile_sql(s);
-        break;
-    case JOB_RELINK:
-        sql = prod ? store_products_relink_sql(s) : store_categories_relink_sql(s);
+    case WRITER_RELINK:
         break;
     }
-    /* Pages go to the least busy connection (the run's own on a tie, so a small run opens no
-     * other); everything else stays on the run's connection, in order. */
-    j->conn = 0;
-    if (j->kind == JOB_UPSERT || j->kind == JOB_ROW)
-        for (int i = 1; i < r->nwriters; i++)
-            if (r->on_conn[i] < r->on_conn[j->conn]) j->conn = i;
-    r->on_conn[j->conn]++;
-    char secs[16], ratio[32];
-    const char *p[5];
-    p[0] = j->rows;
-    lease_params(r, p + 1, secs);
-    /* A reconciliation's guard: the share of live products it may mark (none: forced). */
-    snprintf(ratio, sizeof ratio, "%.17g", r->env.cfg->max_delete_ratio);
-    p[4] = r->env.force_deletes ? NULL : ratio;
-    db_batch *b = db_batch_new();
-    db_batch_add(b, sql, j->kind == JOB_RECONCILE ? 5 : 4, p);
-    /* Progress rides with the run's connection only (the sync_logs row lock would otherwise
-     * make the writers wait for each other), at most every PROGRESS_MS: enough for `status`
-     * and a watching operator, and not an extra UPDATE with every page. */
-    uint64_t now_ms = kvs_now_mono_ms();
-    if (r->log_id[0] && j->conn == 0 && now_ms - r->progress_ms >= PROGRESS_MS) {
-        r->progress_ms = now_ms;
-        kvs_buf counts;
-        kvs_buf_init(&counts);
-        counts_json(r, &counts);
-        const char *lp[2] = {r->log_id, counts.data};
-        db_batch_add(b, store_sql(s, ST_LOG_PROGRESS), 2, lp);
-        kvs_buf_free(&counts);
+    if (o->lease_lost) {
+        run_fail(r, "the integration's lease was taken over by another daemon: stopped writing");
+    } else if (o->error) {
+        if (o->db_down) r->db_down = true;
+        run_fail(r, "%s", o->error);
     }
-    db_submit(r->wdb[j->conn], b, job_cb, j);
-}
-
-static store_job *job_start(sync_run *r, enum entity ent, int kind, char *rows, int nrows)
-{
-    store_job *j = kvs_xcalloc(1, sizeof *j);
-    j->run = r;
-    j->ent = ent;
-    j->kind = kind;
-    j->rows = rows;
-    j->nrows = nrows;
-    r->jobs++;
-    job_submit(j); /* completes on a later loop turn: j is still ours to annotate */
-    return j;
-}
-
-/* "{1,2,3}" from ids. A full run's reconciliation sends every id it saw (100,000 of them):
- * digits are written by hand, not through printf. */
-static char *array_literal(const int64_t *ids, int n)
-{
-    kvs_buf b;
-    kvs_buf_init(&b);
-    REQUIRE(kvs_buf_reserve(&b, (size_t)n * 21 + 3) == 0);
-    b.data[b.len++] = '{';
-    for (int i = 0; i < n; i++) {
-        char tmp[24];
-        int k = sizeof tmp;
-        uint64_t v = ids[i] < 0 ? -(uint64_t)ids[i] : (uint64_t)ids[i];
-        do tmp[--k] = (char)('0' + v % 10); while ((v /= 10) != 0);
-        if (ids[i] < 0) tmp[--k] = '-';
-        if (i) b.data[b.len++] = ',';
-        memcpy(b.data + b.len, tmp + k, sizeof tmp - (size_t)k);
-        b.len += sizeof tmp - (size_t)k;
-    }
-    b.data[b.len++] = '}';
-    b.data[b.len] = '\0';
-    return kvs_buf_steal(&b);
+    progress_send(r);
+    jobs_dec(r);
 }
 
 /* ---- paging -------------------------------------------------------------------------------- */
@@ -941,19 +603,19 @@ static void fetch_start(sync_run *r, int si)
     if (++pg->issued > page_limit(r)) {
         run_fail(r, "KiotViet's %s pages never ended (%d pages for a reported total of %" PRId64
                     "): stopped so one broken answer cannot spend the hourly GET budget",
-                 pg->ent == ENT_PRODUCTS ? "products" : "categories", pg->issued - 1,
+                 pg->ent == WRITER_PRODUCTS ? "products" : "categories", pg->issued - 1,
                  pg->first_total);
         return;
     }
     char q[512], from[KVTIME_BUFSZ + 24] = "";
-    int64_t cursor = r->pg.ent == ENT_PRODUCTS ? r->row->products_cursor_us
+    int64_t cursor = r->pg.ent == WRITER_PRODUCTS ? r->row->products_cursor_us
                                                : r->row->categories_cursor_us;
     if (!r->full && cursor) {
         char t[KVTIME_BUFSZ];
         kvtime_format_vn_local(cursor - (int64_t)cfg->overlap_minutes * 60 * 1000000, t);
         snprintf(from, sizeof from, "&lastModifiedFrom=%s", t);
     }
-    if (pg->ent == ENT_PRODUCTS)
+    if (pg->ent == WRITER_PRODUCTS)
         snprintf(q, sizeof q,
                  "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
                  "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
@@ -1016,7 +678,10 @@ static void entity_done(sync_run *r)
                             : r->kv_ts_us ? r->kv_ts_us
                                           : r->db_start_us;
     int n = r->nremoved[pg->ent];
-    if (n > 0) job_start(r, pg->ent, JOB_REMOVE, array_literal(r->removed[pg->ent], n), n);
+    if (n > 0) {
+        r->jobs++;
+        writer_put_ids(r->w, WRITER_REMOVE, pg->ent, r->removed[pg->ent], n);
+    }
     if (r->jobs == 0) phase_next(r);
 }
 
@@ -1060,14 +725,14 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     else r->fetches = f->next;
     if (f->next) f->next->prev = f->prev;
     int si = f->slot;
-    enum entity ent = f->ent;
+    enum writer_entity ent = f->ent;
     free(f);
     pg->inflight--;
     slot *s = &pg->slots[si];
     s->inflight = false;
     if (rc != KV_OK) {
         run_fail(r, "%s page at offset %" PRId64 ": %s",
-                 ent == ENT_PRODUCTS ? "products" : "categories", s->offset,
+                 ent == WRITER_PRODUCTS ? "products" : "categories", s->offset,
                  err ? err : "error");
         return;
     }
@@ -1080,7 +745,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
          * every product deleted. */
         run_fail(r, "KiotViet's first %s page of a full read has no %s: not trusted (a full "
                     "read needs both \"data\" and \"total\")",
-                 ent == ENT_PRODUCTS ? "products" : "categories",
+                 ent == WRITER_PRODUCTS ? "products" : "categories",
                  !page->data ? "\"data\" array" : "\"total\"");
         kv_page_free(page);
         return;
@@ -1088,7 +753,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (page->total > MAX_CATALOGUE) {
         run_fail(r, "KiotViet reports a %s total of %" PRId64 ", more than any catalogue holds "
                     "(%d): not trusted",
-                 ent == ENT_PRODUCTS ? "products" : "categories", page->total, MAX_CATALOGUE);
+                 ent == WRITER_PRODUCTS ? "products" : "categories", page->total, MAX_CATALOGUE);
         kv_page_free(page);
         return;
     }
@@ -1107,7 +772,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     map_page mp;
     map_page_init(&mp);
     if (page->data) {
-        if (ent == ENT_PRODUCTS)
+        if (ent == WRITER_PRODUCTS)
             map_products(page->data, r->env.mopts, &mp);
         else
             map_categories(page->data, &mp);
@@ -1120,7 +785,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (!mp.ascending && !pg->unordered) {
         pg->unordered = true;
         rlog_warn(&r->lctx, "KiotViet did not order %s by id: gap detection is off for this run",
-                  ent == ENT_PRODUCTS ? "products" : "categories");
+                  ent == WRITER_PRODUCTS ? "products" : "categories");
     }
     /* A total that grows past what we planned, when there is no total, keeps paging. */
     if (page->total < 0 && mp.nrecords >= r->env.cfg->page_size)
@@ -1147,7 +812,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
      * as well, and changes made since are read by the next run. Sending them again would also
      * make neighbouring pages on different connections wait for each other's commit. */
     int fresh = map_page_keep_unseen(&mp, &r->seen[ent]);
-    if (ent == ENT_PRODUCTS) {
+    if (ent == WRITER_PRODUCTS) {
         r->counts.products_synced += fresh;
         r->counts.attribute_notes += mp.nnotes;
         r->counts.skipped += mp.nskipped;
@@ -1156,7 +821,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         r->counts.categories_synced += fresh;
     }
     if (mp.nfailed) {
-        if (ent == ENT_PRODUCTS)
+        if (ent == WRITER_PRODUCTS)
             r->counts.products_failed += mp.nfailed;
         else
             r->counts.categories_failed += mp.nfailed;
@@ -1166,12 +831,15 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         /* A record without an id might be one we hold: reconciliation would be unsafe. */
         if (map_page_failed_without_id(&mp)) r->reconcile_ok = false;
     }
-    if (fresh > 0) job_start(r, ent, JOB_UPSERT, kvs_buf_steal(&mp.rows), fresh)->fresh = fresh;
+    if (fresh > 0) {
+        r->jobs++;
+        writer_put_page(r->w, ent, &mp); /* takes the rows */
+    }
     map_page_free(&mp);
     pager_pump(r);
 }
 
-static void pager_begin(sync_run *r, enum entity ent)
+static void pager_begin(sync_run *r, enum writer_entity ent)
 {
     pager *pg = &r->pg;
     free(pg->slots);
@@ -1285,7 +953,7 @@ static void log_start_cb(db_result *res, void *arg)
         /* Without a log row nothing may be written: give the lease back (if the database
          * lets us) and let the scheduler try again. */
         log_db_error(r, "could not write the sync_logs row", res);
-        bool down = db_transient(res);
+        bool down = writer_db_transient(res);
         snprintf(r->res.message, sizeof r->res.message, "%s: %s",
                  down ? "database unavailable" : "could not write sync_logs",
                  res->message ? res->message : "?");
@@ -1383,21 +1051,25 @@ static void phase_next(sync_run *r)
     switch (r->phase) {
     case PH_START:
         r->phase = PH_CATEGORIES;
-        pager_begin(r, ENT_CATEGORIES);
+        pager_begin(r, WRITER_CATEGORIES);
         break;
     case PH_CATEGORIES:
         r->phase = PH_RELINK;
         if (r->counts.categories_created || r->counts.categories_updated) {
-            if (store_categories_relink_sql(r->env.store))
-                job_start(r, ENT_CATEGORIES, JOB_RELINK, kvs_strdup("{}"), 0);
-            if (store_products_relink_sql(r->env.store))
-                job_start(r, ENT_PRODUCTS, JOB_RELINK, kvs_strdup("{}"), 0);
+            if (store_categories_relink_sql(r->env.store)) {
+                r->jobs++;
+                writer_put_relink(r->w, WRITER_CATEGORIES);
+            }
+            if (store_products_relink_sql(r->env.store)) {
+                r->jobs++;
+                writer_put_relink(r->w, WRITER_PRODUCTS);
+            }
         }
         if (r->jobs == 0) phase_next(r);
         break;
     case PH_RELINK:
         r->phase = PH_PRODUCTS;
-        pager_begin(r, ENT_PRODUCTS);
+        pager_begin(r, WRITER_PRODUCTS);
         break;
     case PH_PRODUCTS:
         r->phase = PH_RECONCILE;
@@ -1405,12 +1077,13 @@ static void phase_next(sync_run *r)
          * nothing to mark (a first sync of 100,000 products saves ~90 ms). */
         if (r->full && r->reconcile_ok && !r->pg.unordered && r->had_products) {
             /* Every product KiotViet still has was seen: synced rows not seen are gone. */
-            kvs_idset *s = &r->seen[ENT_PRODUCTS];
+            kvs_idset *s = &r->seen[WRITER_PRODUCTS];
             int64_t *ids = kvs_xmalloc((s->n + 1) * sizeof *ids);
             int n = 0;
             for (size_t i = 0; i < s->cap; i++)
                 if (s->v[i]) ids[n++] = s->v[i];
-            job_start(r, ENT_PRODUCTS, JOB_RECONCILE, array_literal(ids, n), n);
+            r->jobs++;
+            writer_put_ids(r->w, WRITER_RECONCILE, WRITER_PRODUCTS, ids, n);
             free(ids);
         }
         if (r->jobs == 0) phase_next(r);
@@ -1446,11 +1119,22 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
         .application_name = "kiotviet-syncd",
     };
     r->db = db_conn_new(env->loop, &dopts);
-    r->wdb[0] = r->db;
-    r->nwriters = env->cfg->store_connections;
-    if (r->nwriters < 1) r->nwriters = 1;
-    if (r->nwriters > MAX_WRITERS) r->nwriters = MAX_WRITERS;
-    for (int i = 1; i < r->nwriters; i++) r->wdb[i] = db_conn_new(env->loop, &dopts);
+    writer_opts wo = {
+        .loop = env->loop,
+        .store = env->store,
+        .db = &dopts,
+        .shared = r->db,
+        .connections = env->cfg->store_connections,
+        .integration = id,
+        .owner = env->daemon_id,
+        .lease_seconds = env->cfg->lease_seconds,
+        .max_delete_ratio = env->cfg->max_delete_ratio,
+        .force_deletes = env->force_deletes,
+        .lctx = &r->lctx,
+        .cb = written_cb,
+        .arg = r,
+    };
+    r->w = writer_new(&wo);
     char secs[16];
     const char *p[3];
     lease_params(r, p, secs);
@@ -1490,8 +1174,8 @@ void sync_run_progress(const sync_run *r, char *buf, size_t cap)
 {
     const pager *pg = &r->pg;
     if (r->phase == PH_PRODUCTS || r->phase == PH_CATEGORIES) {
-        snprintf(buf, cap, "%s %d/%" PRId64, pg->ent == ENT_PRODUCTS ? "products" : "categories",
-                 pg->ent == ENT_PRODUCTS ? r->counts.products_synced : r->counts.categories_synced,
+        snprintf(buf, cap, "%s %d/%" PRId64, pg->ent == WRITER_PRODUCTS ? "products" : "categories",
+                 pg->ent == WRITER_PRODUCTS ? r->counts.products_synced : r->counts.categories_synced,
                  pg->total < 0 ? (int64_t)0 : pg->total);
     } else {
         snprintf(buf, cap, "%s", r->phase <= PH_START ? "starting" : "finishing");
