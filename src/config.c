@@ -191,7 +191,14 @@ static int on_ini_entry(parse_state *st, const char *section, const char *name, 
         for (int i = 0; i < KVS_MAPPING_KEYS; i++) {
             if (!kvs_strcaseeq(name, config_mapping_keys[i])) continue;
             char **slot = &st->cfg->mapping[i];
-            if (append && !strcmp(config_mapping_keys[i], "name_scan")) break;
+            if (append && !strcmp(config_mapping_keys[i], "name_scan")) {
+                kvs_err_set(st->err, -EINVAL,
+                            "%s:%d: [mapping] name_scan: '+=' only adds to the alias lists of "
+                            "[mapping] columns; use '='",
+                            st->path, st->line);
+                st->failed = 1;
+                return 0;
+            }
             if (append && *slot && *value) {
                 /* "key = A" then "key += B" is "A, B"; "key += A" twice adds both. */
                 size_t n = strlen(*slot) + strlen(value) + 3;

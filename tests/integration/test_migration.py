@@ -414,5 +414,6 @@ def test_lease_session_migration_is_idempotent_and_required(fresh_db, tmp_path):
     for _ in range(2):
         db.run_file(lease_sql)
         assert columns_of(db, "third_party_integrations") == INTEGRATION_COLUMNS
+    db.run_file(MIGRATION.parent / "003_token_credentials_and_endpoints.sql")  # also required
     res = kvsd.run_once(cfg)
     assert res.rc == 0, res

@@ -201,6 +201,8 @@ static void test_mapping_append(void **state)
     assert_string_equal(c->mapping[sh], "A, B");
     assert_false(c->mapping_append[sh]);
     config_free(c);
+    assert_null(load("[database]\nurl = dbname=x\n[mapping]\nname_scan += yes\n", &err));
+    assert_true(strstr(err.msg, "t.conf:4: [mapping] name_scan: '+=' only adds") == err.msg);
     assert_null(load("[database]\nurl = dbname=x\n[sync]\npage_size += 5\n", &err));
     assert_string_equal(err.msg, "t.conf:4: [sync] page_size: '+=' only adds to the alias lists "
                                  "of [mapping] columns; use '='");
