@@ -12,8 +12,10 @@ import os
 import pwd
 import resource
 import secrets
+import gzip
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -439,11 +441,16 @@ def test_a_password_like_a_json_word_leaves_error_details_intact(pg, db, sim, wo
 class FakeKiotViet:
     """A loopback KiotViet that issues a token and answers every GET with one fixed page."""
 
-    def __init__(self, page):
-        body = json.dumps(page).encode()
+    def __init__(self, page, gzipped=False, tls=None):
+        """gzipped: pages go out with Content-Encoding: gzip (page may then be bytes, sent
+        compressed as they are); tls: (certificate, key) files to serve https with."""
+        body = page if isinstance(page, bytes) else json.dumps(page).encode()
+        if gzipped:
+            body = gzip.compress(body, 9)
         token = json.dumps({"access_token": "fake-" + secrets.token_hex(16), "expires_in": 3600,
                             "token_type": "Bearer"}).encode()
         gets = self.gets = [0]
+        posts = self.posts = [0]
 
         class H(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -451,12 +458,15 @@ class FakeKiotViet:
             def reply(self, data):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                if gzipped and data is body:
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                posts[0] += 1
                 self.reply(token)
 
             def do_GET(self):
@@ -467,13 +477,25 @@ class FakeKiotViet:
                 pass
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        scheme = "http"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.srv.server_address[1]}"
         self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.t.start()
 
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+def point_at(db, url):
+    db.sql("UPDATE public.third_party_integrations SET api_url = %s, token_url = %s,"
+           " client_id = 'cid', client_secret = 'fake-secret-123', retailer = 'demoshop',"
+           " sync_enabled = true WHERE name = 'kiotviet'", url, url + "/connect/token")
 
 
 def cap_page(nested):
@@ -787,6 +809,55 @@ def test_https_with_and_without_the_ca(db, workdir):
         assert run_log(db)["status"] == "success"
 
 
+def make_certs(d):
+    """A CA, and two server certificates it signs: one for the name wrong.example only (not
+    127.0.0.1), one for 127.0.0.1 that expired in 2020. `openssl ca` sets past dates."""
+    d.mkdir(exist_ok=True)
+
+    def run(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+        "-subj", "/CN=kvs test CA")
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("1000\n")
+    (d / "ca.cnf").write_text("[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\n"
+                              "new_certs_dir = .\nserial = serial\ndefault_md = sha256\n"
+                              "policy = p\ncopy_extensions = copy\nunique_subject = no\n"
+                              "[p]\ncommonName = supplied\n")
+    out = {}
+    for name, san, dates in (("wrong-host", "DNS:wrong.example", ["-days", "30"]),
+                             ("expired", "IP:127.0.0.1", ["-startdate", "20200101000000Z",
+                                                          "-enddate", "20200201000000Z"])):
+        run("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}", "-addext", f"subjectAltName={san}")
+        run("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+            "-in", f"{name}.csr", "-out", f"{name}.pem", "-notext", *dates)
+        out[name] = (str(d / f"{name}.pem"), str(d / f"{name}.key"))
+    return str(d / "ca.pem"), out
+
+
+@pytest.mark.parametrize("which,want", [
+    ("wrong-host", "SSL: no alternative certificate subject name matches target host name"),
+    ("expired", "certificate has expired"),
+])
+def test_tls_refuses_a_trusted_ca_with_the_wrong_name_or_an_expired_certificate(db, workdir,
+                                                                                which, want):
+    """The TLS test with the CA trusted (ca_file): host name and validity are still verified,
+    before any request (the token POST with the client secret) is sent."""
+    ca, certs = make_certs(workdir / "certs")
+    fake = FakeKiotViet({"total": 0, "pageSize": 100, "data": []}, tls=certs[which])
+    try:
+        point_at(db, fake.url)
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn,
+                                              kiotviet={"ca_file": ca, "max_retries": 0}))
+        log = run_log(db)
+        assert log["status"] == "failed" and want in log["error_message"], (log, res)
+        assert fake.gets[0] == 0 and fake.posts[0] == 0
+    finally:
+        fake.close()
+
+
 def test_ca_file_anyone_can_write_is_refused(db, workdir):
     """Issue 18 Low: whoever can change ca_file chooses which servers are KiotViet (it replaces
     the system store). A bundle every user may write is a configuration error; one another
@@ -824,6 +895,34 @@ def test_redirects_not_followed(db, sim, workdir):
     finally:
         sim.clear_faults()
         other.close()
+
+
+@pytest.mark.parametrize("bomb", [False, True], ids=["gzip-page", "gzip-bomb"])
+def test_response_size_cap_counts_decompressed_bytes(db, workdir, bomb):
+    """Pages may come gzip-compressed (curl asks for it): a compressed page is read whole, and
+    the cap applies to what it inflates to, so 64 KB that inflate to 64 MB (a decompression
+    bomb) are refused without being held in memory."""
+    cap = 1 << 20
+    if bomb:
+        page = b'{"total":1,"pageSize":100,"data":[' + b" " * (64 << 20) + b"]}"
+    else:
+        page = json.dumps({"total": 1, "pageSize": 100,
+                           "data": [{"categoryId": 5, "categoryName": "gz " * 50}]}).encode()
+    fake = FakeKiotViet(page, gzipped=True)
+    try:
+        point_at(db, fake.url)
+        res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn,
+                                              kiotviet={"max_page_bytes": cap, "max_retries": 0}),
+                            "--full", timeout=60)
+        log = run_log(db)
+        if bomb:
+            assert len(gzip.compress(page, 9)) < cap // 4  # the wire size is far below the cap
+            assert log["status"] == "failed", (log, res)
+            assert f"larger than {cap} bytes" in log["error_message"], log
+        else:
+            assert log["categories_synced"] == 1, (log, res)
+    finally:
+        fake.close()
 
 
 def test_response_size_cap(db, sim, workdir):
