@@ -49,6 +49,16 @@ def setup_integration(db, sim, retailer="demoshop", name="kiotviet", interval=60
     return db.value("SELECT id::text FROM public.third_party_integrations WHERE name = %s", name)
 
 
+def text_of(data, what="the daemon's output"):
+    """The daemon's output (bytes) as text. It must be UTF-8: bytes from KiotViet or the
+    database are made valid before they are logged, so anything else fails the test here, with
+    the bytes shown, instead of crashing it with a UnicodeDecodeError somewhere else."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise AssertionError(f"{what} is not UTF-8 ({e}): {data[-2000:]!r}") from None
+
+
 class Result:
     def __init__(self, rc, out, err):
         self.rc, self.out, self.err = rc, out, err
@@ -65,8 +75,8 @@ def run_once(config, *extra, timeout=120, env=None):
     if env:
         e.update(env)
     p = subprocess.run(base_args() + ["-c", config, "--once", *extra], capture_output=True,
-                       text=True, timeout=timeout, env=e)
-    return Result(p.returncode, p.stdout, p.stderr)
+                       timeout=timeout, env=e)
+    return Result(p.returncode, text_of(p.stdout, "stdout"), text_of(p.stderr, "stderr"))
 
 
 def last_log(db, integration="kiotviet"):
@@ -133,7 +143,7 @@ class Daemon:
 
     def __init__(self, config, notify=None, extra=(), env=None):
         self.logpath = tempfile.mktemp(prefix="kvsd-", suffix=".log")
-        self.logf = open(self.logpath, "w")
+        self.logf = open(self.logpath, "wb")
         e = dict(os.environ)
         e.pop("DATABASE_URL", None)
         e.pop("NOTIFY_SOCKET", None)
@@ -145,8 +155,8 @@ class Daemon:
                                      stderr=subprocess.STDOUT, env=e)
 
     def log(self):
-        with open(self.logpath) as f:
-            return f.read()
+        with open(self.logpath, "rb") as f:
+            return text_of(f.read(), "the daemon's log")
 
     def signal(self, sig):
         self.proc.send_signal(sig)

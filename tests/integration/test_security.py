@@ -423,6 +423,14 @@ def test_invalid_utf8_from_kiotviet_does_not_lose_the_run(db, sim, workdir, body
     assert "could not record" not in res.err, res
 
 
+def test_harness_reads_daemon_output_as_bytes():
+    """Invalid UTF-8 from the daemon fails an assertion that shows the bytes (the harness read
+    text and crashed with UnicodeDecodeError inside subprocess)."""
+    with pytest.raises(AssertionError, match=r"not UTF-8.*\\xff"):
+        kvsd.text_of(b"<3>error bad \xff\xfe bytes")
+    assert kvsd.text_of("Nhẫn ok".encode()) == "Nhẫn ok"
+
+
 def test_a_password_like_a_json_word_leaves_error_details_intact(pg, db, sim, workdir):
     """Issue 18: redaction ran on the serialised error_details, so a database password such as
     "full" (or "null", "1234", "true") replaced JSON words and numbers with ***. Texts are
