@@ -189,7 +189,7 @@ def test_readme_command_lines_parse(shop_db, tmp_path):
             if os.geteuid() == 0 and "--as-service" not in argv and "--once" in argv:
                 argv.append("--allow-root")
             try:
-                p = subprocess.run(argv, capture_output=True, text=True, timeout=8, env=env)
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=3, env=env)
                 rc, err = p.returncode, p.stderr
             except subprocess.TimeoutExpired as e:  # waiting for a daemon: parsed fine
                 rc, err = None, (e.stderr or b"").decode(errors="replace")
