@@ -376,7 +376,7 @@ def main():
         out.line(f"PostgreSQL {db.value('SHOW server_version').split()[0]} in {pg.tmpdir}, port "
                  f"{pg.port} ({time.monotonic() - t:.1f} s)")
         out.line("applied db/schema/shop_base.sql (a stand-in shop: products, categories)")
-        out.line("    and db/migrations/add_kiotviet_integration.sql (what a real shop applies)")
+        out.line("    and the migrations in db/migrations/ (what a real shop applies)")
 
         out.step(2, steps, "KiotViet simulator")
         extra = ["--latency-ms", str(a.latency_ms)]
@@ -399,7 +399,7 @@ def main():
         cfg = kvsd.write_config(state["dir"] / "demo.conf", dsn, sync={"poll_interval": 1},
                                 log={"level": "info"})
         out.line("third_party_integrations row 'kiotviet' now holds the simulator's URL, client id,")
-        out.line("    secret and retailer, with sync_enabled = true (step 2 of the README)")
+        out.line("    secret and retailer, with sync_enabled = true (step 4 of the README)")
 
         out.step(3, steps, "First sync: everything, page by page")
         code, result, secs = first_sync(out, binary, cfg, db, total, state)

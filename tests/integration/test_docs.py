@@ -232,3 +232,30 @@ def test_readme_uninstall_sql_removes_what_the_migrations_added(shop_db, pg):
     assert left == [], left
     assert shop_db.value("SELECT count(*) FROM pg_proc WHERE proname LIKE 'kvs%%'") == 0
 
+
+
+# ---- figures -------------------------------------------------------------------------------------
+
+def test_readme_demo_transcript_comes_from_make_demo():
+    """The README's `make demo` transcript (counts, rows, notes, requests) is what the demo
+    prints; only times and rates may differ."""
+    block = re.search(r"(?ms)^Trimmed, from one run of `make demo`.*?\n```\n(.*?)^```",
+                      README).group(1)
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--bin", kvsd.BIN,
+                        "--plain"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+
+    def norm(t):
+        return re.sub(r"\d+(\.\d+)? s\b", "T s", t)
+
+    out = norm(p.stdout)
+    checked = 0
+    for line in block.splitlines():
+        if "██" in line:  # the progress line: rates of the moment
+            continue
+        for piece in line.strip().split("..."):
+            piece = piece.strip(" ,();")
+            if len(piece) > 3:
+                assert norm(piece) in out, (piece, p.stdout[-4000:])
+                checked += 1
+    assert checked >= 15
