@@ -24,7 +24,8 @@ PYTHON  := /usr/bin/python3
 # and installs both.
 DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
              libsystemd-dev libunistring-dev
-DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-pytest-xdist python3-psycopg openssl systemd
+DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-pytest-xdist python3-psycopg openssl systemd \
+             pgbouncer
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)
 
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wformat=2 \

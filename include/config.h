@@ -29,6 +29,7 @@ typedef struct kvs_config {
     bool db_url_from_env;       /* DATABASE_URL was used */
     bool db_url_from_credential; /* the credential file database-url was used */
     char *db_schema;            /* schema of the shop's tables and ours, default "public" */
+    char *db_pooler;            /* "auto" | "session" | "transaction" (see db.h, db_pooler) */
     int db_connect_timeout_s;
     int db_statement_timeout_s;
     /* [sync] */

@@ -9,17 +9,28 @@
  * A statement text used a second time on a connection is prepared under a name (in the same
  * pipeline) and executed by name from then on: a page upsert is then neither parsed nor planned
  * again (~0.8 ms of server CPU per page). Prepared statements are session state: they work
- * directly and through Supabase's session pooler (the daemon needs a session anyway: it keeps
- * its connections and LISTENs); behind a transaction pooler the first lost statement fails what
- * is in flight with DB_E_CONN and the connection reconnects without them (or set no_prepare).
+ * directly and through a session pooler.
+ *
+ * Transaction poolers (pgbouncer pool_mode = transaction, Supabase's port 6543) lend a server
+ * connection per transaction, so nothing may be left in the session: in transaction mode a
+ * connection uses unnamed statements only, sends one batch (one transaction) at a time, and
+ * puts its settings (search_path, statement_timeout, timezone) in front of every batch with
+ * set_config(..., true), which ends with the transaction. The mode comes from db_opts.pooler;
+ * with DB_POOLER_AUTO every connection finds out at connect: the backend pid libpq was given
+ * is the server's own only on a direct connection (a pooler hands out its own cancel key), and
+ * any pooler is then treated as a transaction pooler. A prepared statement that vanishes
+ * (26000) or already exists (42P05) also switches the connection to transaction mode: what was
+ * in flight fails with DB_E_CONN (nothing of it committed) and callers retry.
  *
  * Connecting is asynchronous (PQconnectStart/PQconnectPoll with a uv_timer deadline, because
  * libpq ignores connect_timeout there). If the connection is lost, every batch in flight or
  * queued fails with DB_E_CONN; the next submit reconnects (a failed connect attempt also fails
  * the queued batches: retrying with backoff is the caller's job). Nothing blocks the loop, except
  * that libpq resolves host names synchronously: configure an address or a socket directory.
- * Every connection gets search_path '' (so all SQL must schema-qualify names), timezone UTC,
- * application_name and statement_timeout before the first batch. */
+ * Every connection gets timezone UTC, application_name and
+ * statement_timeout before the first batch, and search_path = the configured schema (unless
+ * public) in front of the role's own: all our SQL schema-qualifies names, but a shop's trigger
+ * may call the shop's functions unqualified. */
 #ifndef KVS_DB_H
 #define KVS_DB_H
 
@@ -35,7 +46,8 @@ typedef struct db_batch db_batch;
 enum db_status {
     DB_OK = 0,
     DB_E_SQL,        /* a statement failed: sqlstate/message say which (index in failed_stmt) */
-    DB_E_CONN,       /* connecting failed or the connection was lost; safe to retry later */
+    DB_E_CONN,       /* connecting failed or the connection was lost; safe to retry later
+                        (sqlstate: the server's code when it refused the login, e.g. 28P01) */
     DB_E_TIMEOUT,    /* connect deadline passed */
     DB_E_CANCELLED,  /* db_conn_close with work pending */
 };
@@ -46,7 +58,7 @@ typedef struct db_result {
     PGresult **results;      /* results[i] for statement i; NULL for statements not run;
                                 owned by db, cleared after the callback returns */
     int failed_stmt;         /* index of the failing statement, -1 if none */
-    char sqlstate[6];        /* "" unless DB_E_SQL */
+    char sqlstate[6];        /* "" unless DB_E_SQL, or DB_E_CONN refused by the server */
     const char *message;     /* human message (server's primary message, or libpq's); borrowed */
     const char *detail;      /* server DETAIL or NULL; borrowed */
 } db_result;
@@ -69,12 +81,23 @@ typedef struct db_conn_stats {
     uint64_t prepared;       /* statements prepared (Parse confirmed) */
 } db_conn_stats;
 
+/* [database] pooler: what sits between the daemon and the server. */
+enum db_pooler {
+    DB_POOLER_AUTO = 0,      /* find out at every connect (see above) */
+    DB_POOLER_SESSION,       /* direct or a session pooler: session settings, prepared, LISTEN */
+    DB_POOLER_TRANSACTION,   /* a transaction pooler: nothing in the session */
+};
+/* What a connection (or a probe) found. */
+enum db_path { DB_PATH_UNKNOWN = 0, DB_PATH_DIRECT, DB_PATH_SESSION, DB_PATH_TRANSACTION };
+
 typedef struct db_opts {
     const char *conninfo;          /* libpq conninfo or URI; copied */
     long connect_timeout_ms;       /* default 10000 */
     long statement_timeout_ms;     /* 0 = server (or role) default; set_config at connect */
     const char *application_name;  /* default "kiotviet-syncd" */
     bool no_prepare;               /* never use named prepared statements */
+    const char *schema;            /* put before the role's search_path; NULL/"public": none */
+    enum db_pooler pooler;         /* default DB_POOLER_AUTO */
 } db_opts;
 
 /* Creates the connection object; connecting starts on the first submit (or db_conn_connect). */
@@ -98,6 +121,18 @@ const char *db_conn_last_error(const db_conn *c);
 /* LISTEN state is lost with the connection: a LISTEN user must LISTEN again after reconnecting. */
 void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg);
 void db_conn_get_stats(const db_conn *c, db_conn_stats *out);
+/* True while the connection runs in transaction mode (no LISTEN possible: its users poll). */
+bool db_conn_txn_mode(const db_conn *c);
+/* What the last connect found, and a one-line description of the mode for logs (static). */
+enum db_path db_conn_path(const db_conn *c);
+const char *db_conn_path_text(const db_conn *c);
+/* Connection attempts refused as login failures (28P01/28000, or a pooler's own words for
+ * it), process-wide, since start: callers back off on a change. */
+unsigned long db_auth_refusals(void);
+/* res is a failed connect that the server refused as a login failure. */
+bool db_result_auth_refused(const db_result *res);
+/* "auto" | "session" | "transaction" -> *out; -EINVAL otherwise. */
+int db_pooler_parse(const char *text, enum db_pooler *out);
 
 db_batch *db_batch_new(void);
 /* Appends a statement; sql and params are copied. params[i] may be NULL (SQL NULL). All params
@@ -124,6 +159,14 @@ int db_conninfo_check(const char *conninfo, char *why, size_t cap);
  * application_name, timezone UTC). Returns the connection (caller PQfinish'es) or NULL with err
  * filled (the message never contains the password). */
 PGconn *db_connect_blocking(const char *conninfo, kvs_err *err);
+/* The same with o->application_name and o->statement_timeout_ms (other fields ignored). The
+ * session settings are made only on a direct connection: through a pooler they could outlive
+ * this client on the server connection. */
+PGconn *db_connect_blocking_opts(const db_opts *o, kvs_err *err);
+/* Blocking: direct connection, session pooler or transaction pooler? A pooler shows as a
+ * backend pid that is not the server's; its mode as whether a second client (opened and
+ * closed here) is lent the server connection pg just used. DB_PATH_UNKNOWN on errors. */
+enum db_path db_path_probe_blocking(PGconn *pg, const char *conninfo);
 
 /* Quotes an SQL identifier like PQescapeIdentifier, without a connection: always wrapped in
  * double quotes, embedded double quotes doubled. name must be valid in the database encoding

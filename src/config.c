@@ -47,6 +47,8 @@ static const key_def keys[] = {
     {"database", "url", K_STR, OFF(db_url), NULL, 0, 0, F_NORELOAD | F_SECRET,
      "libpq conninfo or URI; DATABASE_URL overrides"},
     {"database", "schema", K_STR, OFF(db_schema), "public", 0, 0, F_NORELOAD, "schema of the tables"},
+    {"database", "pooler", K_STR, OFF(db_pooler), "auto", 0, 0, F_NORELOAD,
+     "auto|session|transaction: what is between the daemon and the server"},
     {"database", "connect_timeout", K_INT, OFF(db_connect_timeout_s), "10", 1, 600, 0, "seconds"},
     {"database", "statement_timeout", K_INT, OFF(db_statement_timeout_s), "120", 0, 86400, 0,
      "seconds, 0 = server default"},
@@ -448,6 +450,21 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
                     shown);
         return -EINVAL;
     }
+    /* Prisma's own URL parameter, before libpq's parse refuses it without saying what to do
+     * (never the URL itself in the message: it may hold the password). */
+    const char *q = strchr(c->db_url, '?');
+    if (q && (strstr(q, "?pgbouncer=") || strstr(q, "&pgbouncer="))) {
+        if (c->db_url_from_env)
+            snprintf(at, sizeof at, "%s: [database] url (from DATABASE_URL)", shown);
+        else
+            key_where(st, shown, "database", "url", at, sizeof at);
+        kvs_err_set(err, -EINVAL,
+                    "%s: 'pgbouncer=true' is a Prisma parameter that libpq does not know: remove "
+                    "it from the URL; kiotviet-syncd finds a transaction pooler by itself (or set "
+                    "[database] pooler = transaction)",
+                    at);
+        return -EINVAL;
+    }
     char why[300];
     if (db_conninfo_check(c->db_url, why, sizeof why)) {
         if (c->db_url_from_env)
@@ -455,6 +472,12 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
         else
             key_where(st, shown, "database", "url", at, sizeof at);
         kvs_err_set(err, -EINVAL, "%s: %s", at, why);
+        return -EINVAL;
+    }
+    enum db_pooler pooler;
+    if (db_pooler_parse(c->db_pooler, &pooler)) {
+        key_where(st, shown, "database", "pooler", at, sizeof at);
+        kvs_err_set(err, -EINVAL, "%s: must be auto, session or transaction", at);
         return -EINVAL;
     }
     if (c->ca_file) {

@@ -228,20 +228,36 @@ static PGconn *ctl_connect(const char *cmd, const kvs_config *cfg)
     setenv("PGCONNECT_TIMEOUT", t, 0);
     kvs_err e;
     kvs_err_clear(&e);
-    PGconn *pg = db_connect_blocking(cfg->db_url, &e);
+    db_opts o = {
+        .conninfo = cfg->db_url,
+        .application_name = CTL_APP_NAME,
+        .statement_timeout_ms = (long)cfg->db_statement_timeout_s * 1000,
+    };
+    PGconn *pg = db_connect_blocking_opts(&o, &e);
     if (!pg) {
         fprintf(stderr, "kiotviet-syncd %s: %s\n", cmd, e.msg);
+        if (strstr(e.msg, "password authentication failed") ||
+            strstr(e.msg, "Tenant or user not found"))
+            fprintf(stderr, "  (check the user and password in [database] url: with Supabase's "
+                            "pooler the user is postgres.<project ref>; URL-encode special "
+                            "characters. The daemon waits minutes between login attempts while "
+                            "they fail, so the server does not ban this address; after fixing, "
+                            "reload it. See README, Troubleshooting)\n");
         return NULL;
     }
-    char st[32];
-    snprintf(st, sizeof st, "%d", cfg->db_statement_timeout_s * 1000);
-    const char *p[2] = {CTL_APP_NAME, st};
-    PGresult *r = PQexecParams(pg,
-                               "SELECT pg_catalog.set_config('application_name', $1, false),"
-                               " pg_catalog.set_config('statement_timeout', $2, false)",
-                               2, NULL, p, NULL, NULL, 0);
-    PQclear(r); /* cosmetic settings: a failure here would show in the first real query */
     return pg;
+}
+
+/* The pooler line of `status`: what this host's connection goes through, as the daemon
+ * (with [database] pooler = auto) finds it too. */
+static const char *ctl_path_name(enum db_path p)
+{
+    switch (p) {
+    case DB_PATH_DIRECT: return "none";
+    case DB_PATH_SESSION: return "session";
+    case DB_PATH_TRANSACTION: return "transaction";
+    default: return "unknown";
+    }
 }
 
 /* Runs one statement; on error prints it and returns NULL. Caller PQclears. */
@@ -708,6 +724,7 @@ static int ctl_status(int argc, char **argv)
     REQUIRE(PQnfields(res) == IC__COUNT);
     long daemons = daemons_connected(pg);
     exposed = exposed_columns(pg, cfg->db_schema);
+    enum db_path via = db_path_probe_blocking(pg, cfg->db_url);
     int n = PQntuples(res);
     integ_status *st = kvs_xcalloc((size_t)n + 1, sizeof *st);
     for (int i = 0; i < n; i++) {
@@ -723,6 +740,8 @@ static int ctl_status(int argc, char **argv)
         cJSON_AddStringToObject(root, "now", now);
         cJSON_AddStringToObject(root, "database", PQdb(pg));
         cJSON_AddStringToObject(root, "schema", cfg->db_schema);
+        cJSON_AddStringToObject(root, "pooler", ctl_path_name(via));
+        cJSON_AddStringToObject(root, "pooler_setting", cfg->db_pooler);
         if (daemons >= 0)
             cJSON_AddNumberToObject(root, "daemons_connected", (double)daemons);
         else
@@ -754,6 +773,18 @@ static int ctl_status(int argc, char **argv)
         for (int i = 0; exposed && i < PQntuples(exposed); i++)
             printf("warning: role %s can read products.%s: %s\n", PQgetvalue(exposed, i, 0),
                    PQgetvalue(exposed, i, 1), STORE_EXPOSED_HINT);
+        if (via == DB_PATH_TRANSACTION || via == DB_PATH_SESSION)
+            printf("pooler: %s mode ([database] pooler = %s): %s\n", ctl_path_name(via),
+                   cfg->db_pooler,
+                   !strcmp(cfg->db_pooler, "session")
+                       ? (via == DB_PATH_SESSION ? "prepared statements, session settings, LISTEN"
+                                                  : "WRONG for a transaction pooler: the daemon "
+                                                    "switches to transaction mode at the first "
+                                                    "clash; set pooler = auto or transaction")
+                       : "the daemon uses unnamed statements and per-transaction settings, and "
+                         "polls instead of LISTEN");
+        else if (via == DB_PATH_DIRECT)
+            printf("pooler: none (direct connection)\n");
         char *hidden = n == 0 ? rls_hides_rows(pg, schema_q) : NULL;
         if (hidden) {
             printf("\n");

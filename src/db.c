@@ -36,17 +36,43 @@
 #define DB_MAX_PARAMS 65535 /* the protocol's limit (16-bit parameter count) */
 #define DB_PREP_MAX 32      /* statements tracked for preparing, per connection */
 
-/* Session settings, sent first on every new connection. $2 NULL resets statement_timeout to the
- * server's (or role's) default. plan_cache_mode stays automatic on purpose: after five custom
- * plans PostgreSQL switches a prepared page upsert to its generic plan (~30% less server CPU
- * per page), by then made while products already holds those pages; forcing generic plans
- * from the first execution cached a plan made on a near-empty table that seq-scanned it for
- * every page row (a first sync of 100,000 rows: 24 s of server CPU instead of 3.5). */
+/* Sent first on every new connection. It tells a direct connection from one through a pooler
+ * (the backend pid libpq got at connect, $3, is the server's own only when nothing sits in
+ * between: a pooler hands out its own cancel key) and sets the session settings only when they
+ * stay ours: on a direct connection, or when [database] pooler = session ($4 is the configured
+ * mode). Through a transaction pooler a session setting would stay on the server connection and
+ * reach the pooler's next client, so there every batch sets them for its own transaction
+ * instead (local_sql). $1 is the configured schema (NULL for public), put in front of the
+ * role's own search_path: every statement of ours is schema-qualified, but a shop's trigger on
+ * products may call its own functions unqualified (slugify(), unaccent() from extensions), and
+ * those must resolve as they do for the shop. $2 NULL resets statement_timeout to the server's
+ * (or role's) default. $5 is application_name: never a connection parameter, which pgbouncer
+ * leaves on the server connection for a next client that sends none. plan_cache_mode stays automatic on purpose: after five custom plans PostgreSQL
+ * switches a prepared page upsert to its generic plan (~30% less server CPU per page), by then
+ * made while products already holds those pages; forcing generic plans from the first
+ * execution cached a plan made on a near-empty table that seq-scanned it for every page row (a
+ * first sync of 100,000 rows: 24 s of server CPU instead of 3.5). */
 static const char setup_sql[] =
-    "SELECT pg_catalog.set_config('search_path', '', false),"
-    " pg_catalog.set_config('application_name', $1, false),"
-    " pg_catalog.set_config('statement_timeout', $2, false),"
-    " pg_catalog.set_config('timezone', 'UTC', false)";
+    "SELECT s.direct, s.sess,"
+    " CASE WHEN s.sess THEN pg_catalog.set_config('search_path',"
+    "  pg_catalog.concat_ws(', ', $1::text, pg_catalog.current_setting('search_path')), false) END,"
+    " CASE WHEN s.sess THEN pg_catalog.set_config('statement_timeout', $2, false) END,"
+    " CASE WHEN s.sess THEN pg_catalog.set_config('timezone', 'UTC', false) END,"
+    " CASE WHEN s.sess THEN pg_catalog.set_config('application_name', $5, false) END"
+    " FROM (SELECT d.direct, ($4::text = 'session' OR ($4::text = 'auto' AND d.direct)) AS sess"
+    "  FROM (SELECT pg_catalog.pg_backend_pid() = $3::int AS direct) d) s";
+
+/* The same settings for one transaction, first in every batch behind a transaction pooler. */
+static const char local_sql[] =
+    "SELECT pg_catalog.set_config('search_path',"
+    "  pg_catalog.concat_ws(', ', $1::text, pg_catalog.current_setting('search_path')), true),"
+    " pg_catalog.set_config('statement_timeout', $2, true),"
+    " pg_catalog.set_config('timezone', 'UTC', true),"
+    " pg_catalog.set_config('application_name', $3, true)";
+
+/* Connection attempts the server (or a pooler) refused as a login failure, process-wide: the
+ * scheduler backs off for minutes on them (see db_auth_refusals). Loop thread only. */
+static unsigned long auth_refusals;
 
 enum db_state {
     DB_ST_IDLE,       /* no server connection */
@@ -64,7 +90,7 @@ typedef struct db_stmt {
 /* One protocol command sent for a batch: the execution of user statement `stmt`, or (prep >=
  * 0) the Parse of prepared statement slot `prep` that precedes that execution. */
 typedef struct db_op {
-    int stmt;
+    int stmt;       /* -1: the per-transaction settings (local_sql) */
     int prep;       /* -1 for an execution */
     bool named;     /* execution of a prepared statement */
     unsigned seq;   /* prep: the slot's name sequence when sent (stale after a reset) */
@@ -87,7 +113,8 @@ struct db_batch {
     int failed_stmt;
     char sqlstate[6];
     const char *message;   /* borrowed from results[failed_stmt] */
-    const char *detail;    /* borrowed from results[failed_stmt] */
+    const char *detail;    /* borrowed from results[failed_stmt] or local_res */
+    PGresult *local_res;   /* owned: a failed local_sql, kept for message/detail */
 };
 
 typedef struct db_list {
@@ -133,6 +160,13 @@ struct db_conn {
     int npreps;
     unsigned prep_seq;         /* last name sequence handed out */
     bool prep_off;             /* never prepare (option, or a pooler lost our statements) */
+    char *schema_path;         /* owned: quoted schema put before the role's search_path, or
+                                  NULL (public: the role's own path) */
+    enum db_pooler pooler;     /* configured mode */
+    enum db_path path;         /* what the last setup found (DB_PATH_UNKNOWN before) */
+    bool txn_mode;             /* behave as behind a transaction pooler: no session state */
+    bool symptom_seen;         /* a prepared statement went missing or clashed (42P05/26000) */
+    char conn_sqlstate[6];     /* SQLSTATE of the last refused connection attempt, or "" */
 
     db_notify_cb notify_cb;
     void *notify_arg;
@@ -296,6 +330,8 @@ int db_conninfo_check(const char *conninfo, char *why, size_t cap)
 
 static void batch_clear_results(db_batch *b)
 {
+    PQclear(b->local_res);
+    b->local_res = NULL;
     if (!b->results) return;
     for (int i = 0; i < b->n; i++) {
         PQclear(b->results[i]);
@@ -366,19 +402,21 @@ static void batch_complete(db_batch *b)
         .message = b->message ? b->message : "",
         .detail = b->detail,
     };
-    if (b->status == DB_E_SQL) memcpy(res.sqlstate, b->sqlstate, sizeof res.sqlstate);
+    if (b->status == DB_E_SQL || b->status == DB_E_CONN)
+        memcpy(res.sqlstate, b->sqlstate, sizeof res.sqlstate);
     if (b->cb) b->cb(&res, b->arg);
     db_batch_free(b);
 }
 
-/* Fails one unlinked batch: no statement results are handed out. */
-static void batch_fail(db_batch *b, enum db_status st, const char *msg)
+/* Fails one unlinked batch: no statement results are handed out. sqlstate: why the server
+ * refused the connection (DB_E_CONN), or "". */
+static void batch_fail(db_batch *b, enum db_status st, const char *msg, const char *sqlstate)
 {
     batch_clear_results(b);
     b->status = st;
     b->message = msg;
     b->detail = NULL;
-    b->sqlstate[0] = '\0';
+    snprintf(b->sqlstate, sizeof b->sqlstate, "%s", sqlstate);
     batch_complete(b);
 }
 
@@ -392,6 +430,7 @@ static void conn_handle_closed(db_conn *c)
     free(c->conninfo);
     log_secret_hold(&c->password, NULL);
     free(c->app_name);
+    free(c->schema_path);
     free(c);
 }
 
@@ -500,17 +539,59 @@ static void conn_fail(db_conn *c, enum db_status st, const char *msg)
         fail.head = b->next;
         b->next = NULL;
         if (b->cb != on_setup_done) c->stats.batches_failed++;
-        batch_fail(b, st, text);
+        batch_fail(b, st, text, st == DB_E_CONN ? c->conn_sqlstate : "");
     }
     if (c->queue.head && !c->closing) conn_kick(c);
+}
+
+/* libpq's error text without what verbose mode adds while connecting (see conn_start): the
+ * "XXXXX: " after the severity is moved to sqlstate (the first one; "" if none) and LOCATION
+ * lines are dropped. */
+static void pq_error_clean(const char *src, char *dst, size_t cap, char sqlstate[6])
+{
+    sqlstate[0] = '\0';
+    size_t o = 0;
+    while (src && *src && o + 1 < cap) {
+        size_t len = strcspn(src, "\n");
+        bool skip = strncmp(src, "LOCATION:", 9) == 0;
+        for (size_t i = 0; !skip && i < len && o + 1 < cap; i++) {
+            /* "FATAL:  28P01: text" -> "FATAL:  text" */
+            const char *p = src + i;
+            if (i >= 3 && !strncmp(p - 3, ":  ", 3) && i + 7 <= len &&
+                strspn(p, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 5 && !strncmp(p + 5, ": ", 2)) {
+                if (!sqlstate[0]) {
+                    memcpy(sqlstate, p, 5);
+                    sqlstate[5] = '\0';
+                }
+                i += 6;
+                continue;
+            }
+            dst[o++] = src[i];
+        }
+        if (!skip && o + 1 < cap) dst[o++] = ' ';
+        src += len;
+        if (*src == '\n') src++;
+    }
+    dst[o] = '\0';
 }
 
 /* conn_fail with libpq's current error text (scrubbed), prefixed by what we were doing. */
 static void conn_fail_pq(db_conn *c, enum db_status st, const char *what)
 {
-    char msg[400], text[512];
-    copy_message(c, msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : NULL);
+    char raw[400], msg[400], text[512], state[6];
+    pq_error_clean(c->pg ? PQerrorMessage(c->pg) : NULL, raw, sizeof raw, state);
+    copy_message(c, msg, sizeof msg, raw);
     snprintf(text, sizeof text, "%s: %s", what, msg);
+    if (c->state == DB_ST_CONNECTING) {
+        /* A refused login: retrying soon cannot help and may get this address banned
+         * (Supabase bans after a few failed password attempts); Supavisor says "Tenant or
+         * user not found" for an unknown user, pgbouncer uses its own codes. */
+        bool refused = !strncmp(state, "28", 2) || strstr(msg, "password authentication failed") ||
+                       strstr(msg, "Tenant or user not found");
+        snprintf(c->conn_sqlstate, sizeof c->conn_sqlstate, "%s",
+                 refused && strncmp(state, "28", 2) ? "28000" : state);
+        if (refused) auth_refusals++;
+    }
     conn_fail(c, st, text);
 }
 
@@ -553,15 +634,24 @@ static void prep_name(const db_prep *p, char *buf, size_t cap)
 static int batch_send(db_conn *c, db_batch *b)
 {
     b->results = kvs_xcalloc((size_t)b->n, sizeof *b->results);
-    b->ops = kvs_xcalloc((size_t)b->n * 2, sizeof *b->ops);
+    b->ops = kvs_xcalloc((size_t)b->n * 2 + 1, sizeof *b->ops);
     b->nops = 0;
     b->cur = 0;
     b->cur_started = false;
+    if (c->txn_mode && b->n > 0 && b->cb != on_setup_done) {
+        /* The batch is one transaction: its settings live exactly as long. */
+        const char *params[3] = {c->schema_path, c->stmt_timeout[0] ? c->stmt_timeout : NULL,
+                                 c->app_name};
+        if (!PQsendQueryParams(c->pg, local_sql, 3, NULL, params, NULL, NULL, 0)) return -EIO;
+        b->ops[b->nops++] = (db_op){.stmt = -1, .prep = -1};
+    }
     for (int i = 0; i < b->n; i++) {
         const db_stmt *s = &b->stmts[i];
         const char *const *params = (const char *const *)s->params;
-        /* The session settings run once per connection: never worth a name. */
-        int slot = c->prep_off || b->cb == on_setup_done ? -1 : prep_slot(c, s->sql);
+        /* The session settings run once per connection: never worth a name. Behind a
+         * transaction pooler, a name would live on whichever server connection the pooler
+         * lent for this transaction: only unnamed statements there. */
+        int slot = c->prep_off || c->txn_mode || b->cb == on_setup_done ? -1 : prep_slot(c, s->sql);
         db_prep *p = slot >= 0 ? &c->preps[slot] : NULL;
         char name[32];
         if (p && p->state == PREP_NONE && p->uses >= 2) {
@@ -602,7 +692,10 @@ static int batch_send(db_conn *c, db_batch *b)
 static void conn_send_queued(db_conn *c)
 {
     db_batch *b;
-    while ((b = list_pop(&c->queue)) != NULL) {
+    /* Behind a transaction pooler one batch (one transaction) at a time: the pooler may lend
+     * the next transaction another server connection, and older poolers mishandle pipelined
+     * transactions. The next one goes when this one's Sync is back (conn_read_results). */
+    while ((!c->txn_mode || c->in_flight == 0) && (b = list_pop(&c->queue)) != NULL) {
         list_push(&c->sent, b);
         c->in_flight++;
         if ((uint64_t)c->in_flight > c->stats.max_in_flight) c->stats.max_in_flight = c->in_flight;
@@ -624,11 +717,18 @@ static void conn_on_connected(db_conn *c)
         conn_fail_pq(c, DB_E_CONN, "entering pipeline mode failed");
         return;
     }
+    PQsetErrorVerbosity(c->pg, PQERRORS_DEFAULT); /* verbose only while connecting */
     c->state = DB_ST_SETUP;
     /* The settings go through the same pipeline machinery as user work, as the first batch. */
     db_batch *b = db_batch_new();
-    const char *params[2] = {c->app_name, c->stmt_timeout[0] ? c->stmt_timeout : NULL};
-    db_batch_add(b, setup_sql, 2, params);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(c->pg));
+    const char *params[5] = {c->schema_path, c->stmt_timeout[0] ? c->stmt_timeout : NULL, pid,
+                             c->pooler == DB_POOLER_SESSION       ? "session"
+                             : c->pooler == DB_POOLER_TRANSACTION ? "transaction"
+                                                                  : "auto",
+                             c->app_name};
+    db_batch_add(b, setup_sql, 5, params);
     b->cb = on_setup_done;
     b->arg = c;
     list_push(&c->sent, b);
@@ -653,11 +753,14 @@ static void on_setup_done(db_result *res, void *arg)
         return;
     }
     if (res->status != DB_OK) return;
+    bool direct = PQgetvalue(res->results[0], 0, 0)[0] == 't';
+    bool sess = PQgetvalue(res->results[0], 0, 1)[0] == 't';
+    c->path = direct ? DB_PATH_DIRECT : sess ? DB_PATH_SESSION : DB_PATH_TRANSACTION;
+    c->txn_mode = !sess || c->symptom_seen;
     c->state = DB_ST_READY;
     uv_timer_stop(&c->timer);
     c->stats.connects++;
-    log_debug("db: connected, server %d, backend pid %d", PQserverVersion(c->pg),
-              PQbackendPID(c->pg));
+    log_debug("db: connected, server %d, %s", PQserverVersion(c->pg), db_conn_path_text(c));
     /* Not conn_send_queued() here: we are inside result processing; it kicks instead. */
     if (c->queue.head) conn_kick(c);
 }
@@ -689,6 +792,7 @@ static void conn_start(db_conn *c)
 {
     REQUIRE(c->state == DB_ST_IDLE && !c->pg);
     c->want_connect = false;
+    c->conn_sqlstate[0] = '\0';
     /* Note: libpq resolves host names synchronously here and in PQconnectPoll; use addresses or
      * a unix socket directory where a DNS stall must not block the loop. */
     if (c->bad_url[0]) { /* libpq's own error would quote the URL, password included */
@@ -707,6 +811,9 @@ static void conn_start(db_conn *c)
         return;
     }
     PQsetNoticeProcessor(c->pg, notice_processor, c);
+    /* Verbose while connecting: the server's refusal then carries its SQLSTATE (28P01 ...),
+     * which pq_error_clean takes out of the text again. */
+    PQsetErrorVerbosity(c->pg, PQERRORS_VERBOSE);
     c->state = DB_ST_CONNECTING;
     uv_timer_start(&c->timer, on_timer, (uint64_t)c->connect_timeout_ms, 0);
     /* libpq: after PQconnectStart, behave as if PQconnectPoll had said PGRES_POLLING_WRITING. */
@@ -772,7 +879,31 @@ static enum take batch_take_result(db_conn *c, db_batch *b, PGresult *r)
     }
     const db_op *op = &b->ops[b->cur];
     b->cur_started = true;
+    if (op->stmt < 0) {
+        /* The per-transaction settings: a failure fails the batch (the rest is aborted). */
+        if (st == PGRES_FATAL_ERROR && b->status == DB_OK && !b->local_res) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+            b->local_res = r;
+            b->status = DB_E_SQL;
+            b->failed_stmt = 0;
+            snprintf(b->sqlstate, sizeof b->sqlstate, "%s", state ? state : "");
+            b->message = primary ? primary : PQresultErrorMessage(r);
+            b->detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+            return TAKE_OK;
+        }
+        PQclear(r);
+        return TAKE_OK;
+    }
     if (op->prep >= 0) {
+        /* Our Parse met a statement of that name already there: this server connection was
+         * used by another client (or another of our connections) before: a transaction
+         * pooler between us and the server. */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (st == PGRES_FATAL_ERROR && state && strcmp(state, "42P05") == 0) {
+            PQclear(r);
+            return TAKE_PREP_LOST;
+        }
         db_prep *p = &c->preps[op->prep];
         if (p->state == PREP_PENDING && p->seq == op->seq) {
             p->state = st == PGRES_COMMAND_OK ? PREP_READY : PREP_NONE;
@@ -860,15 +991,29 @@ static void conn_read_results(db_conn *c)
                 else c->stats.batches_failed++;
             }
             batch_complete(b); /* may close or (setup failure) tear down: loop re-checks */
+            if (c->txn_mode && c->gen == gen && !c->closing && c->queue.head) conn_kick(c);
             continue;
         }
         enum take t = batch_take_result(c, b, r);
         if (t == TAKE_PREP_LOST) {
             /* Everything in flight fails as a lost connection (nothing of it committed: the
-             * pipeline aborted), so callers retry; the next connection sends text only. */
+             * pipeline aborted), so callers retry; the next connection runs in transaction
+             * mode: unnamed statements, settings per transaction. */
+            bool first = !c->symptom_seen;
+            c->symptom_seen = true;
             c->prep_off = true;
-            conn_fail(c, DB_E_CONN, "a prepared statement vanished (a transaction pooler between "
-                                    "us and the server?); reconnecting without them");
+            c->txn_mode = true;
+            if (first)
+                log_warn("db: a prepared statement of ours vanished or already existed on the "
+                         "server (SQLSTATE 26000/42P05): a transaction pooler is between us and "
+                         "the server%s; switching to transaction mode (unnamed statements, "
+                         "settings per transaction)",
+                         c->pooler == DB_POOLER_SESSION ? " ([database] pooler = session is "
+                                                          "wrong for it)"
+                                                        : "");
+            conn_fail(c, DB_E_CONN, "a transaction pooler lent this transaction another server "
+                                    "connection (SQLSTATE 26000/42P05); retrying in transaction "
+                                    "mode");
             return;
         }
         if (t != TAKE_OK) {
@@ -937,6 +1082,10 @@ db_conn *db_conn_new(uv_loop_t *loop, const db_opts *opts)
     c->connect_timeout_ms =
         opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : DB_DEFAULT_CONNECT_TIMEOUT_MS;
     c->prep_off = opts->no_prepare;
+    c->pooler = opts->pooler;
+    c->txn_mode = opts->pooler == DB_POOLER_TRANSACTION;
+    if (opts->schema && *opts->schema && strcmp(opts->schema, "public") != 0)
+        c->schema_path = db_quote_ident(opts->schema);
     if (opts->statement_timeout_ms > 0)
         snprintf(c->stmt_timeout, sizeof c->stmt_timeout, "%ld", opts->statement_timeout_ms);
     c->state = DB_ST_IDLE;
@@ -971,6 +1120,48 @@ int db_conn_backend_pid(const db_conn *c)
 
 const char *db_conn_last_error(const db_conn *c) { return c ? c->last_error : ""; }
 
+bool db_conn_txn_mode(const db_conn *c) { return c && c->txn_mode; }
+
+enum db_path db_conn_path(const db_conn *c) { return c ? c->path : DB_PATH_UNKNOWN; }
+
+const char *db_conn_path_text(const db_conn *c)
+{
+    if (!c || c->path == DB_PATH_UNKNOWN) return "not connected yet";
+    if (c->symptom_seen)
+        return "behind a transaction pooler (a prepared statement vanished or clashed: SQLSTATE "
+               "26000/42P05): unnamed statements, settings per transaction, no LISTEN";
+    if (c->txn_mode && c->pooler == DB_POOLER_TRANSACTION)
+        return "transaction-pooler mode ([database] pooler = transaction): unnamed statements, "
+               "settings per transaction, no LISTEN";
+    if (c->txn_mode)
+        return "through a pooler (the connection's backend pid is not the server's): run as "
+               "behind a transaction pooler: unnamed statements, settings per transaction, no "
+               "LISTEN (set [database] pooler = session for a session pooler)";
+    if (c->path == DB_PATH_DIRECT)
+        return c->pooler == DB_POOLER_SESSION ? "direct connection ([database] pooler = session)"
+                                              : "direct connection (no pooler)";
+    return "through a session pooler ([database] pooler = session): prepared statements, "
+           "session settings, LISTEN";
+}
+
+unsigned long db_auth_refusals(void) { return auth_refusals; }
+
+bool db_result_auth_refused(const db_result *res)
+{
+    return res && res->status == DB_E_CONN && !strncmp(res->sqlstate, "28", 2);
+}
+
+int db_pooler_parse(const char *text, enum db_pooler *out)
+{
+    static const char *const names[] = {"auto", "session", "transaction"};
+    for (int i = 0; i < 3; i++)
+        if (text && !strcmp(text, names[i])) {
+            *out = (enum db_pooler)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg)
 {
     c->notify_cb = cb;
@@ -988,7 +1179,7 @@ void db_submit(db_conn *c, db_batch *b, db_batch_cb cb, void *arg)
     b->failed_stmt = -1;
     if (c->closing) {
         /* Only reachable from a callback run by db_conn_close itself. */
-        batch_fail(b, DB_E_CANCELLED, "connection closed");
+        batch_fail(b, DB_E_CANCELLED, "connection closed", "");
         return;
     }
     list_push(&c->queue, b);
@@ -1003,30 +1194,50 @@ void db_exec(db_conn *c, const char *sql, int nparams, const char *const *params
     db_submit(c, b, cb, arg);
 }
 
-PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
+
+/* The server's pid of pg's current transaction, or -1. Blocking: CLI paths only. */
+static int pq_server_pid(PGconn *pg)
 {
-    char *pw = conninfo_password(conninfo);
-    char msg[400];
+    PGresult *r = PQexec(pg, "SELECT pg_catalog.pg_backend_pid()");
+    int pid = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0))
+                                                                        : -1;
+    PQclear(r);
+    return pid;
+}
+
+PGconn *db_connect_blocking_opts(const db_opts *o, kvs_err *err)
+{
+    char *pw = conninfo_password(o->conninfo);
+    char msg[400], state[6];
     PGconn *pg = NULL;
     char why[300];
-    if (db_conninfo_check(conninfo, why, sizeof why)) { /* never libpq's text: it quotes the URL */
+    if (db_conninfo_check(o->conninfo, why, sizeof why)) { /* never libpq's text: it quotes the URL */
         snprintf(msg, sizeof msg, "[database] url: %s", why);
         goto fail;
     }
-    pg = PQconnectdb(conninfo);
+    pg = PQconnectdb(o->conninfo);
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
-        snprintf(msg, sizeof msg, "%s", pg ? PQerrorMessage(pg) : "out of memory");
+        pq_error_clean(pg ? PQerrorMessage(pg) : "out of memory", msg, sizeof msg, state);
         goto fail;
     }
-    /* The same session settings as the asynchronous path (all our SQL is schema-qualified).
-     * Blocking on purpose: db_connect_blocking serves CLI paths (explain, status), never the
-     * daemon's loop. */
-    const char *params[1] = {DB_DEFAULT_APP_NAME};
+    /* Session settings like the asynchronous path's, but search_path '' (all our CLI SQL is
+     * schema-qualified and runs no shop trigger), and only on a direct connection: through a
+     * pooler they could stay behind for its next client. Blocking on purpose:
+     * db_connect_blocking serves CLI paths (explain, status), never the daemon's loop. */
+    char pid[16], timeout[24];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(pg));
+    snprintf(timeout, sizeof timeout, "%ld", o->statement_timeout_ms);
+    const char *params[3] = {pid, o->statement_timeout_ms > 0 ? timeout : NULL,
+                             o->application_name && *o->application_name ? o->application_name
+                                                                         : DB_DEFAULT_APP_NAME};
     PGresult *r = PQexecParams(pg,
-                               "SELECT pg_catalog.set_config('search_path', '', false),"
-                               " pg_catalog.set_config('application_name', $1, false),"
-                               " pg_catalog.set_config('timezone', 'UTC', false)",
-                               1, NULL, params, NULL, NULL, 0);
+                               "SELECT CASE WHEN pg_catalog.pg_backend_pid() = $1::int THEN"
+                               " pg_catalog.set_config('search_path', '', false) ||"
+                               " pg_catalog.set_config('timezone', 'UTC', false) ||"
+                               " pg_catalog.set_config('application_name', $3, false) ||"
+                               " coalesce(pg_catalog.set_config('statement_timeout', $2, false), '')"
+                               " END",
+                               3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(msg, sizeof msg, "session setup failed: %s", PQresultErrorMessage(r));
         PQclear(r);
@@ -1047,6 +1258,27 @@ fail:
     free(pw);
     PQfinish(pg); /* PQfinish(NULL) is a no-op */
     return NULL;
+}
+
+PGconn *db_connect_blocking(const char *conninfo, kvs_err *err)
+{
+    db_opts o = {.conninfo = conninfo};
+    return db_connect_blocking_opts(&o, err);
+}
+
+enum db_path db_path_probe_blocking(PGconn *pg, const char *conninfo)
+{
+    int server = pq_server_pid(pg);
+    if (server < 0) return DB_PATH_UNKNOWN;
+    if (server == PQbackendPID(pg)) return DB_PATH_DIRECT;
+    /* A pooler. In transaction mode pg's server connection went back to the pool when that
+     * query's transaction ended, and a second client is lent the most recently released one
+     * (pgbouncer's default): the same server pid. A session pooler keeps it pg's: another. */
+    PGconn *other = PQconnectdb(conninfo);
+    int second = other && PQstatus(other) == CONNECTION_OK ? pq_server_pid(other) : -1;
+    PQfinish(other);
+    if (second < 0) return DB_PATH_UNKNOWN;
+    return second == server ? DB_PATH_TRANSACTION : DB_PATH_SESSION;
 }
 
 char *db_quote_ident(const char *name)

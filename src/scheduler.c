@@ -21,6 +21,11 @@
 #define ONCE_WAIT_MS 1000      /* --once --wait: claim again this often while the lease lasts
                                   (its holder may finish early, or die) */
 #define PRUNE_EVERY_MS (3600u * 1000u)
+/* A refused database login (wrong password, unknown user) is not retried for this long,
+ * doubling per refusal up to the cap: Supabase bans an address after a few failed password
+ * attempts, and retrying cannot fix a password anyway. A reload tries again at once. */
+#define AUTH_WAIT_BASE_MS (2u * 60u * 1000u)
+#define AUTH_WAIT_CAP_MS (60u * 60u * 1000u)
 /* `kiotviet-syncd sync NAME` sends this after writing a run-now request: a listening daemon
  * re-reads the integrations at once instead of at its next poll. */
 #define NOTIFY_CHANNEL "kiotviet_sync"
@@ -141,6 +146,11 @@ struct sched {
     uint64_t list_sent_ms;     /* when the list in flight (or the last one) was sent */
     uint64_t listen_connects;  /* connection count of ctl when LISTEN last succeeded */
     bool listen_inflight;
+    bool mode_logged;          /* the pooler mode was logged */
+    unsigned auth_refused;     /* refused logins in a row (0 = none or since a reload) */
+    unsigned long auth_seen;   /* db_auth_refusals() when we last looked */
+    bool auth_waiting;         /* auth_timer runs: no database work until it fires */
+    uv_timer_t auth_timer;
     sched_done_cb done;
     void *arg;
     int handles_open;
@@ -202,6 +212,12 @@ static void status_update(sched *s)
     if (s->o.once || s->finishing) return;
     if (s->stopping) {
         notify_status("stopping: %d run(s) finishing", s->running);
+        return;
+    }
+    if (s->auth_waiting) {
+        notify_status("database login refused (%u in a row): next attempt in %" PRIu64
+                      " min, or at a reload",
+                      s->auth_refused, (uv_timer_get_due_in(&s->auth_timer) + 59999) / 60000);
         return;
     }
     const integ *next = NULL;
@@ -300,6 +316,42 @@ static uint64_t integ_retry_soon(integ *it)
     it->armed_not_before_ms = it->not_before_ms;
     uv_timer_start(&it->timer, integ_fire, wait, 0);
     return wait;
+}
+
+/* ---- refused logins -------------------------------------------------------------------------- */
+
+static void auth_timer_cb(uv_timer_t *t);
+
+/* After a failed database operation (res, or NULL for a run's): was a login refused, by this
+ * result or by any connection since we last looked? Then no database work for a while (minutes,
+ * doubling per refusal, capped): returns true, and the caller must not retry by itself. */
+static bool auth_refused_wait(sched *s, const db_result *res, const char *msg)
+{
+    unsigned long n = db_auth_refusals();
+    bool refused = db_result_auth_refused(res) || n != s->auth_seen;
+    s->auth_seen = n;
+    if (!refused || s->o.once) return false;
+    if (s->auth_waiting) return true;
+    s->auth_refused++;
+    uint64_t wait = backoff_interval_ms(AUTH_WAIT_BASE_MS, (int)s->auth_refused - 1, AUTH_WAIT_CAP_MS);
+    s->auth_waiting = true;
+    uv_timer_start(&s->auth_timer, auth_timer_cb, wait, 0);
+    log_err("database login refused (%u in a row): %s; check the user and password in [database] "
+            "url (with Supabase's pooler the user is postgres.<project ref>; URL-encode special "
+            "characters) and that the role may log in. Not trying again for %" PRIu64
+            " min (the server may ban an address that keeps failing); a reload tries at once",
+            s->auth_refused, msg && *msg ? msg : "password authentication failed", wait / 60000);
+    status_update(s);
+    return true;
+}
+
+/* The database answered: a refused login is over. */
+static void auth_ok(sched *s)
+{
+    s->auth_seen = db_auth_refusals();
+    if (!s->auth_refused) return;
+    log_notice("database login accepted again");
+    s->auth_refused = 0;
 }
 
 /* ---- runs ------------------------------------------------------------------------------------ */
@@ -426,7 +478,9 @@ static void run_done(const sync_result *res, void *arg)
     if (it->removed) {
         integ_unlink_close(it);
     } else if (!s->o.once && !s->stopping) {
-        if (res->status == SYNC_NO_DB)
+        if (res->status == SYNC_NO_DB && auth_refused_wait(s, NULL, res->message))
+            uv_timer_stop(&it->timer); /* re-armed by the list after the wait */
+        else if (res->status == SYNC_NO_DB)
             integ_retry_soon(it);
         else
             integ_arm(it);
@@ -479,7 +533,9 @@ static void claim_cb(db_result *res, void *arg)
     s->running--;
     uint64_t now = kvs_now_mono_ms();
     if (res->status != DB_OK) {
-        if (res->status != DB_E_CANCELLED) {
+        if (res->status != DB_E_CANCELLED && auth_refused_wait(s, res, res->message)) {
+            uv_timer_stop(&it->timer);
+        } else if (res->status != DB_E_CANCELLED) {
             uint64_t wait = integ_retry_soon(it);
             rlog_warn(ictx(it, &lc), "cannot claim the integration: %s; retrying in %" PRIu64 " s",
                       res->message ? res->message : "?", (wait + 999) / 1000);
@@ -556,7 +612,7 @@ static bool integ_busy(const integ *it) { return it->run || it->claiming; }
 
 static void runs_start_queued(sched *s)
 {
-    if (s->stopping || s->finishing || !s->cur) return;
+    if (s->stopping || s->finishing || !s->cur || s->auth_waiting) return;
     for (integ *it = s->integs; it && s->running < s->cur->cfg->max_concurrent_runs; it = it->next) {
         if (!it->queued) continue;
         if (!it->enabled || integ_busy(it)) {
@@ -573,6 +629,7 @@ static void integ_fire(uv_timer_t *t)
     integ *it = t->data;
     sched *s = it->s;
     if (s->stopping || integ_busy(it) || !it->enabled || !s->cur) return;
+    if (s->auth_waiting) return; /* the list after the wait re-arms it */
     if (it->requested_us > it->handled_request_us) it->run_request_us = it->requested_us;
     if (s->running >= s->cur->cfg->max_concurrent_runs) {
         it->queued = true;
@@ -658,6 +715,9 @@ static void listen_cb(db_result *res, void *arg)
 static void ctl_listen_check(sched *s)
 {
     if (s->o.once || !s->ctl || s->listen_inflight || s->finishing || s->stopping) return;
+    /* Behind a transaction pooler a LISTEN would hold on to a server connection the pooler
+     * lends to others, and notifications would reach whichever client has it: poll only. */
+    if (db_conn_txn_mode(s->ctl)) return;
     db_conn_stats st;
     db_conn_get_stats(s->ctl, &st);
     if (st.connects == s->listen_connects) return;
@@ -681,6 +741,7 @@ static void list_cb(db_result *res, void *arg)
     s->listing = false;
     if (res->status != DB_OK) {
         if (res->status == DB_E_CANCELLED) return;
+        if (auth_refused_wait(s, res, res->message)) goto next;
         log_warn("could not read the integrations: %s", res->message ? res->message : "?");
         if (s->o.once) {
             s->exit_code = 1;
@@ -689,6 +750,13 @@ static void list_cb(db_result *res, void *arg)
             return;
         }
         goto next;
+    }
+    auth_ok(s);
+    if (!s->mode_logged) {
+        /* Said once; a later switch (a pooler's symptom) is logged by db itself. */
+        s->mode_logged = true;
+        log_notice("database: %s%s", db_conn_path_text(s->ctl),
+                   db_conn_txn_mode(s->ctl) ? "; run-now requests are seen at the next poll" : "");
     }
     PGresult *pr = res->results[0];
     /* The database's now() (the last column) and when we learnt it. */
@@ -789,7 +857,7 @@ next:
 
 static void ctl_list(sched *s)
 {
-    if (!s->cur || s->finishing) return;
+    if (!s->cur || s->finishing || s->auth_waiting) return;
     if (s->listing) {
         s->list_again = true;
         return;
@@ -846,7 +914,7 @@ static void ctl_close_abandoned(sched *s)
 static void poll_cb(uv_timer_t *t)
 {
     sched *s = t->data;
-    if (!s->cur) return;
+    if (!s->cur || s->auth_waiting) return;
     const kvs_config *cfg = s->cur->cfg;
     uint64_t now = kvs_now_mono_ms();
     if (cfg->log_retention_days > 0 && now - s->last_prune_ms >= PRUNE_EVERY_MS) {
@@ -870,6 +938,18 @@ static void retry_cb(uv_timer_t *t)
     kvs_config *cfg = s->boot_cfg;
     s->boot_cfg = NULL;
     ctl_discover(s, cfg);
+}
+
+/* The wait after a refused login is over: one attempt (a start's discovery or a list). */
+static void auth_timer_cb(uv_timer_t *t)
+{
+    sched *s = t->data;
+    s->auth_waiting = false;
+    if (s->stopping || s->finishing) return;
+    if (!s->cur && s->boot_cfg && !s->discovering)
+        retry_cb(&s->retry_timer);
+    else
+        ctl_list(s);
 }
 
 /* Builds a generation from cfg (ownership passes to it on success) and a discovery result. */
@@ -932,9 +1012,14 @@ static void discover_cb(db_result *res, void *arg)
         if (reload) {
             log_err("reload failed: cannot read the schema (%s); keeping the old configuration",
                     res->message ? res->message : "?");
+            (void)auth_refused_wait(s, res, res->message); /* then the list below waits too */
             config_free(cfg);
             ctl_list(s);
             reload_maybe_ready(s);
+            return;
+        }
+        if (!s->o.once && auth_refused_wait(s, res, res->message)) {
+            s->boot_cfg = cfg; /* auth_timer_cb tries again with it */
             return;
         }
         log_err("cannot reach the database: %s", res->message ? res->message : "?");
@@ -969,6 +1054,7 @@ static void discover_cb(db_result *res, void *arg)
         return;
     }
     s->discover_failures = 0;
+    auth_ok(s);
     log_set_level(g->cfg->log_level);
     if (reload) {
         gen_unref(s->cur);
@@ -1025,8 +1111,9 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
     uv_timer_init(loop, &s->poll_timer);
     uv_timer_init(loop, &s->grace_timer);
     uv_timer_init(loop, &s->retry_timer);
-    s->poll_timer.data = s->grace_timer.data = s->retry_timer.data = s;
-    s->handles_open = 3;
+    uv_timer_init(loop, &s->auth_timer);
+    s->poll_timer.data = s->grace_timer.data = s->retry_timer.data = s->auth_timer.data = s;
+    s->handles_open = 4;
     s->last_prune_ms = kvs_now_mono_ms() - PRUNE_EVERY_MS; /* prune at the first poll */
     s->last_abandoned_ms = kvs_now_mono_ms();
     db_opts d = {
@@ -1034,7 +1121,9 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
         .connect_timeout_ms = (long)cfg->db_connect_timeout_s * 1000,
         .statement_timeout_ms = (long)cfg->db_statement_timeout_s * 1000,
         .application_name = "kiotviet-syncd control",
+        .schema = cfg->db_schema,
     };
+    (void)db_pooler_parse(cfg->db_pooler, &d.pooler); /* validated by config_load */
     s->ctl = db_conn_new(loop, &d);
     if (!o->once) db_conn_set_notify_cb(s->ctl, on_notify, s);
     ctl_discover(s, cfg);
@@ -1082,6 +1171,13 @@ void sched_reload(sched *s, kvs_config *cfg)
     if (s->stopping || s->finishing) {
         config_free(cfg);
         return;
+    }
+    /* A reload is how an operator says "fixed": a refused login is tried again at once. */
+    s->auth_refused = 0;
+    if (s->auth_waiting) {
+        s->auth_waiting = false;
+        uv_timer_stop(&s->auth_timer);
+        log_notice("reload: trying the database login again now");
     }
     if (!s->cur) {
         /* Still starting: the newest config is the one to start with; READY=1 comes when
@@ -1159,6 +1255,8 @@ static void sched_maybe_finish(sched *s)
         uv_timer_stop(&s->poll_timer);
         uv_timer_stop(&s->grace_timer);
         uv_timer_stop(&s->retry_timer);
+        uv_timer_stop(&s->auth_timer);
+        uv_close((uv_handle_t *)&s->auth_timer, closed_cb);
         uv_close((uv_handle_t *)&s->poll_timer, closed_cb);
         uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
         uv_close((uv_handle_t *)&s->retry_timer, closed_cb);
@@ -1184,6 +1282,8 @@ void sched_stop(sched *s)
     if (s->o.once) s->once_listed = true, s->once_pending = s->running;
     uv_timer_stop(&s->poll_timer);
     uv_timer_stop(&s->retry_timer);
+    uv_timer_stop(&s->auth_timer);
+    s->auth_waiting = false;
     for (integ *it = s->integs; it; it = it->next) {
         uv_timer_stop(&it->timer);
         it->queued = false;

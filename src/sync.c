@@ -1117,7 +1117,9 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
         .connect_timeout_ms = (long)env->cfg->db_connect_timeout_s * 1000,
         .statement_timeout_ms = (long)env->cfg->db_statement_timeout_s * 1000,
         .application_name = "kiotviet-syncd",
+        .schema = env->cfg->db_schema,
     };
+    (void)db_pooler_parse(env->cfg->db_pooler, &dopts.pooler); /* validated by config_load */
     r->db = db_conn_new(env->loop, &dopts);
     writer_opts wo = {
         .loop = env->loop,

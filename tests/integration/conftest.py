@@ -77,3 +77,43 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call":
         item.rep_call_failed = rep.failed
+
+
+# -- poolers and a Supabase-like cluster (started only by the tests that use them) -----------------
+
+@pytest.fixture(scope="session")
+def _bouncers(pg):
+    started = {}
+    yield started
+    for b in started.values():
+        b.stop()
+
+
+def _bouncer(pg, started, mode):
+    if mode not in started:
+        started[mode] = pgharness.PgBouncer.start(pg, mode)
+    return started[mode]
+
+
+@pytest.fixture(params=["transaction", "session"])
+def bouncer(pg, _bouncers, request):
+    """pgbouncer in front of `pg`, once in each pool_mode (the test runs once per mode)."""
+    return _bouncer(pg, _bouncers, request.param)
+
+
+@pytest.fixture
+def tx_bouncer(pg, _bouncers):
+    """pgbouncer in transaction mode in front of `pg`."""
+    return _bouncer(pg, _bouncers, "transaction")
+
+
+@pytest.fixture(scope="session")
+def supabase_pg():
+    """A second cluster set up like a Supabase project: superuser supabase_admin, `postgres` an
+    ordinary role (see pgharness.supabase_like_setup)."""
+    cluster = pgharness.PgCluster.start(superuser=pgharness.SUPABASE_ADMIN)
+    try:
+        pgharness.supabase_like_setup(cluster)
+        yield cluster
+    finally:
+        cluster.stop()

@@ -132,10 +132,15 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class PgCluster:
     """One PostgreSQL server in a temp dir. Create with PgCluster.start()."""
 
-    def __init__(self) -> None:
+    def __init__(self, superuser: str = SUPERUSER) -> None:
+        self.superuser = superuser
         self.bindir = find_pg_bindir()
         self.tmpdir: Optional[Path] = None
         self.datadir: Optional[Path] = None
@@ -150,10 +155,11 @@ class PgCluster:
     # -- public ----------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, tmpdir=None) -> "PgCluster":
+    def start(cls, tmpdir=None, superuser: str = SUPERUSER) -> "PgCluster":
         """initdb + start. tmpdir: an existing directory to use (the server user must be able to
-        reach it); by default a new one under the system temp dir, removed by stop()."""
-        c = cls()
+        reach it); by default a new one under the system temp dir, removed by stop().
+        superuser: the bootstrap superuser's name (Supabase's is supabase_admin)."""
+        c = cls(superuser)
         try:
             c._setup_dirs(tmpdir)
             c._initdb()
@@ -180,14 +186,14 @@ class PgCluster:
 
     def dsn(self, dbname: str = "postgres") -> str:
         """libpq URI over TCP, usable by psql, psycopg and the C daemon."""
-        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
+        return f"postgresql://{self.superuser}@{self.host}:{self.port}/{dbname}"
 
     @property
     def superuser_dsn(self) -> str:
         return self.dsn("postgres")
 
     def socket_dsn(self, dbname: str = "postgres") -> str:
-        return f"host={self.sockdir} port={self.port} user={SUPERUSER} dbname={dbname}"
+        return f"host={self.sockdir} port={self.port} user={self.superuser} dbname={dbname}"
 
     def connect(self, dbname: str = "postgres", **kw):
         """psycopg connection, autocommit unless told otherwise."""
@@ -213,6 +219,18 @@ class PgCluster:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
             conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+
+    def require_password(self, role: str, password: str) -> None:
+        """Makes `role` log in over TCP with a password (scram) instead of trust: a pg_hba line in
+        front of the harness's trust lines, then a configuration reload."""
+        hba = self.datadir / "pg_hba.conf"
+        text = hba.read_text()
+        line = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+        if line not in text:
+            hba.write_text(line + text)
+        with self.connect() as c:
+            c.execute(f"ALTER ROLE {_quote_ident(role)} PASSWORD {_quote_literal(password)}")
+            c.execute("SELECT pg_reload_conf()")
 
     def log_tail(self, nbytes: int = 6000) -> str:
         if self.logfile is None or not self.logfile.exists():
@@ -260,7 +278,7 @@ class PgCluster:
         return r
 
     def _initdb(self) -> None:
-        base = [str(self.bindir / "initdb"), "-D", str(self.datadir), "--nosync", "-U", SUPERUSER,
+        base = [str(self.bindir / "initdb"), "-D", str(self.datadir), "--nosync", "-U", self.superuser,
                 "--auth=trust", "-E", "UTF8"]
         last = ""
         for locale in ("C.UTF-8", "C"):
@@ -287,6 +305,7 @@ class PgCluster:
                 "log_min_messages = warning\n"
                 "log_checkpoints = off\n"
                 "log_line_prefix = '%m [%p] %d '\n"
+                "password_encryption = 'scram-sha-256'\n"
             )
 
     def _start_server(self) -> None:
@@ -482,3 +501,151 @@ def dump_rows(db: Database, table: str, columns: list, order_by: str = "id") -> 
     cols = ", ".join(_quote_ident(c) for c in columns)
     return db.sql(f"SELECT xmin::text, ctid::text, ROW({cols})::text FROM public.{_quote_ident(table)} "
                   f"ORDER BY {_quote_ident(order_by)}")
+
+
+# -- pgbouncer in front of a cluster -----------------------------------------------------------------
+
+class PgBouncer:
+    """Debian's pgbouncer in front of a PgCluster, in pool_mode `mode` ("transaction" or
+    "session"), on its own free 127.0.0.1 port; trust authentication for the listed users.
+    Runs as the cluster's server user (pgbouncer refuses root). Stop with stop() (also atexit).
+
+        bouncer = PgBouncer.start(cluster, "transaction")
+        dsn = bouncer.dsn("mydb")        # postgresql://postgres@127.0.0.1:PORT/mydb
+    """
+
+    def __init__(self, cluster: PgCluster, mode: str) -> None:
+        self.cluster = cluster
+        self.mode = mode
+        self.host = "127.0.0.1"
+        self.port: Optional[int] = None
+        self.dir = cluster.tmpdir / f"pgbouncer-{mode}"
+        self.logfile = self.dir / "pgbouncer.log"
+        self.proc: Optional[subprocess.Popen] = None
+
+    @staticmethod
+    def binary() -> str:
+        for c in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
+            if c and Path(c).is_file():
+                return c
+        raise HarnessError("pgbouncer not found (install the pgbouncer package: make deps)")
+
+    @classmethod
+    def start(cls, cluster: PgCluster, mode: str, users=(SUPERUSER,)) -> "PgBouncer":
+        b = cls(cluster, mode)
+        b.dir.mkdir(exist_ok=True)
+        (b.dir / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in users))
+        last = ""
+        for _ in range(5):   # the port may be taken between choosing and binding it
+            b.port = _free_port()
+            (b.dir / "pgbouncer.ini").write_text(
+                "[databases]\n"
+                f"* = host={cluster.host} port={cluster.port}\n"
+                "[pgbouncer]\n"
+                f"listen_addr = {b.host}\n"
+                f"listen_port = {b.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = trust\n"
+                f"auth_file = {b.dir / 'userlist.txt'}\n"
+                f"pool_mode = {mode}\n"
+                "max_client_conn = 200\n"
+                "default_pool_size = 10\n"
+                f"logfile = {b.logfile}\n"
+                f"pidfile = {b.dir / 'pgbouncer.pid'}\n"
+                "log_connections = 0\n"
+                "log_disconnections = 0\n")
+            if cluster._user is not None:
+                for f in [b.dir, *b.dir.iterdir()]:
+                    os.chown(f, cluster._user.pw_uid, cluster._user.pw_gid)
+            b.proc = subprocess.Popen(cluster._cmd([cls.binary(), str(b.dir / "pgbouncer.ini")]),
+                                      cwd=b.dir, env=client_env(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True)
+            if b._wait_ready():
+                atexit.register(b.stop)
+                return b
+            b.stop()
+            last = b.log_tail()
+        raise HarnessError(f"pgbouncer ({mode}) did not start:\n{last}")
+
+    def dsn(self, dbname: str = "postgres", user: str = SUPERUSER) -> str:
+        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            r = subprocess.run([_psql(), "-X", "-At", "-d", self.dsn(), "-c", "SELECT 1"],
+                               capture_output=True, text=True, env=client_env())
+            if r.returncode == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def log_tail(self, nbytes: int = 4000) -> str:
+        if not self.logfile.exists():
+            return ""
+        return self.logfile.read_bytes()[-nbytes:].decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# -- a Supabase-like cluster --------------------------------------------------------------------------
+
+SUPABASE_ADMIN = "supabase_admin"
+
+
+def supabase_like_setup(cluster: PgCluster) -> None:
+    """Supabase's roles on a cluster whose superuser is supabase_admin: `postgres` a LOGIN role
+    that is NOT a superuser (CREATEDB, CREATEROLE, BYPASSRLS, member of the API roles, search_path
+    "$user", public, extensions), and anon / authenticated / service_role."""
+    with cluster.connect() as c:
+        c.execute("CREATE ROLE postgres LOGIN CREATEROLE CREATEDB REPLICATION BYPASSRLS")
+        c.execute("CREATE ROLE anon NOLOGIN NOINHERIT")
+        c.execute("CREATE ROLE authenticated NOLOGIN NOINHERIT")
+        c.execute("CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS")
+        c.execute("GRANT anon, authenticated, service_role TO postgres")
+        c.execute('ALTER ROLE postgres SET search_path = "$user", public, extensions')
+
+
+def new_supabase_database(cluster: PgCluster) -> Database:
+    """A database as a Supabase project has it: made by supabase_admin, schema public usable and
+    writable by postgres, schema extensions, and Supabase's default privileges: ALL on tables,
+    sequences and functions that supabase_admin or postgres create in public goes to postgres,
+    anon, authenticated and service_role. Returns it connected as postgres (not a superuser)."""
+    global _db_counter
+    _db_counter += 1
+    name = f"supa_{os.getpid()}_{_db_counter}"
+    cluster.create_database(name)
+    roles = "postgres, anon, authenticated, service_role"
+    with psycopg_connect(cluster.dsn(name)) as c:
+        for q in ("GRANT ALL ON SCHEMA public TO postgres",
+                  f"GRANT USAGE ON SCHEMA public TO {roles}",
+                  "CREATE SCHEMA extensions",
+                  f"GRANT USAGE ON SCHEMA extensions TO {roles}",
+                  "GRANT ALL ON SCHEMA extensions TO postgres"):
+            c.execute(q)
+        for owner in (SUPABASE_ADMIN, "postgres"):
+            for kind in ("TABLES", "SEQUENCES", "FUNCTIONS"):
+                c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+                          f"GRANT ALL ON {kind} TO {roles}")
+    db = Database.__new__(Database)
+    db.cluster = cluster
+    db.name = name
+    db.dsn = f"postgresql://postgres@{cluster.host}:{cluster.port}/{name}"
+    db.conn = psycopg_connect(db.dsn)
+    db.shape = None
+    return db
+
+
+def psycopg_connect(dsn: str):
+    import psycopg
+    return psycopg.connect(dsn, autocommit=True)

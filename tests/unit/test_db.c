@@ -147,8 +147,10 @@ static void test_connect_and_query(void **state)
     assert_int_equal(a.failed_stmt, -1);
     assert_string_equal(a.sqlstate, "");
     assert_int_equal(a.n, 1);
-    /* Session settings made at connect: empty search_path, our name, UTC, server default. */
-    assert_string_equal(a.row0[0], "42||kvs-unit|UTC|0");
+    /* Session settings made at connect: the role's search_path (no schema configured: the
+     * shop's triggers resolve their functions as they do for the shop), our name, UTC, the
+     * server's default statement_timeout. */
+    assert_string_equal(a.row0[0], "42|\"$user\", public|kvs-unit|UTC|0");
     assert_true(db_conn_is_ready(c));
     db_conn_stats st;
     db_conn_get_stats(c, &st);
