@@ -735,7 +735,12 @@ static void key_range(const key_def *k, char *buf, size_t cap)
     case K_INT: snprintf(buf, cap, "%ld..%ld", k->min, k->max); return;
     case K_RATIO: snprintf(buf, cap, "%ld..%ld (decimal)", k->min, k->max); return;
     case K_LEVEL: snprintf(buf, cap, "error|warning|notice|info|debug"); return;
-    case K_STR: snprintf(buf, cap, "%s", (k->flags & F_PATH) ? "path" : "text"); return;
+    case K_STR:
+        if (k->offset == OFF(db_pooler)) /* the one text key with a fixed set of values */
+            snprintf(buf, cap, "auto|session|transaction");
+        else
+            snprintf(buf, cap, "%s", (k->flags & F_PATH) ? "path" : "text");
+        return;
     }
     snprintf(buf, cap, "-");
 }
