@@ -84,6 +84,8 @@ void jewel_map_free(jewel_map *m);
  * (the message names both aliases and both fields). To move an alias from field A to field B,
  * set A first. */
 int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *err) KVS_MUSTCHECK;
+/* The same, adding list to the field's current aliases ([mapping] key += list). */
+int jewel_map_add_aliases(jewel_map *m, int field, const char *list, kvs_err *err) KVS_MUSTCHECK;
 
 /* Field whose alias normalises equal to attribute_name, or -1 (also for NULL or invalid
  * UTF-8). Allocation-free for names up to a few hundred bytes. */

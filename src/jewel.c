@@ -290,7 +290,8 @@ void jewel_map_free(jewel_map *m)
 
 static bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *err)
+/* Sets (add: appends to) a field's aliases from a comma-separated list. */
+static int aliases_set(jewel_map *m, int field, const char *list, bool add, kvs_err *err)
 {
     struct jewel_alias_list nl = {0};
     int rc = 0;
@@ -299,7 +300,16 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
         kvs_err_set(err, -EINVAL, "unknown jewellery field %d", field);
         return -EINVAL;
     }
+    for (size_t i = 0; add && i < m->f[field].n; i++) { /* the current ones first */
+        nl.v = kvs_xrealloc(nl.v, (nl.n + 1) * sizeof *nl.v);
+        nl.v[nl.n].text = kvs_strdup(m->f[field].v[i].text);
+        nl.v[nl.n].key = kvs_strdup(m->f[field].v[i].key);
+        nl.n++;
+    }
     const char *p = list ? list : "";
+    /* Aliases are named by their position, never quoted: the list is configuration text
+     * (issue 18: configuration errors never repeat a value). */
+    size_t pos = 0;
     while (*p) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
@@ -308,6 +318,7 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
         while (b > a && is_ascii_space(b[-1])) b--;
         p = *end ? end + 1 : end;
         if (a == b) continue;
+        pos++;
 
         char *text = kvs_xmalloc((size_t)(b - a) + 1);
         memcpy(text, a, (size_t)(b - a));
@@ -315,8 +326,7 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
         char *key = jewel_key_normalize(text);
         if (!key || !*key) {
             /* A valid alias of only format characters (BOM, ZWSP) normalises to nothing. */
-            kvs_err_set(err, -EINVAL, "%s: alias '%.100s' %s", field_names[field],
-                        key ? text : "(invalid UTF-8)",
+            kvs_err_set(err, -EINVAL, "%s: alias %zu of the list %s", field_names[field], pos,
                         key ? "has no visible characters" : "is not valid UTF-8 text");
             free(text);
             free(key);
@@ -330,9 +340,9 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
             for (size_t i = 0; i < m->f[f].n; i++) {
                 if (strcmp(m->f[f].v[i].key, key) != 0) continue;
                 kvs_err_set(err, -EINVAL,
-                            "alias '%.100s' for %s conflicts with alias '%.100s' of %s "
-                            "(both read as '%.100s')",
-                            text, field_names[field], m->f[f].v[i].text, field_names[f], key);
+                            "alias %zu of the list for %s reads as the same name as alias %zu of "
+                            "%s (case, spacing and diacritics do not count)",
+                            pos, field_names[field], i + 1, field_names[f]);
                 rc = -EINVAL;
                 break;
             }
@@ -355,6 +365,16 @@ int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *er
 cleanup:
     alias_list_free(&nl);
     return rc;
+}
+
+int jewel_map_set_aliases(jewel_map *m, int field, const char *list, kvs_err *err)
+{
+    return aliases_set(m, field, list, false, err);
+}
+
+int jewel_map_add_aliases(jewel_map *m, int field, const char *list, kvs_err *err)
+{
+    return aliases_set(m, field, list, true, err);
 }
 
 static int map_lookup_key(const jewel_map *m, const char *key)

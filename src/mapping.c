@@ -1088,18 +1088,6 @@ static void mapping_where(const kvs_config *cfg, const char *key, int line, char
         snprintf(buf, cap, "%s: [mapping] %s", file, key);
 }
 
-/* The alias list for "key += list": the field's built-in aliases, then list. New string. */
-static char *aliases_added(const jewel_map *m, int field, const char *list)
-{
-    kvs_buf b;
-    kvs_buf_init(&b);
-    for (size_t i = 0; i < jewel_map_alias_count(m, field); i++)
-        REQUIRE(kvs_buf_puts(&b, jewel_map_alias(m, field, i)) == 0 &&
-                kvs_buf_puts(&b, ", ") == 0);
-    REQUIRE(kvs_buf_puts(&b, list) == 0);
-    return kvs_buf_steal(&b);
-}
-
 int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
 {
     memset(o, 0, sizeof *o);
@@ -1124,9 +1112,9 @@ int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
         int f = jewel_field_from_name(config_mapping_keys[i]);
         kvs_err e;
         kvs_err_clear(&e);
-        char *list = f >= 0 && cfg->mapping_append[i] ? aliases_added(m, f, v) : NULL;
-        int rc = f < 0 ? -EINVAL : jewel_map_set_aliases(m, f, list ? list : v, &e);
-        free(list);
+        int rc = f < 0                       ? -EINVAL
+                 : cfg->mapping_append[i] ? jewel_map_add_aliases(m, f, v, &e)
+                                          : jewel_map_set_aliases(m, f, v, &e);
         if (rc) {
             kvs_err_set(err, -EINVAL, "%s: %s", at, e.msg[0] ? e.msg : "unknown column");
             goto fail;

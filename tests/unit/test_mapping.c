@@ -711,6 +711,15 @@ static void test_opts_from_config(void **state)
     map_opts_free(&o);
     config_free(c);
 
+    /* An alias of another column is refused by position, not quoted (issue 18). */
+    c = load_conf("shape += Kich Thuoc\n", &e);
+    assert_non_null(c);
+    assert_int_equal(map_opts_from_config(c, &o, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, ":4: [mapping] shape: alias 1 of the list for shape reads as "
+                                  "the same name as alias 1 of dimensions"));
+    assert_null(strstr(e.msg, "Kich"));
+    config_free(c);
+
     /* Errors name the file's line and the key, never the value (issue 18). */
     c = load_conf("name_scan = maybe\n", &e);
     assert_non_null(c);
