@@ -53,7 +53,7 @@ LIB      := $(BUILD)/libkvsync.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-build deps-test check check-unit check-integration check-systemd \
+.PHONY: all deps deps-build deps-test check check-unit check-kvsim check-integration check-systemd \
         check-asan demo bench clean install uninstall fuzz check-fuzz soak
 all: deps-build $(BIN)
 
@@ -107,6 +107,10 @@ check-integration: deps-test $(BIN)
 	KVS_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS) \
 	    tests/integration $(PYTEST_ARGS)
 
+# The simulator's own tests (tests/kvsim): no daemon, no PostgreSQL.
+check-kvsim: deps-test
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/kvsim $(PYTEST_ARGS)
+
 # The systemd units must verify and keep their exposure score low (see scripts/check-systemd.sh).
 check-systemd: deps-test $(BIN)
 	sh scripts/check-systemd.sh systemd/kiotviet-sync.service
@@ -114,7 +118,7 @@ check-systemd: deps-test $(BIN)
 
 # The README's test command: unit tests, then integration tests against a throwaway PostgreSQL.
 check: deps-test
-	$(MAKE) --no-print-directory check-unit check-integration check-systemd
+	$(MAKE) --no-print-directory check-unit check-kvsim check-integration check-systemd
 
 check-asan: deps-test
 	$(MAKE) --no-print-directory BUILD=build-asan SAN=1 check-unit check-integration

@@ -1,6 +1,8 @@
-"""Self-tests of the KiotViet simulator (tests/kvsim). Self-contained: no conftest needed.
+"""Self-tests of the KiotViet simulator (tests/kvsim). Self-contained: no conftest, no daemon,
+no PostgreSQL; kept apart from the daemon's integration tests (make check-kvsim, part of make
+check), so a simulator regression is never mistaken for a daemon one.
 
-Run: /usr/bin/python3 -m pytest -q tests/integration/test_kvsim.py
+Run: /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/kvsim
 """
 
 import http.client
