@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets (tests/fuzz/fuzz_*.c) with clang and runs each for SECONDS.
 #
-#   sh scripts/fuzz.sh SECONDS [TARGET...]     (make fuzz: 600 s each; make check-fuzz: 60 s)
+#   sh scripts/fuzz.sh SECONDS [TARGET...]     (make fuzz: 600 s each; make check-fuzz: 15 s)
 #
 # The library sources a target needs are compiled here with clang and
 # -fsanitize=fuzzer-no-link,address,undefined (the regular build uses gcc) into build-fuzz/.

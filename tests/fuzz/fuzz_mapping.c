@@ -81,13 +81,14 @@ static void check_page(const map_page *p, const char *what)
     FUZZ_CHECK(!why, "%s rows not valid jsonb: %s: %.300s", what, why,
                p->rows.data ? p->rows.data : "");
     for (int i = 0; i < p->nrows; i++) {
-        FUZZ_CHECK(p->row_start[i] + p->row_len[i] <= p->rows.len, "row span");
-        why = fz_json_check(p->rows.data + p->row_start[i], p->row_len[i]);
+        const map_row *r = &p->row[i];
+        FUZZ_CHECK(r->start + r->len <= p->rows.len, "row span");
+        why = fz_json_check(p->rows.data + r->start, r->len);
         FUZZ_CHECK(!why, "%s row %d not valid jsonb: %s", what, i, why);
-        FUZZ_CHECK(p->rows.data[p->row_start[i]] == '{', "row %d is not an object", i);
+        FUZZ_CHECK(p->rows.data[r->start] == '{', "row %d is not an object", i);
         for (int k = 0; k < i; k++)
-            FUZZ_CHECK(p->ids[k] != p->ids[i], "%s: id %lld twice in one page", what,
-                       (long long)p->ids[i]);
+            FUZZ_CHECK(p->row[k].id != r->id, "%s: id %lld twice in one page", what,
+                       (long long)r->id);
     }
     check_wrapped(&p->failures, "failures");
     check_wrapped(&p->notes, "notes");
