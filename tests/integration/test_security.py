@@ -276,6 +276,34 @@ def test_unparsable_database_url_is_a_config_error_that_never_quotes_it(db, work
         assert f.encode() not in everything, f"password fragment {f!r} shown"
 
 
+def test_special_character_password_never_in_stderr_or_journal(pg, db, sim, workdir):
+    """A password holding '@', '/', ':', '%', a quote and a tab, percent-encoded as it must be:
+    the daemon connects with it, and neither stderr nor the journal (log.c's sd_journal_send
+    path) of a debug-level run, a run with it wrong, and --check-config hold it, raw or encoded."""
+    from urllib.parse import quote
+    pw = "Sp@c/al:P%w'\tX9-" + secrets.token_hex(4)
+    role = PasswordRole(pg, db, password=pw.replace("'", "''"))  # (SQL-quoted in CREATE ROLE)
+    try:
+        kvsd.setup_integration(db, sim)
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NOTIFY_SOCKET")}
+        texts = []
+        for password, ok in ((pw, True), (pw + "x", False)):
+            dsn = (f"postgresql://{role.name}:{quote(password, safe='')}@127.0.0.1:{pg.port}/"
+                   f"{db.name}?connect_timeout=5")
+            cfg = kvsd.write_config(workdir / "kvs.conf", dsn, log={"level": "debug"},
+                                    database={"connect_timeout": 2})
+            for args in (["--once"], ["--check-config"]):
+                rc, out, journal = journal_run(kvsd.base_args() + ["-c", cfg, *args], env)
+                assert (rc == 0) == (ok or args == ["--check-config"]), (args, rc, out, journal)
+                texts += [out] + journal
+        everything = b"\n".join(texts)
+        assert b"MESSAGE=" in everything and b"success" in everything
+        for form in (pw, pw + "x", quote(pw, safe=""), "Sp@c/al:P%w"):
+            assert form.encode() not in everything, form
+    finally:
+        role.close()
+
+
 def test_warns_when_config_with_password_is_readable_by_others(pg, db, workdir):
     """The warning is exact: libpq's parser decides whether the database URL in the file holds a
     password, and the mode whether others can read it (group read counts when the group is not
