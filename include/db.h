@@ -131,6 +131,8 @@ const char *db_conn_path_text(const db_conn *c);
 unsigned long db_auth_refusals(void);
 /* res is a failed connect that the server refused as a login failure. */
 bool db_result_auth_refused(const db_result *res);
+/* One line for --check-config: the configured mode and what the URL's port suggests. */
+void db_pooler_describe(const char *conninfo, enum db_pooler p, char *buf, size_t cap);
 /* "auto" | "session" | "transaction" -> *out; -EINVAL otherwise. */
 int db_pooler_parse(const char *text, enum db_pooler *out);
 

@@ -1151,6 +1151,27 @@ bool db_result_auth_refused(const db_result *res)
     return res && res->status == DB_E_CONN && !strncmp(res->sqlstate, "28", 2);
 }
 
+void db_pooler_describe(const char *conninfo, enum db_pooler p, char *buf, size_t cap)
+{
+    /* Supabase's transaction pooler listens on 6543 (its session pooler and Postgres on 5432). */
+    bool tx_port = false;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (!strcmp(o->keyword, "port") && o->val && strstr(o->val, "6543")) tx_port = true;
+    PQconninfoFree(opts);
+    const char *mode =
+        p == DB_POOLER_SESSION       ? "session: settings per connection, prepared statements, LISTEN"
+        : p == DB_POOLER_TRANSACTION ? "transaction: unnamed statements, settings per transaction, "
+                                       "no LISTEN"
+                                     : "auto: decided at every connect (through any pooler the "
+                                       "daemon runs in transaction mode)";
+    snprintf(buf, cap, "database pooler: %s%s", mode,
+             !tx_port                     ? ""
+             : p == DB_POOLER_SESSION     ? "; WARNING: port 6543 is Supabase's transaction pooler, "
+                                            "for which session is wrong (set auto or transaction)"
+                                          : "; port 6543 is Supabase's transaction pooler");
+}
+
 int db_pooler_parse(const char *text, enum db_pooler *out)
 {
     static const char *const names[] = {"auto", "session", "transaction"};

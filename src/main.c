@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "db.h"
 #include "ctl.h"
 #include "explain.h"
 #include "http.h"
@@ -365,6 +366,11 @@ int main(int argc, char **argv)
     map_opts_free(&mo);
     if (check) {
         config_print(cfg);
+        enum db_pooler pooler = DB_POOLER_AUTO;
+        (void)db_pooler_parse(cfg->db_pooler, &pooler); /* validated by config_load */
+        char line[300];
+        db_pooler_describe(cfg->db_url, pooler, line, sizeof line);
+        printf("%s\n", line);
         config_free(cfg);
         if (as_service)
             printf("configuration OK, read as user " KVS_SERVICE_USER " as the service will\n");

@@ -3,6 +3,7 @@ session mode: syncs stay correct, nothing the daemon sets reaches the pooler's o
 and the log and `status` name the mode."""
 
 import os
+import re
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -149,3 +150,10 @@ def test_pooler_key_is_checked(db, workdir):
     Path(cfg).write_text(Path(cfg).read_text().replace("pooler = statement", "pooler = transaction"))
     r = subprocess.run(kvsd.base_args() + ["-c", cfg, "--check-config"], capture_output=True, text=True)
     assert r.returncode == 0 and "pooler = transaction" in r.stdout, r
+    assert "database pooler: transaction: unnamed statements" in r.stdout, r
+    # Supabase's transaction pooler port with pooler = session: said before anything connects.
+    text = Path(cfg).read_text().replace("pooler = transaction", "pooler = session")
+    Path(cfg).write_text(re.sub(r"(url = postgresql://[^:]+:)\d+", r"\g<1>6543", text))
+    r = subprocess.run(kvsd.base_args() + ["-c", cfg, "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 0, r
+    assert "WARNING: port 6543 is Supabase's transaction pooler, for which session is wrong" in r.stdout, r
