@@ -1,5 +1,5 @@
 /* One sync run of one integration (see sync.h). */
-#include "sync.h"
+#include "sync_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,12 +14,6 @@
 #include "log.h"
 #include "writer.h"
 
-#define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
-#define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
-/* More records than any shop's catalogue holds (KiotViet shops hold thousands, the largest
- * about 100,000 products): a larger "total" is not trusted, and without a total it bounds the
- * pages one entity may take. A lying total ({"total": 1e12, "data": []}) drove endless GETs. */
-#define MAX_CATALOGUE 2000000
 /* How long a run waits for the database. A page batch that cannot reach it is retried for one
  * lease period (after that the lease may be gone and the run fails); the end of a run (its
  * sync_logs row, cursors, lease) is retried for FINISH_PATIENCE lease periods, so that a run
@@ -28,105 +22,10 @@
 /* The database's clock, read in the claim's transaction: cursors never come from this host's
  * clock, which may jump. Not integration-level SQL, so it lives here rather than in store.c. */
 static const char sql_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
-
-enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
-             PH_CLOSING };
-
-typedef struct slot {
-    int64_t offset;
-    int64_t first, last;    /* ids served first and last (valid when n > 0) */
-    int n;                  /* records served */
-    bool fetched, inflight;
-    uint64_t seq;           /* fetch order, to know which of two neighbours is newer */
-    int64_t total;          /* total reported with it */
-} slot;
-
-typedef struct fetch fetch;
-
-typedef struct pager {
-    enum writer_entity ent;
-    slot *slots;
-    int nslots;
-    int next;               /* next slot to issue in order */
-    int inflight;
-    int64_t total;          /* latest reported total, -1 unknown */
-    int64_t end;            /* offset of the first empty page seen: no page at or after it */
-    int64_t first_total;    /* total of the first page, -1 unknown: bounds the pages issued */
-    int issued;             /* pages requested for this entity, refetches included */
-    uint64_t seq;
-    int refetches;
-    bool unordered;         /* the server ignored orderBy=id: gap checks are off */
-    bool done;
-    int64_t server_ts;      /* "timestamp" of the first page, 0 if none */
-} pager;
-
-/* A page being fetched; owned by the run's fetch list. */
-struct fetch {
-    sync_run *run;
-    fetch *next, *prev;
-    kv_req *req;
-    int slot;
-    enum writer_entity ent;
-};
-
 #define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
-struct sync_run {
-    sync_env env;
-    char *id, *name;
-    bool force_full;
-    kv_budget *budget;
-    sync_done_cb cb;
-    void *cb_arg;
 
-    enum phase phase;
-    bool cancelled, failing;
-    db_conn *db;            /* the run's connection: claim, log, lease, progress; lent to
-                               the writer as its first connection */
-    writer *w;              /* the run's page writer (owned) */
-    uint64_t progress_ms;   /* monotonic time of the last progress update sent */
-    bool had_products;      /* a product row had a kiotviet_id when the run claimed */
-    kv_client *kv;
-    integ_row *row;
-    char log_id[32];
-    log_ctx lctx;
-    uv_timer_t lease_timer;
-    bool lease_timer_on;
-    int handles_open;
-
-    bool full;              /* no lastModifiedFrom */
-    bool reconcile_ok;      /* full read whose every record had an id */
-    pager pg;
-    fetch *fetches;
-    int jobs;               /* database work not yet done: writer work, token, lease, progress */
-    kvs_idset seen[2];          /* ids stored per entity */
-    int64_t cursor_us[2];   /* new cursors, set when an entity completes */
-    int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
-    bool floor_unknown[2];  /* a refused row had no modification time: keep the old cursor */
-    int64_t db_start_us;    /* the database's clock when the run claimed the integration */
-    uint64_t claim_mono_ms; /* our monotonic clock at the same moment */
-    int64_t kv_ts_us;       /* KiotViet's "timestamp" from the run's first page, 0 if none */
-    bool db_down;           /* the run failed because the database was unreachable */
-    enum phase fail_phase;  /* where run_fail was first called */
-    uint64_t finish_first_ms;
-    int finish_attempt;
-    bool finish_waiting;    /* the lease timer is waiting to resend the end of the run */
-    int64_t *removed[2];
-    int nremoved[2];
-    /* The reconciliation would have marked held_would of held_live live products deleted,
-     * beyond [sync] max_delete_ratio: not applied, the run is partial. */
-    bool deletes_held;
-    long held_would, held_live;
-
-    sync_counts counts;
-    int failures_listed, notes_listed;
-    kvs_buf failures, notes;
-    sync_result res;
-};
-
-static void phase_next(sync_run *r);
 static void run_finish(sync_run *r);
-static void pager_pump(sync_run *r);
 static void jobs_dec(sync_run *r);
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -145,8 +44,7 @@ const char *sync_status_name(enum sync_status st)
 }
 
 /* Fails the run (first reason wins) and stops fetching; pending stores drain, then finish. */
-static void run_fail(sync_run *r, const char *fmt, ...) KVS_PRINTF(2, 3);
-static void run_fail(sync_run *r, const char *fmt, ...)
+void sync_fail(sync_run *r, const char *fmt, ...)
 {
     if (!r->failing && !r->cancelled) {
         va_list ap;
@@ -174,8 +72,6 @@ static void run_fail(sync_run *r, const char *fmt, ...)
     if (r->jobs == 0 && r->phase < PH_FINISH) run_finish(r);
 }
 
-static bool run_stopping(const sync_run *r) { return r->failing || r->cancelled; }
-
 static void counts_json(const sync_run *r, kvs_buf *b)
 {
     const sync_counts *c = &r->counts;
@@ -189,18 +85,6 @@ static void counts_json(const sync_run *r, kvs_buf *b)
                 c->products_deactivated, c->categories_synced, c->categories_created,
                 c->categories_updated, c->categories_failed, c->categories_deactivated,
                 r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0) == 0);
-}
-
-/* Appends a page's notes or failures (n items in text) to a run's list, keeping the first
- * MAX_LISTED overall. */
-static void list_append(kvs_buf *dst, int *listed, const kvs_buf *text, const map_item *items,
-                        int n)
-{
-    for (int i = 0; i < n && *listed < MAX_LISTED; i++) {
-        if (dst->len) REQUIRE(kvs_buf_puts(dst, ",") == 0);
-        REQUIRE(kvs_buf_append(dst, text->data + items[i].start, items[i].len) == 0);
-        (*listed)++;
-    }
 }
 
 /* ---- database plumbing ---------------------------------------------------------------- */
@@ -376,7 +260,7 @@ static void finish_submit(sync_run *r)
     REQUIRE(kvs_buf_puts(&details, "}") == 0);
     /* No redaction of the serialised JSON: a secret such as "null" or "1234" would turn a
      * value or a count into "***" and make error_details invalid. Every text in it was
-     * redacted before it was quoted (res.message in run_fail, failures in row_failure;
+     * redacted before it was quoted (res.message in sync_fail, failures in row_failure;
      * mapping's notes and failures quote KiotViet's data, never a secret). */
 
     db_batch *b = db_batch_new();
@@ -439,14 +323,14 @@ static void jobs_dec(sync_run *r)
 {
     r->jobs--;
     if (r->phase >= PH_FINISH) return;
-    if (run_stopping(r)) {
+    if (sync_stopping(r)) {
         if (r->jobs == 0) run_finish(r);
         return;
     }
     if ((r->phase == PH_CATEGORIES || r->phase == PH_PRODUCTS) && !r->pg.done)
-        pager_pump(r);
+        sync_pager_pump(r);
     else if (r->jobs == 0 && r->phase > PH_START)
-        phase_next(r);
+        sync_phase_next(r);
 }
 
 static void progress_cb(db_result *res, void *arg)
@@ -461,7 +345,7 @@ static void progress_cb(db_result *res, void *arg)
 static void progress_send(sync_run *r)
 {
     uint64_t now_ms = kvs_now_mono_ms();
-    if (!r->log_id[0] || run_stopping(r) || r->phase >= PH_FINISH ||
+    if (!r->log_id[0] || sync_stopping(r) || r->phase >= PH_FINISH ||
         now_ms - r->progress_ms < PROGRESS_MS)
         return;
     r->progress_ms = now_ms;
@@ -552,305 +436,13 @@ static void written_cb(const writer_outcome *o, void *arg)
         break;
     }
     if (o->lease_lost) {
-        run_fail(r, "the integration's lease was taken over by another daemon: stopped writing");
+        sync_fail(r, "the integration's lease was taken over by another daemon: stopped writing");
     } else if (o->error) {
         if (o->db_down) r->db_down = true;
-        run_fail(r, "%s", o->error);
+        sync_fail(r, "%s", o->error);
     }
     progress_send(r);
     jobs_dec(r);
-}
-
-/* ---- paging -------------------------------------------------------------------------------- */
-
-/* Rows shared by neighbouring pages: a neighbour that starts beyond our last id then proves
- * rows were missed (the catalogue shrank in between). Without overlap nothing can be proved. */
-static int overlap_of(int page_size) { return page_size >= 8 ? 3 : page_size >= 2 ? 1 : 0; }
-
-static int step_of(const sync_run *r)
-{
-    return r->env.cfg->page_size - overlap_of(r->env.cfg->page_size);
-}
-
-static void slot_ensure(pager *pg, int i, int step)
-{
-    while (pg->nslots <= i) {
-        pg->slots = kvs_xrealloc(pg->slots, (size_t)(pg->nslots + 1) * sizeof *pg->slots);
-        slot *s = &pg->slots[pg->nslots];
-        memset(s, 0, sizeof *s);
-        s->offset = (int64_t)pg->nslots * step;
-        pg->nslots++;
-    }
-}
-
-static void page_cb(int rc, kv_page *page, const char *err, void *arg);
-
-/* Pages one entity may take: twice what its first total needs (the catalogue may grow while
- * it is read), or what MAX_CATALOGUE needs without a total, plus the gap repairs and a window
- * of pages in flight. Bounds a run's GETs whatever the answers say. */
-static int page_limit(const sync_run *r)
-{
-    const pager *pg = &r->pg;
-    int64_t records = pg->first_total >= 0 ? 2 * pg->first_total : MAX_CATALOGUE;
-    return (int)(records / step_of(r)) + 1 + MAX_REFETCH + 2 * r->env.cfg->pages_in_flight;
-}
-
-static void fetch_start(sync_run *r, int si)
-{
-    pager *pg = &r->pg;
-    const kvs_config *cfg = r->env.cfg;
-    slot *s = &pg->slots[si];
-    if (++pg->issued > page_limit(r)) {
-        run_fail(r, "KiotViet's %s pages never ended (%d pages for a reported total of %" PRId64
-                    "): stopped so one broken answer cannot spend the hourly GET budget",
-                 pg->ent == WRITER_PRODUCTS ? "products" : "categories", pg->issued - 1,
-                 pg->first_total);
-        return;
-    }
-    char q[512], from[KVTIME_BUFSZ + 24] = "";
-    int64_t cursor = r->pg.ent == WRITER_PRODUCTS ? r->row->products_cursor_us
-                                               : r->row->categories_cursor_us;
-    if (!r->full && cursor) {
-        char t[KVTIME_BUFSZ];
-        kvtime_format_vn_local(cursor - (int64_t)cfg->overlap_minutes * 60 * 1000000, t);
-        snprintf(from, sizeof from, "&lastModifiedFrom=%s", t);
-    }
-    if (pg->ent == WRITER_PRODUCTS)
-        snprintf(q, sizeof q,
-                 "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
-                 "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
-                 "&includeSoftDeletedAttribute=false%s",
-                 cfg->page_size, s->offset, from);
-    else
-        snprintf(q, sizeof q,
-                 "/categories?pageSize=%d&currentItem=%" PRId64 "&orderBy=categoryId"
-                 "&orderDirection=Asc&hierachicalData=false&includeRemoveIds=true%s",
-                 cfg->page_size, s->offset, from);
-    fetch *f = kvs_xcalloc(1, sizeof *f);
-    f->run = r;
-    f->slot = si;
-    f->ent = pg->ent;
-    f->next = r->fetches;
-    if (r->fetches) r->fetches->prev = f;
-    r->fetches = f;
-    s->inflight = true;
-    pg->inflight++;
-    f->req = kv_get(r->kv, q, page_cb, f);
-}
-
-/* Checks the pair (i, i+1); on a gap schedules a refetch. Returns true when the pair is fine
- * or cannot be judged yet. */
-static bool pair_check(sync_run *r, int i)
-{
-    pager *pg = &r->pg;
-    if (pg->unordered || i + 1 >= pg->nslots || !overlap_of(r->env.cfg->page_size)) return true;
-    slot *a = &pg->slots[i], *b = &pg->slots[i + 1];
-    if (!a->fetched || !b->fetched || a->inflight || b->inflight) return true;
-    if (a->n < r->env.cfg->page_size) return true; /* a reached the end when it was fetched */
-    int which;
-    if (b->n == 0)
-        which = b->seq > a->seq ? i : i + 1; /* b is newer and empty: a's view is stale */
-    else if (b->first <= a->last)
-        return true;
-    else
-        which = i; /* rows between a.last and b.first were missed: fetch a again */
-    if (++pg->refetches > MAX_REFETCH) {
-        run_fail(r, "the KiotViet catalogue kept changing while it was paged (%d gap repairs); "
-                    "the next run tries again",
-                 pg->refetches - 1);
-        return false;
-    }
-    rlog_info(&r->lctx, "catalogue shifted while paging (offset %" PRId64 "); fetching again",
-              pg->slots[which].offset);
-    pg->slots[which].fetched = false;
-    fetch_start(r, which);
-    return false;
-}
-
-static void entity_done(sync_run *r)
-{
-    pager *pg = &r->pg;
-    pg->done = true;
-    /* The next incremental read starts from KiotViet's time at our first page of this entity
-     * (else at the run's first page, which came earlier), else from the database's clock at
-     * the claim: never from this host's clock. The overlap window is subtracted when reading. */
-    r->cursor_us[pg->ent] = pg->server_ts ? pg->server_ts
-                            : r->kv_ts_us ? r->kv_ts_us
-                                          : r->db_start_us;
-    int n = r->nremoved[pg->ent];
-    if (n > 0) {
-        r->jobs++;
-        writer_put_ids(r->w, WRITER_REMOVE, pg->ent, r->removed[pg->ent], n);
-    }
-    if (r->jobs == 0) phase_next(r);
-}
-
-/* Issues pages while there is room, and decides when the entity is complete. */
-static void pager_pump(sync_run *r)
-{
-    pager *pg = &r->pg;
-    if (run_stopping(r) || pg->done) return;
-    int K = r->env.cfg->pages_in_flight, step = step_of(r);
-    int64_t upto = pg->end >= 0 && pg->end < pg->total ? pg->end : pg->total;
-    while (pg->inflight < K && r->jobs < 2 * K && upto >= 0 && (int64_t)pg->next * step < upto) {
-        slot_ensure(pg, pg->next, step);
-        fetch_start(r, pg->next++);
-        if (run_stopping(r)) return;
-    }
-    /* Stores behind: wait for them before judging the end (or fetching successors), so a
-     * slow database holds the fetcher back instead of queueing every page in memory. */
-    if (pg->inflight > 0 || r->jobs >= 2 * K) return;
-    for (int i = 0; i + 1 < pg->nslots; i++)
-        if (!pair_check(r, i)) return;
-    /* All issued pages are in; a last page that came back full may have successors. */
-    if (pg->nslots > 0) {
-        slot *last = &pg->slots[pg->nslots - 1];
-        if (last->n >= r->env.cfg->page_size && pg->nslots == pg->next &&
-            (pg->end < 0 || (int64_t)pg->next * step < pg->end)) {
-            slot_ensure(pg, pg->next, step);
-            fetch_start(r, pg->next++);
-            return;
-        }
-    }
-    if (r->jobs > 0) return; /* wait for the stores; job_done pumps again */
-    entity_done(r);
-}
-
-static void page_cb(int rc, kv_page *page, const char *err, void *arg)
-{
-    fetch *f = arg;
-    sync_run *r = f->run;
-    pager *pg = &r->pg;
-    if (f->prev) f->prev->next = f->next;
-    else r->fetches = f->next;
-    if (f->next) f->next->prev = f->prev;
-    int si = f->slot;
-    enum writer_entity ent = f->ent;
-    free(f);
-    pg->inflight--;
-    slot *s = &pg->slots[si];
-    s->inflight = false;
-    if (rc != KV_OK) {
-        run_fail(r, "%s page at offset %" PRId64 ": %s",
-                 ent == WRITER_PRODUCTS ? "products" : "categories", s->offset,
-                 err ? err : "error");
-        return;
-    }
-    if (run_stopping(r)) {
-        kv_page_free(page);
-        return;
-    }
-    if (r->full && si == 0 && s->seq == 0 && (!page->data || page->total < 0)) {
-        /* Read as an empty catalogue, it would end paging and let the reconciliation mark
-         * every product deleted. */
-        run_fail(r, "KiotViet's first %s page of a full read has no %s: not trusted (a full "
-                    "read needs both \"data\" and \"total\")",
-                 ent == WRITER_PRODUCTS ? "products" : "categories",
-                 !page->data ? "\"data\" array" : "\"total\"");
-        kv_page_free(page);
-        return;
-    }
-    if (page->total > MAX_CATALOGUE) {
-        run_fail(r, "KiotViet reports a %s total of %" PRId64 ", more than any catalogue holds "
-                    "(%d): not trusted",
-                 ent == WRITER_PRODUCTS ? "products" : "categories", page->total, MAX_CATALOGUE);
-        kv_page_free(page);
-        return;
-    }
-    if (si == 0 && s->seq == 0) pg->first_total = page->total;
-    /* An empty page ends the catalogue there, whatever total it (or a later page) reports. */
-    if (page->data && cJSON_GetArraySize(page->data) == 0 && (pg->end < 0 || s->offset < pg->end))
-        pg->end = s->offset;
-    if (si == 0 && s->seq == 0 && page->timestamp_us) pg->server_ts = page->timestamp_us;
-    if (!r->kv_ts_us && page->timestamp_us) r->kv_ts_us = page->timestamp_us;
-    s->fetched = true;
-    s->seq = ++pg->seq;
-    s->total = page->total;
-    if (page->total >= 0) pg->total = page->total;
-    else if (pg->total < 0) pg->total = 0; /* no total: rely on short pages to stop */
-
-    map_page mp;
-    map_page_init(&mp);
-    if (page->data) {
-        if (ent == WRITER_PRODUCTS)
-            map_products(page->data, r->env.mopts, &mp);
-        else
-            map_categories(page->data, &mp);
-    } else {
-        REQUIRE(kvs_buf_puts(&mp.rows, "[]") == 0);
-    }
-    s->n = mp.nrecords;
-    s->first = mp.first_id;
-    s->last = mp.last_id;
-    if (!mp.ascending && !pg->unordered) {
-        pg->unordered = true;
-        rlog_warn(&r->lctx, "KiotViet did not order %s by id: gap detection is off for this run",
-                  ent == WRITER_PRODUCTS ? "products" : "categories");
-    }
-    /* A total that grows past what we planned, when there is no total, keeps paging. */
-    if (page->total < 0 && mp.nrecords >= r->env.cfg->page_size)
-        pg->total = s->offset + mp.nrecords + 1;
-
-    /* removedIds (the first page carries them; accept them on any page). */
-    if (page->removed) {
-        int n, nbad;
-        int64_t *ids = map_removed_ids(page->removed, &n, &nbad);
-        for (int i = 0; i < n; i++) {
-            bool dup = false;
-            for (int k = 0; k < r->nremoved[ent] && !dup; k++) dup = r->removed[ent][k] == ids[i];
-            if (dup) continue;
-            r->removed[ent] = kvs_xrealloc(r->removed[ent],
-                                           (size_t)(r->nremoved[ent] + 1) * sizeof(int64_t));
-            r->removed[ent][r->nremoved[ent]++] = ids[i];
-        }
-        free(ids);
-    }
-    kv_page_free(page);
-
-    /* A record is stored, counted and described the first time this run sees it: the rows a
-     * page shares with its neighbour (the overlap, a refetch) were fetched after the run began
-     * as well, and changes made since are read by the next run. Sending them again would also
-     * make neighbouring pages on different connections wait for each other's commit. */
-    int fresh = map_page_keep_unseen(&mp, &r->seen[ent]);
-    if (ent == WRITER_PRODUCTS) {
-        r->counts.products_synced += fresh;
-        r->counts.attribute_notes += mp.nnotes;
-        r->counts.skipped += mp.nskipped;
-        list_append(&r->notes, &r->notes_listed, &mp.notes, mp.note, mp.nnotes);
-    } else {
-        r->counts.categories_synced += fresh;
-    }
-    if (mp.nfailed) {
-        if (ent == WRITER_PRODUCTS)
-            r->counts.products_failed += mp.nfailed;
-        else
-            r->counts.categories_failed += mp.nfailed;
-        list_append(&r->failures, &r->failures_listed, &mp.failures, mp.failure, mp.nfailed);
-        rlog_warn(&r->lctx, "%d record(s) at offset %" PRId64 " could not be mapped", mp.nfailed,
-                  s->offset);
-        /* A record without an id might be one we hold: reconciliation would be unsafe. */
-        if (map_page_failed_without_id(&mp)) r->reconcile_ok = false;
-    }
-    if (fresh > 0) {
-        r->jobs++;
-        writer_put_page(r->w, ent, &mp); /* takes the rows */
-    }
-    map_page_free(&mp);
-    pager_pump(r);
-}
-
-static void pager_begin(sync_run *r, enum writer_entity ent)
-{
-    pager *pg = &r->pg;
-    free(pg->slots);
-    memset(pg, 0, sizeof *pg);
-    pg->ent = ent;
-    pg->total = -1;
-    pg->end = -1;
-    pg->first_total = -1;
-    slot_ensure(pg, 0, step_of(r));
-    pg->next = 1;
-    fetch_start(r, 0);
 }
 
 /* ---- phases -------------------------------------------------------------------------------- */
@@ -887,7 +479,7 @@ static void lease_renew_cb(db_result *res, void *arg)
 {
     sync_run *r = arg;
     if (res->status == DB_OK && PQntuples(res->results[0]) == 0 && r->phase < PH_FINISH)
-        run_fail(r, "the integration's lease was lost (taken over by another daemon)");
+        sync_fail(r, "the integration's lease was lost (taken over by another daemon)");
     else if (res->status != DB_OK && res->status != DB_E_CANCELLED)
         rlog_warn(&r->lctx, "lease renewal failed: %s", res->message ? res->message : "?");
     jobs_dec(r);
@@ -934,10 +526,10 @@ static void start_fetching(sync_run *r)
     };
     r->kv = kv_client_new(&o, &e);
     if (!r->kv) {
-        run_fail(r, "integration %s is not usable: %s", r->name, e.msg);
+        sync_fail(r, "integration %s is not usable: %s", r->name, e.msg);
         return;
     }
-    phase_next(r);
+    sync_phase_next(r);
 }
 
 static void released_cb(db_result *res, void *arg)
@@ -1042,16 +634,16 @@ static void claim_cb(db_result *res, void *arg)
     db_submit(r->db, b, log_start_cb, r);
 }
 
-static void phase_next(sync_run *r)
+void sync_phase_next(sync_run *r)
 {
-    if (run_stopping(r)) {
+    if (sync_stopping(r)) {
         if (r->jobs == 0) run_finish(r);
         return;
     }
     switch (r->phase) {
     case PH_START:
         r->phase = PH_CATEGORIES;
-        pager_begin(r, WRITER_CATEGORIES);
+        sync_pager_begin(r, WRITER_CATEGORIES);
         break;
     case PH_CATEGORIES:
         r->phase = PH_RELINK;
@@ -1065,11 +657,11 @@ static void phase_next(sync_run *r)
                 writer_put_relink(r->w, WRITER_PRODUCTS);
             }
         }
-        if (r->jobs == 0) phase_next(r);
+        if (r->jobs == 0) sync_phase_next(r);
         break;
     case PH_RELINK:
         r->phase = PH_PRODUCTS;
-        pager_begin(r, WRITER_PRODUCTS);
+        sync_pager_begin(r, WRITER_PRODUCTS);
         break;
     case PH_PRODUCTS:
         r->phase = PH_RECONCILE;
@@ -1086,7 +678,7 @@ static void phase_next(sync_run *r)
             writer_put_ids(r->w, WRITER_RECONCILE, WRITER_PRODUCTS, ids, n);
             free(ids);
         }
-        if (r->jobs == 0) phase_next(r);
+        if (r->jobs == 0) sync_phase_next(r);
         break;
     case PH_RECONCILE:
         run_finish(r);
@@ -1169,7 +761,7 @@ void sync_run_cancel(sync_run *r)
     r->cancelled = true;
     rlog_notice(&r->lctx, "cancelling the run");
     if (r->phase == PH_CLAIM || r->phase == PH_START) return; /* their callbacks finish */
-    run_fail(r, "cancelled");
+    sync_fail(r, "cancelled");
 }
 
 void sync_run_progress(const sync_run *r, char *buf, size_t cap)

@@ -1,0 +1,125 @@
+/* The inside of a sync run, shared by its two files (not a public interface: see sync.h):
+ * sync.c (the phases, the run's connection, the counts and the end of the run) and
+ * sync_pager.c (the pager: which pages to fetch, gap checks, handing mapped pages to the
+ * writer). One run is one sync_run, owned by itself from sync_run_start to its done callback. */
+#ifndef KVS_SYNC_INT_H
+#define KVS_SYNC_INT_H
+
+#include "kiotviet.h"
+#include "log.h"
+#include "sync.h"
+#include "writer.h"
+
+#define MAX_REFETCH 12      /* gap repairs per entity before the run gives up */
+#define MAX_LISTED 100      /* failures / notes listed in error_details (all are counted) */
+/* More records than any shop's catalogue holds (KiotViet shops hold thousands, the largest
+ * about 100,000 products): a larger "total" is not trusted, and without a total it bounds the
+ * pages one entity may take. A lying total ({"total": 1e12, "data": []}) drove endless GETs. */
+#define MAX_CATALOGUE 2000000
+
+enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
+             PH_CLOSING };
+
+typedef struct slot {
+    int64_t offset;
+    int64_t first, last;    /* ids served first and last (valid when n > 0) */
+    int n;                  /* records served */
+    bool fetched, inflight;
+    uint64_t seq;           /* fetch order, to know which of two neighbours is newer */
+    int64_t total;          /* total reported with it */
+} slot;
+
+typedef struct fetch fetch;
+
+typedef struct pager {
+    enum writer_entity ent;
+    slot *slots;
+    int nslots;
+    int next;               /* next slot to issue in order */
+    int inflight;
+    int64_t total;          /* latest reported total, -1 unknown */
+    int64_t end;            /* offset of the first empty page seen: no page at or after it */
+    int64_t first_total;    /* total of the first page, -1 unknown: bounds the pages issued */
+    int issued;             /* pages requested for this entity, refetches included */
+    uint64_t seq;
+    int refetches;
+    bool unordered;         /* the server ignored orderBy=id: gap checks are off */
+    bool done;
+    int64_t server_ts;      /* "timestamp" of the first page, 0 if none */
+} pager;
+
+/* A page being fetched; owned by the run's fetch list. */
+struct fetch {
+    sync_run *run;
+    fetch *next, *prev;
+    kv_req *req;
+    int slot;
+    enum writer_entity ent;
+};
+
+struct sync_run {
+    sync_env env;
+    char *id, *name;
+    bool force_full;
+    kv_budget *budget;
+    sync_done_cb cb;
+    void *cb_arg;
+
+    enum phase phase;
+    bool cancelled, failing;
+    db_conn *db;            /* the run's connection: claim, log, lease, progress; lent to
+                               the writer as its first connection */
+    writer *w;              /* the run's page writer (owned) */
+    uint64_t progress_ms;   /* monotonic time of the last progress update sent */
+    bool had_products;      /* a product row had a kiotviet_id when the run claimed */
+    kv_client *kv;
+    integ_row *row;
+    char log_id[32];
+    log_ctx lctx;
+    uv_timer_t lease_timer;
+    bool lease_timer_on;
+    int handles_open;
+
+    bool full;              /* no lastModifiedFrom */
+    bool reconcile_ok;      /* full read whose every record had an id */
+    pager pg;
+    fetch *fetches;
+    int jobs;               /* database work not yet done: writer work, token, lease, progress */
+    kvs_idset seen[2];          /* ids stored per entity */
+    int64_t cursor_us[2];   /* new cursors, set when an entity completes */
+    int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
+    bool floor_unknown[2];  /* a refused row had no modification time: keep the old cursor */
+    int64_t db_start_us;    /* the database's clock when the run claimed the integration */
+    uint64_t claim_mono_ms; /* our monotonic clock at the same moment */
+    int64_t kv_ts_us;       /* KiotViet's "timestamp" from the run's first page, 0 if none */
+    bool db_down;           /* the run failed because the database was unreachable */
+    enum phase fail_phase;  /* where sync_fail was first called */
+    uint64_t finish_first_ms;
+    int finish_attempt;
+    bool finish_waiting;    /* the lease timer is waiting to resend the end of the run */
+    int64_t *removed[2];
+    int nremoved[2];
+    /* The reconciliation would have marked held_would of held_live live products deleted,
+     * beyond [sync] max_delete_ratio: not applied, the run is partial. */
+    bool deletes_held;
+    long held_would, held_live;
+
+    sync_counts counts;
+    int failures_listed, notes_listed;
+    kvs_buf failures, notes;
+    sync_result res;
+};
+
+/* Fails the run (first reason wins) and stops fetching; pending writes drain, then it
+ * finishes. */
+void sync_fail(sync_run *r, const char *fmt, ...) KVS_PRINTF(2, 3);
+static inline bool sync_stopping(const sync_run *r) { return r->failing || r->cancelled; }
+/* Moves the run to its next phase (or to its end, when stopping and nothing is pending). */
+void sync_phase_next(sync_run *r);
+
+/* sync_pager.c: starts paging ent from offset 0 (the phase's first page). */
+void sync_pager_begin(sync_run *r, enum writer_entity ent);
+/* Issues pages while there is room, and decides when the entity is complete. */
+void sync_pager_pump(sync_run *r);
+
+#endif
