@@ -999,7 +999,9 @@ static void conn_read_results(db_conn *c)
             /* Everything in flight fails as a lost connection (nothing of it committed: the
              * pipeline aborted), so callers retry; the next connection runs in transaction
              * mode: unnamed statements, settings per transaction. */
-            bool first = !c->symptom_seen;
+            static bool said; /* once per process: every connection meets the same pooler */
+            bool first = !said;
+            said = true;
             c->symptom_seen = true;
             c->prep_off = true;
             c->txn_mode = true;

@@ -138,6 +138,7 @@ def test_session_setting_behind_transaction_pooler_recovers(db, tx_bouncer, sim,
     assert res.rc == 0 and "kiotviet: success (full" in res.out, res
     assert "SQLSTATE 26000/42P05" in res.err, res
     assert "([database] pooler = session is wrong for it)" in res.err, res
+    assert res.err.count("switching to transaction mode") == 1, res   # said once, not per connection
     assert live_products(db) == len([p for p in sim.catalog()["products"]
                                      if "masterUnitId" not in p])
 
