@@ -4,6 +4,7 @@
 #ifndef KVS_KVTIME_H
 #define KVS_KVTIME_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "util.h"
@@ -19,6 +20,9 @@
  * 0001..9999 are -EINVAL too, so every formatter below writes a 4-digit year that reads back
  * (and kvtime_format_vn's text is one PostgreSQL accepts). */
 int kvtime_parse(const char *s, int64_t *out_us) KVS_MUSTCHECK;
+/* True for instants in Vietnam wall-clock year 1: KiotViet's "zero date" (.NET's
+ * DateTime.MinValue, "0001-01-01T00:00:00") stands for "no date", never for a real one. */
+bool kvtime_is_zero_date(int64_t us);
 /* "2025-06-17T14:34:09.013+07:00": Vietnam time with explicit offset, fraction trimmed
  * (none when whole seconds). For Postgres timestamptz parameters and for people. */
 int kvtime_format_vn(int64_t us, char out[KVTIME_BUFSZ]);

@@ -73,6 +73,8 @@ typedef struct map_opts {
     const int64_t *branches; /* borrowed; NULL = all branches count */
     int nbranches;
     bool name_scan;          /* fall back to scanning product names for size/purity */
+    bool stock_integer;      /* the shop's stock column is an integer type: a fractional
+                                quantity (rounded by PostgreSQL) gets a note */
 } map_opts;
 
 /* One mapped row: typed, so nothing downstream parses the text again. */

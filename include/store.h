@@ -42,6 +42,8 @@ void store_free(store *s);
 /* A one-line account of the mapping, e.g. "products: code->sku, images->images(text[]) ...". */
 const char *store_describe(const store *s);
 bool store_products_have_is_active(const store *s);
+/* The column stock lands in holds whole numbers (smallint, integer, bigint). */
+bool store_products_stock_integer(const store *s);
 
 /* SQL condition: the lease holder's database session is known (sync_lease_backend_pid, see
  * db/migrations/001_lease_session.sql) and gone from pg_stat_activity: the holder died (kill -9,

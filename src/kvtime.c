@@ -53,6 +53,11 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 #define KVTIME_MIN_US ((INT64_C(-62135596800) - KVTIME_VN_OFFSET_S) * US_PER_S)
 #define KVTIME_MAX_US ((INT64_C(253402300800) - KVTIME_VN_OFFSET_S) * US_PER_S - 1)
 
+bool kvtime_is_zero_date(int64_t us)
+{
+    return us >= KVTIME_MIN_US && us < KVTIME_MIN_US + INT64_C(365) * 86400 * US_PER_S;
+}
+
 static int in_range(int64_t us, int64_t *out_us)
 {
     if (us < KVTIME_MIN_US || us > KVTIME_MAX_US) return -EINVAL;

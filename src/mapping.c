@@ -209,7 +209,9 @@ static int opt_int64(const cJSON *rec, const char *key, bool *present, int64_t *
     return 0;
 }
 
-/* modifiedDate, else createdDate: the row's KiotViet modification time. */
+/* modifiedDate, else createdDate: the row's KiotViet modification time. A modifiedDate in
+ * year 1 is KiotViet's "zero date" (.NET DateTime.MinValue, "0001-01-01T00:00:00"): never
+ * modified, like a missing one. */
 static int rec_modified(const cJSON *rec, int64_t *us, rec_err *e)
 {
     const char *s;
@@ -220,6 +222,10 @@ static int rec_modified(const cJSON *rec, int64_t *us, rec_err *e)
         if (rc == -ENOENT) continue;
         if (rc) return fail(e, "field %s: expected a date string", keys[i]);
         if (kvtime_parse(s, us)) return fail(e, "field %s: not a date", keys[i]);
+        if (i == 0 && kvtime_is_zero_date(*us)) {
+            *us = 0;
+            continue;
+        }
         return 0;
     }
     return 0;
@@ -332,6 +338,22 @@ static int inventory_sums(const cJSON *rec, const map_opts *o, char stock[DEC_BU
     dec_format(&sum_q, stock);
     dec_format(&sum_v, value);
     return 0;
+}
+
+/* The shop's stock column holds whole numbers: PostgreSQL rounds a fractional quantity
+ * (half away from zero) when the page is stored. Say so in the run's notes. */
+static void stock_round_note(map_page *p, int64_t id, const char *code, const char *stock)
+{
+    kvs_dec q;
+    if (dec_parse(stock, false, &q) || dec_is_integer(&q)) return;
+    __int128 pow = 1, c = q.coef < 0 ? -q.coef : q.coef;
+    for (int i = 0; i < q.scale; i++) pow *= 10;
+    long long whole = (long long)((c + pow / 2) / pow);
+    char why[160];
+    snprintf(why, sizeof why,
+             "fractional quantity: stock_quantity is a whole-number column, stored as %s%lld",
+             q.coef < 0 && whole ? "-" : "", whole);
+    note_add(p, id, code, "stock_quantity", "onHand", stock, why);
 }
 
 /* The serial to show for a serial-controlled product: among productSerials in stock
@@ -505,7 +527,7 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
     /* A non-base unit ("hộp" of 10 of a base "chiếc") is another view of the base product's
      * stock: only base units sync, so nothing else about it matters. */
     if (opt_int64(rec, "masterUnitId", &has_unit_master, &unit_master, e)) return -EINVAL;
-    if (has_unit_master) return 1;
+    if (has_unit_master && unit_master != 0) return 1; /* 0: no master unit, a base unit */
     if ((rc = kvjson_get_str(rec, "name", &name)) != 0)
         return fail(e, "field %s: missing or not a string", "name");
     if (opt_str(rec, "fullName", &full_name, e) || opt_str(rec, "description", &descr, e) ||
@@ -550,6 +572,7 @@ static int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf
         if (b->data) b->data[start] = '\0';
         return -EINVAL;
     }
+    if (has_inv && o->stock_integer) stock_round_note(p, id, code, stock);
     if (has_inv) {
         put_opt_num(b, &first, PF_STOCK, stock);
         put_opt_num(b, &first, PF_INV_VALUE, value);

@@ -975,6 +975,7 @@ static int gen_build(kvs_config *cfg, PGresult *pr, gen **out)
         free(g);
         return -1;
     }
+    g->mopts.stock_integer = store_products_stock_integer(st);
     log_info("mapping %s", store_describe(st));
     g->cfg = cfg;
     g->store = st;

@@ -126,6 +126,7 @@ struct store {
     char *products_remove, *categories_remove, *products_reconcile;
     char *categories_relink, *products_relink;
     bool products_is_active, categories_is_active;
+    bool stock_integer;  /* the products' stock column is int2/int4/int8 */
     kvs_buf describe;
 };
 
@@ -681,6 +682,11 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
         kvs_buf_free(&where);
         kvs_buf_free(&extra);
     }
+    for (int i = 0; i < np; i++)
+        if (pch[i].t->field == PF_STOCK)
+            s->stock_integer = !strcmp(pch[i].c->typname, "int2") ||
+                               !strcmp(pch[i].c->typname, "int4") ||
+                               !strcmp(pch[i].c->typname, "int8");
     s->products_is_active = col_find(&s->products, "is_active") != NULL;
     s->categories_is_active = col_find(&s->categories, "is_active") != NULL;
 
@@ -726,6 +732,7 @@ fail:
 
 const char *store_describe(const store *s) { return s->describe.data ? s->describe.data : ""; }
 bool store_products_have_is_active(const store *s) { return s->products_is_active; }
+bool store_products_stock_integer(const store *s) { return s->stock_integer; }
 const char *store_products_upsert_sql(const store *s) { return s->products_upsert; }
 const char *store_categories_upsert_sql(const store *s) { return s->categories_upsert; }
 const char *store_products_insert_sql(const store *s) { return s->products_insert; }

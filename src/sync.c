@@ -696,6 +696,7 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
     r->id = kvs_strdup(id);
     r->name = kvs_strdup(name);
     r->force_full = force_full;
+    r->psize = env->cfg->page_size;
     r->budget = budget;
     r->cb = cb;
     r->cb_arg = arg;

@@ -80,6 +80,8 @@ struct sync_run {
     bool lease_timer_on;
     int handles_open;
 
+    int psize;              /* pageSize asked for: [sync] page_size, or less once KiotViet
+                               echoed a smaller one (it serves no more than that) */
     bool full;              /* no lastModifiedFrom */
     bool reconcile_ok;      /* full read whose every record had an id */
     pager pg;

@@ -26,11 +26,13 @@ static void list_append(kvs_buf *dst, int *listed, const kvs_buf *text, const ma
 
 /* Rows shared by neighbouring pages: a neighbour that starts beyond our last id then proves
  * rows were missed (the catalogue shrank in between). Without overlap nothing can be proved. */
+static void pager_restart(sync_run *r);
+
 static int overlap_of(int page_size) { return page_size >= 8 ? 3 : page_size >= 2 ? 1 : 0; }
 
 static int step_of(const sync_run *r)
 {
-    return r->env.cfg->page_size - overlap_of(r->env.cfg->page_size);
+    return r->psize - overlap_of(r->psize);
 }
 
 static void slot_ensure(pager *pg, int i, int step)
@@ -81,12 +83,12 @@ static void fetch_start(sync_run *r, int si)
                  "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
                  "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
                  "&includeSoftDeletedAttribute=false%s",
-                 cfg->page_size, s->offset, from);
+                 r->psize, s->offset, from);
     else
         snprintf(q, sizeof q,
                  "/categories?pageSize=%d&currentItem=%" PRId64 "&orderBy=categoryId"
                  "&orderDirection=Asc&hierachicalData=false&includeRemoveIds=true%s",
-                 cfg->page_size, s->offset, from);
+                 r->psize, s->offset, from);
     fetch *f = kvs_xcalloc(1, sizeof *f);
     f->run = r;
     f->slot = si;
@@ -104,10 +106,10 @@ static void fetch_start(sync_run *r, int si)
 static bool pair_check(sync_run *r, int i)
 {
     pager *pg = &r->pg;
-    if (pg->unordered || i + 1 >= pg->nslots || !overlap_of(r->env.cfg->page_size)) return true;
+    if (pg->unordered || i + 1 >= pg->nslots || !overlap_of(r->psize)) return true;
     slot *a = &pg->slots[i], *b = &pg->slots[i + 1];
     if (!a->fetched || !b->fetched || a->inflight || b->inflight) return true;
-    if (a->n < r->env.cfg->page_size) return true; /* a reached the end when it was fetched */
+    if (a->n < r->psize) return true; /* a reached the end when it was fetched */
     int which;
     if (b->n == 0)
         which = b->seq > a->seq ? i : i + 1; /* b is newer and empty: a's view is stale */
@@ -166,7 +168,7 @@ void sync_pager_pump(sync_run *r)
     /* All issued pages are in; a last page that came back full may have successors. */
     if (pg->nslots > 0) {
         slot *last = &pg->slots[pg->nslots - 1];
-        if (last->n >= r->env.cfg->page_size && pg->nslots == pg->next &&
+        if (last->n >= r->psize && pg->nslots == pg->next &&
             (pg->end < 0 || (int64_t)pg->next * step < pg->end)) {
             slot_ensure(pg, pg->next, step);
             fetch_start(r, pg->next++);
@@ -218,6 +220,20 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         kv_page_free(page);
         return;
     }
+    if (page->effective_page_size > 0 && page->effective_page_size < r->psize) {
+        /* KiotViet serves fewer rows per page than asked (its echoed pageSize): every page
+         * planned from the larger size would leave a gap, and a short page would look like
+         * the last one. Read the entity again at the size it serves; rows already stored
+         * are not stored or counted twice. */
+        rlog_info(&r->lctx, "KiotViet serves at most %d %s per page (asked for %d): paging at "
+                            "that size",
+                  page->effective_page_size, ent == WRITER_PRODUCTS ? "products" : "categories",
+                  r->psize);
+        r->psize = page->effective_page_size;
+        kv_page_free(page);
+        pager_restart(r);
+        return;
+    }
     if (si == 0 && s->seq == 0) pg->first_total = page->total;
     /* An empty page ends the catalogue there, whatever total it (or a later page) reports. */
     if (page->data && cJSON_GetArraySize(page->data) == 0 && (pg->end < 0 || s->offset < pg->end))
@@ -249,7 +265,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
                   ent == WRITER_PRODUCTS ? "products" : "categories");
     }
     /* A total that grows past what we planned, when there is no total, keeps paging. */
-    if (page->total < 0 && mp.nrecords >= r->env.cfg->page_size)
+    if (page->total < 0 && mp.nrecords >= r->psize)
         pg->total = s->offset + mp.nrecords + 1;
 
     /* removedIds (the first page carries them; accept them on any page). */
@@ -312,5 +328,17 @@ void sync_pager_begin(sync_run *r, enum writer_entity ent)
     slot_ensure(pg, 0, step_of(r));
     pg->next = 1;
     fetch_start(r, 0);
+}
+
+/* Drops the entity's pages in flight and starts reading it again from the first page. */
+static void pager_restart(sync_run *r)
+{
+    while (r->fetches) {
+        fetch *f = r->fetches;
+        r->fetches = f->next;
+        kv_req_cancel(f->req);
+        free(f);
+    }
+    sync_pager_begin(r, r->pg.ent);
 }
 

@@ -105,7 +105,7 @@ def logs(db, name="kiotviet"):
 
 
 def catalog_products(sim, retailer="demoshop"):
-    return {p["id"]: p for p in sim.catalog(retailer)["products"] if "masterUnitId" not in p}
+    return {p["id"]: p for p in sim.catalog(retailer)["products"] if not p.get("masterUnitId")}
 
 
 def check_products(db, sim, retailer="demoshop", exclude=()):

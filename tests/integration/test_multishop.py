@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kvsim import catalog as catmod  # noqa: E402
 from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
@@ -44,7 +45,7 @@ def once(cfg, *args):
 
 def stored_ids(sim, retailer):
     """The catalogue's product ids the daemon stores (unit conversions are not products)."""
-    return {p["id"] for p in sim.catalog(retailer)["products"] if "masterUnitId" not in p}
+    return {p["id"] for p in sim.catalog(retailer)["products"] if not p.get("masterUnitId")}
 
 
 def product_rows(db, owner_column=True):
@@ -66,7 +67,8 @@ def test_simulated_retailers_share_no_ids(sim):
     assert pa and pb and not pa & pb and not ka & kb
     assert not {p["code"] for p in ca["products"]} & {p["code"] for p in cb["products"]}
     # The first retailer keeps the base ids the other tests rely on; the second is offset.
-    assert min(pa) >= 30000000 and max(pa) < 40000000 <= min(pb)
+    base, stride = catmod.PRODUCT_BASE_ID, catmod.PRODUCT_ID_STRIDE
+    assert min(pa) >= base and max(pa) < base + stride <= min(pb)
     assert min(ka) == 1490001 and min(kb) == 1590001
 
 

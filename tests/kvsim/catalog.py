@@ -9,6 +9,7 @@ Times are kept as integer "ticks" (100 ns, like .NET) of Vietnam wall-clock time
 """
 
 import calendar
+import decimal
 import json
 import json.encoder
 import random
@@ -56,14 +57,42 @@ def now_ticks():
 
 
 def fmt_ticks(t):
-    """Ticks -> 'YYYY-MM-DDTHH:MM:SS[.fffffff]' (trailing zeros trimmed, no offset)."""
+    """Ticks -> 'YYYY-MM-DDTHH:MM:SS.fffffff': exactly 7 fraction digits, trailing zeros kept,
+    no offset, as real KiotViet REST answers write them (api notes, section 14)."""
     s, f = divmod(t, TICKS_PER_S)
     tm = time.gmtime(s)
-    base = "%04d-%02d-%02dT%02d:%02d:%02d" % (tm.tm_year, tm.tm_mon, tm.tm_mday,
-                                             tm.tm_hour, tm.tm_min, tm.tm_sec)
-    if f:
-        return base + "." + ("%07d" % f).rstrip("0")
-    return base
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%07d" % (tm.tm_year, tm.tm_mon, tm.tm_mday,
+                                                  tm.tm_hour, tm.tm_min, tm.tm_sec, f)
+
+
+# KiotViet's "zero date" (.NET DateTime.MinValue): some never-modified rows carry it as their
+# modifiedDate; a reader must fall back to createdDate.
+ZERO_DATE = "0001-01-01T00:00:00"
+
+
+def fmt_ts(t):
+    """The response "timestamp": 7 fraction digits and the +07:00 offset."""
+    return fmt_ticks(t) + "+07:00"
+
+
+# .NET writes decimals with the column's scale: "850000.0000", "510000.0000000000", "2.0".
+_DEC_SCALE = {b"basePrice": 4, b"cost": 10, b"onHand": 1, b"reserved": 1,
+              b"actualReserved": 1, b"onOrder": 1}
+_DEC_RE = re.compile(rb'"(basePrice|cost|onHand|reserved|actualReserved|onOrder)":'
+                     rb'(-?\d+(?:\.\d+)?)(?=[,}])')
+
+
+def _dec_scaled(m):
+    """At least the field's scale, never fewer digits than the value has (2.75 stays 2.75)."""
+    places = _DEC_SCALE[m.group(1)]
+    text = format(decimal.Decimal(m.group(2).decode()), "f")
+    whole, _, frac = text.partition(".")
+    return b'"%s":%s.%s' % (m.group(1), whole.encode(), frac.ljust(places, "0").encode())
+
+
+def dotnet_decimals(b):
+    """JSON bytes with the decimal fields written at .NET's fixed scale."""
+    return _DEC_RE.sub(_dec_scaled, b)
 
 
 _DT_RE = re.compile(
@@ -140,7 +169,7 @@ CATEGORY_TREE = [
     ]),
 ]
 CATEGORY_BASE_ID = 1490001
-PRODUCT_BASE_ID = 30000000
+PRODUCT_BASE_ID = 2_200_000_000  # above 2^31, like the ids of newer shops (api notes, section 14)
 # KiotViet ids are global: two retailers never share a product or category id. The retailer of
 # index i (its position on the command line) numbers from the bases + i * stride; the first one
 # (index 0) keeps the ids above, which tests rely on. Product codes are per retailer in
@@ -301,6 +330,7 @@ class Catalog:
             else:
                 self._gen_product(rng, leaf, created[i])
                 i += 1
+        self._bursts(random.Random(self.seed * 31 + 7))
         self._max_ticks = max([t for t in self.modified.values() if t] +
                               list(self.created.values()) + [_GEN_MODIFIED_END])
         # a deletion history: ids that existed before and are gone
@@ -311,6 +341,26 @@ class Catalog:
             self.removed_products[pid] = _rand_ticks(rng, _GEN_START, _GEN_MODIFIED_END)
         self.removed_categories[self.category_base_id - 11] = _rand_ticks(rng, _GEN_START,
                                                                    _GEN_MODIFIED_END)
+
+    def _bursts(self, rng):
+        """Bulk edits: groups of rows sharing one modifiedDate (8 of 20 categories shared one in
+        a real capture)."""
+        ids = sorted(i for i, t in self.modified.items() if t is not None)
+        for _ in range(max(1, len(ids) // 50)):
+            if len(ids) < 3:
+                break
+            group = rng.sample(ids, min(len(ids), rng.randint(3, 12)))
+            t = max(self.modified[i] for i in group)
+            for i in group:
+                self.modified[i] = t
+                self.products[i]["modifiedDate"] = fmt_ticks(t)
+        cids = sorted(c for c, t in self.cat_modified.items() if t is not None)
+        if len(cids) >= 3:
+            group = rng.sample(cids, max(3, len(cids) * 2 // 5))
+            t = max(self.cat_modified[c] for c in group)
+            for c in group:
+                self.cat_modified[c] = t
+                self.categories[c]["modifiedDate"] = fmt_ticks(t)
 
     def _gen_categories(self, rng):
         self.leaves = []
@@ -328,6 +378,8 @@ class Catalog:
                 c["retailerId"] = self.retailer_id
                 c["hasChild"] = bool(children)
                 created = _rand_ticks(rng, _GEN_START, _GEN_START + 200 * 86400 * TICKS_PER_S)
+                if rng.random() < 0.3:  # whole seconds: ".0000000"
+                    created -= created % TICKS_PER_S
                 mod = None
                 if rng.random() < 0.7:
                     mod = _rand_ticks(rng, created + TICKS_PER_S, _GEN_MODIFIED_END)
@@ -439,12 +491,15 @@ class Catalog:
         p["allowsSale"] = rng.random() < 0.95
         p["type"] = 2
         p["hasVariants"] = master is not None
-        p["attributes"] = attrs
-        p["unit"] = "chiếc"
+        if attrs:  # real answers omit empty keys (attributes, units, unit, barCode, weight)
+            p["attributes"] = attrs
+        if rng.random() < 0.7:
+            p["unit"] = "chiếc"
         if master:  # master is the group's master id; the master itself has master == 0
             p["masterProductId"] = master
+        if rng.random() < 0.3:
+            p["masterUnitId"] = 0  # 0: no master unit, a base unit like the others
         p["conversionValue"] = 1
-        p["units"] = []
         if price is None:
             price = self._price(rng)
         p["basePrice"] = price
@@ -458,7 +513,6 @@ class Catalog:
         p["images"] = self._images(rng)
         p["isActive"] = rng.random() < 0.93
         p["isRewardPoint"] = True
-        p["orderTemplate"] = ""
         lot = rng.random() < 0.1
         p["isLotSerialControl"] = lot
         p["isBatchExpireControl"] = False
@@ -468,7 +522,11 @@ class Catalog:
             never_modified = rng.random() < 0.05
         if not never_modified:
             mod = _rand_ticks(rng, created + TICKS_PER_S, _GEN_MODIFIED_END)
+            if rng.random() < 0.3:
+                mod -= mod % (TICKS_PER_S // 10)  # ".1000000": trailing zeros
             p["modifiedDate"] = fmt_ticks(mod)
+        elif rng.random() < 0.5:
+            p["modifiedDate"] = ZERO_DATE  # never modified: the zero date, not a missing key
         self.products[pid] = p
         self.created[pid] = created
         self.modified[pid] = mod
@@ -480,11 +538,15 @@ class Catalog:
             if rng.random() < 0.05:
                 on_hand = _pick(rng, (1.5, 0.25, 2.75))
             minq = _pick(rng, (0, 0, 1))
-            invs.append({"productId": pid, "productCode": code, "productName": name,
-                         "branchId": bid, "branchName": bname,
+            # Real inventories name no product (no productCode/productName) and carry
+            # actualReserved and onOrder; maxQuantity may be 0.
+            invs.append({"productId": pid, "branchId": bid, "branchName": bname,
                          "cost": cost if rng.random() < 0.9 else 0, "onHand": on_hand,
-                         "reserved": _pick(rng, (0, 0, 0, 1)), "onOrder": _pick(rng, (0, 0, 3)),
-                         "minQuantity": minq, "maxQuantity": MAX_QTY, "isActive": True})
+                         "reserved": _pick(rng, (0, 0, 0, 1)),
+                         "actualReserved": _pick(rng, (0, 0, 0, 1)),
+                         "onOrder": _pick(rng, (0, 0, 3)),
+                         "minQuantity": minq, "maxQuantity": _pick(rng, (MAX_QTY, 0)),
+                         "isActive": True})
         self.inventories[pid] = invs
         if lot:
             sers = []
@@ -522,7 +584,7 @@ class Catalog:
         """Compact UTF-8 JSON of one product; fragments cached until the product changes."""
         b = self._json_base.get(pid)
         if b is None:
-            b = dumps(self.products[pid])
+            b = dotnet_decimals(dumps(self.products[pid]))
             self._json_base[pid] = b
         if not inventory and not (serials and pid in self.serials):
             return b
@@ -530,7 +592,7 @@ class Catalog:
         if inventory:
             iv = self._json_inv.get(pid)
             if iv is None:
-                iv = b',"inventories":' + dumps(self.inventories[pid])
+                iv = b',"inventories":' + dotnet_decimals(dumps(self.inventories[pid]))
                 self._json_inv[pid] = iv
             parts.append(iv)
         if serials and pid in self.serials:
@@ -712,8 +774,9 @@ class Catalog:
             self._json_inv.pop(pid, None)
             self._json_ser.pop(pid, None)
 
-    def _touch(self, pid):
-        t = self._stamp()
+    def _touch(self, pid, t=None):
+        if t is None:
+            t = self._stamp()
         self.modified[pid] = t
         p = self.products[pid]
         p["modifiedDate"] = fmt_ticks(t)
@@ -735,12 +798,11 @@ class Catalog:
         p["name"] = name
         p["fullName"] = name + p["fullName"][len(old):] if p["fullName"].startswith(old) \
             else name
-        for inv in self.inventories[pid]:
-            inv["productName"] = name
 
     def edit_products(self, k):
         with self.lock:
             ids = self._pick(k, self.products)
+            stamp = self._stamp()  # a bulk edit: every row gets one modifiedDate
             for pid in ids:
                 p = self.products[pid]
                 what = self.rng.randrange(3)
@@ -752,7 +814,7 @@ class Catalog:
                 else:
                     kind = self.rng.choice(ATTRIBUTE_KINDS)
                     val = self.rng.choice(ATTRIBUTE_VALUES[kind])
-                    attrs = p["attributes"]
+                    attrs = p.setdefault("attributes", [])
                     if attrs:
                         a = attrs[self.rng.randrange(len(attrs))]
                         a["attributeValue"] = val if val != a["attributeValue"] else val + " "
@@ -760,7 +822,7 @@ class Catalog:
                         attrs.append({"productId": pid,
                                       "attributeName": ATTRIBUTE_NAMES[kind][0],
                                       "attributeValue": val})
-                self._touch(pid)
+                self._touch(pid, stamp)
             return ids
 
     def add_products(self, k):

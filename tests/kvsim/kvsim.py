@@ -120,7 +120,8 @@ class State:
         a = self.args
         self.config = {"latency_ms": a.latency_ms, "token_ttl": a.token_ttl,
                        "budget": a.budget, "retry_after": True, "zero_date_bug": False,
-                       "removed_key": "removedIds", "removed_every_page": False}
+                       "removed_key": "removedIds", "removed_every_page": False,
+                       "page_cap": a.page_cap}
 
     def reset_stats(self):
         with self.lock:
@@ -261,11 +262,19 @@ def _q_since(q):
                        "Unable to bind request: 'lastModifiedFrom' is not a valid date") from None
 
 
-def _q_page(q):
+def _with_timestamp(page):
+    """A products page with the response "timestamp" of now (+07:00, as on real answers);
+    added after the page cache, which must not freeze it."""
+    return b"".join((page[:-1], b',"timestamp":"', catmod.fmt_ts(catmod.now_ticks()).encode(),
+                     b'"}'))
+
+
+def _q_page(q, cap=100):
+    """(pageSize, currentItem): the size asked for, capped at `cap` (the answer echoes it)."""
     size = _q_int(q, "pagesize", 20)
     if size <= 0:
         size = 20
-    size = min(size, 100)
+    size = min(size, cap)
     cur = max(0, _q_int(q, "currentitem", 0))
     return size, cur
 
@@ -642,7 +651,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _products(self, ret, q, fault):
         cfg = self.server.state.config
-        size, cur = _q_page(q)
+        size, cur = _q_page(q, cfg["page_cap"])
         order, desc = _q_order(q, catmod.Catalog.PRODUCT_ORDER, "name")
         since = _q_since(q)
         inv = _q_bool(q, "includeinventory")
@@ -653,7 +662,7 @@ class Handler(BaseHTTPRequestHandler):
         category = _q_int(q, "categoryid", None)
         key = ("p", size, cur, order, desc, since, inv, ser, active, category,
                _q_bool(q, "includeremoveids"), cfg["removed_key"], cfg["removed_every_page"],
-               cfg["zero_date_bug"])
+               cfg["zero_date_bug"], cfg["page_cap"])
         cat = ret.catalog
         with cat.lock:
             self._apply_drift(ret, order, desc, since, active, category)
@@ -665,7 +674,7 @@ class Handler(BaseHTTPRequestHandler):
                 hit = ret.page_cache.get(key)
                 if hit is not None:
                     ret.page_cache.move_to_end(key)
-                    return hit
+                    return _with_timestamp(hit)
             ids = cat.query_products(order, desc, since, active, category, cfg["zero_date_bug"])
             total = len(ids)
             page = ids[cur:cur + size]
@@ -690,10 +699,10 @@ class Handler(BaseHTTPRequestHandler):
                     while ret.page_cache_bytes > PAGE_CACHE_BYTES and ret.page_cache:
                         _, old = ret.page_cache.popitem(last=False)
                         ret.page_cache_bytes -= len(old)
-        return out
+        return _with_timestamp(out)
 
     def _categories(self, ret, q, fault):
-        size, cur = _q_page(q)
+        size, cur = _q_page(q, self.server.state.config["page_cap"])
         order, desc = _q_order(q, catmod.Catalog.CATEGORY_ORDER, "name")
         hier = _q_bool(q, "hierachicaldata")  # sic: the documented spelling
         since = None if hier else _q_since(q)
@@ -703,7 +712,9 @@ class Handler(BaseHTTPRequestHandler):
             if hier:
                 rows = cat.category_tree(order, desc)
             else:
-                rows = [dict(cat.categories[c]) for c in cat.query_categories(order, desc, since)]
+                # A flat list has no hasChild (real captures); the tree keeps it.
+                rows = [{k: v for k, v in cat.categories[c].items() if k != "hasChild"}
+                        for c in cat.query_categories(order, desc, since)]
             total = len(rows)
             page = rows[cur:cur + size]
             kind = fault["kind"] if fault else None
@@ -722,7 +733,7 @@ class Handler(BaseHTTPRequestHandler):
                     d["categoryName"] = 12345
                 data[idx] = _json(d)
             removed = self._removed_part(ret, q, since, cur, True)
-        ts = catmod.fmt_ticks(catmod.now_ticks())
+        ts = catmod.fmt_ts(catmod.now_ticks())
         return b"".join((b'{"total":', str(total).encode(), b',"pageSize":', str(size).encode(),
                          b',"data":[', b",".join(data), b"]", removed,
                          b',"timestamp":"', ts.encode(), b'"}'))
@@ -869,6 +880,9 @@ class Handler(BaseHTTPRequestHandler):
             if k in ("latency_ms", "token_ttl"):
                 if not isinstance(v, (int, float)) or v < 0:
                     raise ApiError(400, "BadRequest", "config: %s must be a number >= 0" % k)
+            elif k == "page_cap":
+                if not isinstance(v, int) or not 1 <= v <= 100:
+                    raise ApiError(400, "BadRequest", "config: page_cap must be an int 1..100")
             elif k == "budget":
                 if not isinstance(v, int) or v < 0:
                     raise ApiError(400, "BadRequest", "config: budget must be an int >= 0")
@@ -981,6 +995,9 @@ def parse_args(argv=None):
     p.add_argument("--demo", action="store_true", help="demo preset (~3000 products)")
     p.add_argument("--latency-ms", type=float, default=0)
     p.add_argument("--budget", type=int, default=5000)
+    p.add_argument("--page-cap", type=int, default=100,
+                   help="largest pageSize served (the answer echoes it); below what a client "
+                        "asks for, it serves fewer rows than asked (config key page_cap)")
     p.add_argument("--token-ttl", type=float, default=86400)
     p.add_argument("--https", action="store_true")
     p.add_argument("--cert-dir", default=None)

@@ -24,7 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from kvsim import catalog as catmod  # noqa: E402
 from kvsim.client import Sim  # noqa: E402
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?$")
+# Real REST dates: exactly 7 fraction digits, trailing zeros kept (api notes, section 14).
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}$")
+TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}\+07:00$")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +64,14 @@ def fetch_all(s, path="/products", params=None, retailer=None, page=100):
         cur += page
 
 
+def modified_of(p):
+    """modifiedDate, or None when absent or KiotViet's zero date (never modified)."""
+    m = p.get("modifiedDate")
+    return None if m in (None, catmod.ZERO_DATE) else m
+
+
 def effective(p):
-    return catmod.parse_datetime(p.get("modifiedDate") or p["createdDate"])
+    return catmod.parse_datetime(modified_of(p) or p["createdDate"])
 
 
 def server_now(s):
@@ -139,7 +147,7 @@ def test_token_ttl_expires(s):
 def test_paging_and_caps(s):
     truth = s.catalog()
     ids = sorted(p["id"] for p in truth["products"])
-    assert len(ids) == 300 and ids[0] >= 30000000
+    assert len(ids) == 300 and ids[0] >= catmod.PRODUCT_BASE_ID > 2 ** 31
     b = s.api_json("/products")
     assert (b["total"], b["pageSize"], len(b["data"])) == (300, 20, 20)
     assert "removedIds" not in b
@@ -173,7 +181,7 @@ def test_order_by(s):
     assert names == sorted(names)
     rows, _ = fetch_all(s, params={"orderBy": "modifiedDate"})
     # never-modified rows first (SQL NULL order), then by modifiedDate
-    keys = [(("modifiedDate" in r), catmod.parse_datetime(r.get("modifiedDate", "1970-01-01")))
+    keys = [(modified_of(r) is not None, catmod.parse_datetime(modified_of(r) or "1970-01-01"))
             for r in rows]
     assert keys == sorted(keys)
     assert not keys[0][0]
@@ -183,7 +191,7 @@ def test_last_modified_from_inclusive(s):
     prods = s.catalog()["products"]
     prods.sort(key=effective)
     pivot = prods[len(prods) // 2]
-    pstr = pivot.get("modifiedDate") or pivot["createdDate"]
+    pstr = modified_of(pivot) or pivot["createdDate"]
     want = {p["id"] for p in prods if effective(p) >= effective(pivot)}
     rows, _ = fetch_all(s, params={"lastModifiedFrom": pstr, "orderBy": "id"})
     got = {r["id"] for r in rows}
@@ -264,7 +272,10 @@ def test_null_fields_omitted_and_shapes(s):
         assert len(r["images"]) <= 3
         assert [i["branchId"] for i in r["inventories"]] == [61201, 61202]
         for inv in r["inventories"]:
-            assert inv["maxQuantity"] == 999999999 and "minQuantity" in inv
+            assert inv["maxQuantity"] in (999999999, 0) and "minQuantity" in inv
+            # real inventories: actualReserved and onOrder, no product code or name
+            assert "actualReserved" in inv and "onOrder" in inv
+            assert "productCode" not in inv and "productName" not in inv
         if r["isLotSerialControl"]:
             assert 1 <= len(r["productSerials"]) <= 3
             for sn in r["productSerials"]:
@@ -276,6 +287,16 @@ def test_null_fields_omitted_and_shapes(s):
             assert r["hasVariants"] is True
     assert any(r["isLotSerialControl"] for r in rows)
     assert any("masterProductId" in r for r in rows)
+    # empty keys omitted; masterUnitId 0 (no master unit) and the zero date present
+    for k in ("attributes", "unit", "barCode", "weight"):
+        assert any(k not in r for r in rows), k
+    assert all("units" not in r and "orderTemplate" not in r for r in rows)
+    assert any(r.get("masterUnitId") == 0 for r in rows)
+    assert any(r.get("modifiedDate") == catmod.ZERO_DATE for r in rows)
+    # decimals at .NET's scale
+    assert re.search(rb'"basePrice":\d+\.\d{4}[,}]', blob)
+    assert re.search(rb'"cost":\d+\.\d{10}[,}]', blob)
+    assert TS_RE.match(json.loads(raw[0])["timestamp"])
     plain = s.api_json("/products", {"pageSize": 100})["data"]
     assert all("inventories" not in r and "productSerials" not in r for r in plain)
     cats = s.catalog()["categories"]
@@ -286,17 +307,19 @@ def test_null_fields_omitted_and_shapes(s):
 
 def test_dates_offset_less_varied_fraction(s):
     prods = s.catalog()["products"]
-    lens = set()
+    tails = set()
     for p in prods:
         for k in ("createdDate", "modifiedDate"):
-            if k in p:
+            if k in p and p[k] != catmod.ZERO_DATE:
                 assert DATE_RE.match(p[k]), p[k]
                 frac = p[k].partition(".")[2]
-                assert not frac.endswith("0")
-                lens.add(len(frac))
-    assert len(lens) >= 6, lens
+                tails.add(len(frac.rstrip("0")))
+    assert len(tails) >= 6, tails  # trailing zeros of every length, kept
+    # bursts: rows sharing one modifiedDate
+    mods = [modified_of(p) for p in prods if modified_of(p)]
+    assert len(set(mods)) < len(mods)
     ts = server_now(s)
-    assert DATE_RE.match(ts)
+    assert TS_RE.match(ts)
 
 
 def test_hierarchical_spelling(s):
@@ -311,7 +334,9 @@ def test_hierarchical_spelling(s):
     assert s.api_json("/categories", dict(far, hierachicalData="true"))["total"] == 5
     assert s.api_json("/categories", far)["total"] == 0
     one = b2["data"][0]
-    assert s.api_json("/categories/%d" % one["categoryId"]) == one
+    assert all("hasChild" not in c for c in b2["data"])  # a flat list has none (real captures)
+    detail = s.api_json("/categories/%d" % one["categoryId"])
+    assert {k: v for k, v in detail.items() if k != "hasChild"} == one
     assert s.api_get("/categories/1")[0] == 404
 
 
@@ -391,7 +416,7 @@ def test_zero_date_bug(s):
     assert s.api_json("/products", q)["total"] == 0
     s.config(zero_date_bug=True)
     rows = s.api_json("/products", q)["data"]
-    assert pid in {r["id"] for r in rows} and all("modifiedDate" not in r for r in rows)
+    assert pid in {r["id"] for r in rows} and all(modified_of(r) is None for r in rows)
 
 
 def test_multi_retailer_and_stats(s):
@@ -537,11 +562,11 @@ def test_catalog_deterministic_and_varied():
     assert a == b and a != c
     P = a["products"]
     ids = [p["id"] for p in P]
-    assert ids == sorted(ids) and len(set(ids)) == 3000 and ids[0] >= 30000000
+    assert ids == sorted(ids) and len(set(ids)) == 3000 and ids[0] >= catmod.PRODUCT_BASE_ID
     assert len({p["code"] for p in P}) == 3000
-    names = [x["attributeName"] for p in P for x in p["attributes"]]
-    values = [x["attributeValue"] for p in P for x in p["attributes"]]
-    assert sum(1 for p in P if p["attributes"]) > 0.8 * len(P)
+    names = [x["attributeName"] for p in P for x in p.get("attributes", [])]
+    values = [x["attributeValue"] for p in P for x in p.get("attributes", [])]
+    assert sum(1 for p in P if p.get("attributes")) > 0.8 * len(P)
     assert any(unicodedata.normalize("NFC", n) != n for n in names)  # NFD spellings
     assert any(n != n.strip() or "  " in n for n in names)
     assert any(n.islower() for n in names) and "Stone size" in set(names)
@@ -557,17 +582,17 @@ def test_catalog_deterministic_and_varied():
         assert master["hasVariants"] and "masterProductId" not in master
     lot = [p for p in P if p["isLotSerialControl"]]
     assert 0.05 * len(P) < len(lot) < 0.15 * len(P)
-    no_mod = sum(1 for p in P if "modifiedDate" not in p)
+    no_mod = sum(1 for p in P if modified_of(p) is None)
     assert 0.02 * len(P) < no_mod < 0.1 * len(P)
     assert any("tradeMarkId" in p for p in P)
 
 
 def test_parse_and_format_dates():
     t = catmod.parse_datetime("2025-06-17T14:34:09.013")
-    assert catmod.fmt_ticks(t) == "2025-06-17T14:34:09.013"
+    assert catmod.fmt_ticks(t) == "2025-06-17T14:34:09.0130000"
     assert catmod.parse_datetime("2025-06-17T07:34:09.013Z") == t
     assert catmod.parse_datetime("2025-06-17T14:34:09.013 07:00") == t  # '+' decoded as ' '
-    assert catmod.fmt_ticks(catmod.parse_datetime("2025-6-7")) == "2025-06-07T00:00:00"
+    assert catmod.fmt_ticks(catmod.parse_datetime("2025-6-7")) == "2025-06-07T00:00:00.0000000"
     assert catmod.fmt_ticks(t + 1) == "2025-06-17T14:34:09.0130001"
     for bad in ("2025-02-30", "yesterday", "2025-06-17T25:00:00"):
         with pytest.raises(ValueError):

@@ -90,7 +90,7 @@ def is_asan(binary):
 
 def catalogue_matches(db, sim):
     """The shop's synced products equal the catalogue (deleted ones marked deleted)."""
-    cat = {p["id"]: p for p in sim.catalog(RETAILER)["products"] if "masterUnitId" not in p}
+    cat = {p["id"]: p for p in sim.catalog(RETAILER)["products"] if not p.get("masterUnitId")}
     rows = db.sql("SELECT kiotviet_id, name, sku, kiotviet_status FROM public.products"
                   " WHERE kiotviet_id IS NOT NULL")
     got = {r[0]: r for r in rows}

@@ -289,6 +289,23 @@ static void test_tz_is_odd(void **state)
     assert_int_not_equal(tm.tm_gmtoff, KVTIME_VN_OFFSET_S);
 }
 
+/* KiotViet's zero date (year 1, .NET DateTime.MinValue) is "no date"; year 2 is a date. */
+static void test_zero_date(void **state)
+{
+    (void)state;
+    int64_t us;
+    assert_int_equal(kvtime_parse("0001-01-01T00:00:00", &us), 0);
+    assert_true(kvtime_is_zero_date(us));
+    assert_int_equal(kvtime_parse("0001-12-31T23:59:59.9999999", &us), 0);
+    assert_true(kvtime_is_zero_date(us));
+    assert_int_equal(kvtime_parse("0002-01-01T00:00:00", &us), 0);
+    assert_false(kvtime_is_zero_date(us));
+    assert_int_equal(kvtime_parse("2023-10-31T14:46:20.1000000", &us), 0);
+    assert_false(kvtime_is_zero_date(us));
+    assert_int_equal(kvtime_parse("2025-03-23T16:20:57.6524797+07:00", &us), 0);
+    assert_false(kvtime_is_zero_date(us));
+}
+
 int main(void)
 {
     /* UTC-5:17 with DST: any use of the process zone would shift the results above. */
@@ -301,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_format_table),
         cmocka_unit_test(test_roundtrip_and_gmtime_oracle),
         cmocka_unit_test(test_format_extremes),
+        cmocka_unit_test(test_zero_date),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
