@@ -224,6 +224,9 @@ static void finish_submit(sync_run *r)
     kvs_buf counts, details;
     kvs_buf_init(&counts);
     kvs_buf_init(&details);
+    /* Whichever path set it (a database message cut mid-character too): PostgreSQL refuses
+     * invalid UTF-8, and the end of the run would go unrecorded. */
+    kvs_utf8_clean(r->res.message);
     counts_json(r, &counts);
     REQUIRE(kvs_buf_printf(&details, "{\"sync_type\":\"%s\",\"failures_total\":%d,",
                            r->full ? "full" : "incremental",
