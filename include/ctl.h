@@ -12,7 +12,10 @@
  * installed file when it exists; DATABASE_URL, else its url, else the service's credential
  * file database-url, as the service gets it through LoadCredential=.
  * Global options may come before the subcommand (`kiotviet-syncd -c FILE status`); main.c
- * moves them after it. */
+ * moves them after it.
+ * ctl owns its blocking connection (one per command, closed before it returns) and the
+ * report's wording; it holds no SQL: its statements are store.h's ST_CTL_*, built for the
+ * configured schema by store_sql_build, their columns store.h's STORE_IC_* / STORE_LC_*. */
 #ifndef KVS_CTL_H
 #define KVS_CTL_H
 

@@ -24,7 +24,9 @@
  *   --wait claimed again every second until that lease ends or its holder's session is gone.
  *
  * Config, discovered schema and mapping form a "generation": runs keep the generation they
- * started with, and a reload swaps in a new one only when it was built completely. */
+ * started with, and a reload swaps in a new one only when it was built completely.
+ * The scheduler holds no SQL: its statements are store.h's (ST_LIST_NOW, ST_CLAIM_DUE,
+ * ST_LISTEN, ...). */
 #ifndef KVS_SCHEDULER_H
 #define KVS_SCHEDULER_H
 

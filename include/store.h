@@ -1,14 +1,19 @@
-/* store: the SQL of the shop's tables and of the integration's bookkeeping, and the discovery
- * of the shop's tables.
+/* store: every SQL statement the daemon and its CLI send, and the discovery of the shop's
+ * tables. One room per subject: store.c (discovery, the catalogue's page upserts, removals,
+ * reconciliation, relinks), store_lease.c (integrations, claims, leases, tokens, run-now
+ * requests, integ_row), store_status.c (sync_logs, the status and sync subcommands' reports),
+ * store_sql.c (the statement table and the one schema substitution; identifiers are quoted by
+ * db_quote_ident). Callers hold no SQL text; they pick a statement and send it through db.c
+ * (the daemon) or blocking libpq (ctl.c, explain.c). All values are parameters.
  *
  * The shop's `products` and `categories` are not ours: at start the daemon reads their columns
  * from pg_catalog (store_discover_sql), decides which logical fields land in which column
  * (sku or code, images as text[] / jsonb / text, is_active present or not, ...), checks that
  * every NOT NULL column without a default is one it fills, and generates the page upserts once.
  * Every page write carries the run's lease check, so a run whose lease was taken over writes
- * nothing (writer.c sends them; sync.c sends the integration-level statements). Identifiers are
- * quoted; all values are parameters. Not yet all of the daemon's SQL: ctl.c, scheduler.c and
- * sync.c (the database's clock) still hold some of their own (issue 13). */
+ * nothing (writer.c sends them; sync.c sends the integration-level statements). The lease
+ * predicates (free to claim, live) are written once (src/store_int.h). Left outside: sync.c's
+ * read of the database's clock (sync.c is being split, issue 13), db.c's session set-up. */
 #ifndef KVS_STORE_H
 #define KVS_STORE_H
 
@@ -41,6 +46,8 @@ store *store_new(const char *schema, PGresult *discovery, char **warnings, kvs_e
 void store_free(store *s);
 /* A one-line account of the mapping, e.g. "products: code->sku, images->images(text[]) ...". */
 const char *store_describe(const store *s);
+/* The schema as quoted in this store's statements (borrowed from s). */
+const char *store_schema_quoted(const store *s);
 bool store_products_have_is_active(const store *s);
 /* The column stock lands in holds whole numbers (smallint, integer, bigint). */
 bool store_products_stock_integer(const store *s);
@@ -109,7 +116,24 @@ integ_row *integ_row_parse(PGresult *res, int i);
  * ST_LOG_PRUNE       $1 days -> count deleted
  * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request
  * ST_ANY_PRODUCTS    -> true when any product row has a kiotviet_id (else a full run's
- *                    reconciliation has nothing to mark: every such row is one it wrote) */
+ *                    reconciliation has nothing to mark: every such row is one it wrote)
+ * The scheduler's:
+ * ST_LIST_NOW        ST_LIST with the database's now() (epoch us) as a last column
+ * ST_CLAIM_DUE       $1 id, $2 owner, $3 lease seconds, $4 last_sync_at seen (epoch us), $5 our
+ *                    backend pid -> (claimed 0/1, last_sync_at us, ms the other's lease runs,
+ *                    enabled, now us): claims only a due, enabled, free integration
+ * ST_LISTEN          listens on STORE_NOTIFY_CHANNEL
+ * The CLI's (ctl.c; blocking, unnamed):
+ * ST_CTL_STATUS      -> one row per kiotviet* integration, columns STORE_IC_* below
+ * ST_CTL_DAEMONS     $1 application_name -> how many sessions of daemons are connected
+ * ST_CTL_FIND        $1 name -> id, is_active, sync_enabled
+ * ST_CTL_NAMES       -> the kiotviet* names, comma-separated
+ * ST_CTL_REQUEST     $1 id, $2 full (bool): the run-now request -> sync_requested_at text
+ * ST_CTL_NOTIFY      $1 payload: tells a listening daemon
+ * ST_CTL_POLL        $1 id, $2 requested at -> (request pending us, now us, STORE_LC_* of the
+ *                    newest run started since, or NULLs)
+ * ST_CTL_RLS_HIDES   $1 the integrations' relation, schema-qualified -> the role row level
+ *                    security hides its rows from, or no row */
 enum store_stmt {
     ST_LIST,
     ST_CLAIM,
@@ -126,10 +150,49 @@ enum store_stmt {
     ST_LOG_PRUNE,
     ST_REQUEST_CLEAR,
     ST_ANY_PRODUCTS,
+    ST_LIST_NOW,
+    ST_CLAIM_DUE,
+    ST_LISTEN,
+    ST_CTL_STATUS,
+    ST_CTL_DAEMONS,
+    ST_CTL_FIND,
+    ST_CTL_NAMES,
+    ST_CTL_REQUEST,
+    ST_CTL_NOTIFY,
+    ST_CTL_POLL,
+    ST_CTL_RLS_HIDES,
     ST__COUNT
 };
+/* The statement for this store's schema: built once per schema and cached process-wide until
+ * store_sql_cache_free (at exit); the pointer stays valid until then or a store of another
+ * schema asks. */
 const char *store_sql(const store *s, enum store_stmt which);
 void store_sql_cache_free(void); /* at exit */
+/* The statement for a schema quoted by db_quote_ident, without a store (the CLI): a new string,
+ * caller frees. */
+char *store_sql_build(const char *schema_q, enum store_stmt which);
+/* What the operator runs to enable integration '%s' (printed, never sent). */
+#define STORE_ENABLE_HINT                                                                       \
+    "UPDATE third_party_integrations SET is_active = true, sync_enabled = true WHERE name = '%s'"
+
+/* The channel `kiotviet-syncd sync NAME` notifies after writing a run-now request: a listening
+ * daemon re-reads the integrations at once instead of at its next poll. */
+#define STORE_NOTIFY_CHANNEL "kiotviet_sync"
+
+/* Columns of one sync_logs row in ST_CTL_STATUS and ST_CTL_POLL (LC_COUNTS: the ten counts of
+ * sync_logs, products then categories: synced, created, updated, failed, deactivated). */
+enum { STORE_LC_ID, STORE_LC_STATUS, STORE_LC_TYPE, STORE_LC_STARTED, STORE_LC_COMPLETED,
+       STORE_LC_COUNTS, STORE_LC_REQUESTS = STORE_LC_COUNTS + 10, STORE_LC_ERROR,
+       STORE_LC_DAEMON, STORE_LC__COUNT };
+/* Columns of ST_CTL_STATUS: the integration, then its running run, its last finished run
+ * (STORE_LC_* each) and the product count of its last good full read. */
+enum { STORE_IC_ID, STORE_IC_NAME, STORE_IC_DISPLAY, STORE_IC_RETAILER, STORE_IC_ACTIVE,
+       STORE_IC_ENABLED, STORE_IC_INTERVAL, STORE_IC_LAST_SYNC, STORE_IC_FAILURES,
+       STORE_IC_TOKEN_EXP, STORE_IC_HAS_TOKEN, STORE_IC_CREDS_OK, STORE_IC_LEASE_OWNER,
+       STORE_IC_LEASE_EXP, STORE_IC_LEASE_LIVE, STORE_IC_REQUESTED, STORE_IC_REQUEST_FULL,
+       STORE_IC_LAST_FULL, STORE_IC_NOW, STORE_IC_RUNNING,
+       STORE_IC_LAST = STORE_IC_RUNNING + STORE_LC__COUNT,
+       STORE_IC_ESTIMATE = STORE_IC_LAST + STORE_LC__COUNT, STORE_IC__COUNT };
 
 /* Page upserts for the discovered schema. Parameters: $1 rows json, $2 integration id,
  * $3 lease owner, $4 lease seconds. Result: one row (lease_ok, inserted, updated). */

@@ -30,99 +30,6 @@
 #define SYNC_POLL_MS 300
 #define SYNC_DEFAULT_TIMEOUT_S 900
 
-/* ---- SQL ---------------------------------------------------------------------------------- */
-
-/* One sync_logs row, aliased l; the LC_* enum below is its column order. "@" is the schema. */
-#define LOG_SELECT                                                                              \
-    "SELECT l.\"id\"::text AS log_id, l.\"status\" AS log_status, l.\"sync_type\" AS log_type,"  \
-    " (extract(epoch from l.\"started_at\") * 1000000)::bigint AS log_started,"                 \
-    " (extract(epoch from l.\"completed_at\") * 1000000)::bigint AS log_completed,"             \
-    " l.\"products_synced\", l.\"products_created\", l.\"products_updated\","                   \
-    " l.\"products_failed\", l.\"products_deactivated\", l.\"categories_synced\","              \
-    " l.\"categories_created\", l.\"categories_updated\", l.\"categories_failed\","             \
-    " l.\"categories_deactivated\", l.\"requests_made\", l.\"error_message\", l.\"daemon_id\""  \
-    " FROM @.\"sync_logs\" l"
-
-enum { LC_ID, LC_STATUS, LC_TYPE, LC_STARTED, LC_COMPLETED, LC_COUNTS, LC_REQUESTS = LC_COUNTS + 10,
-       LC_ERROR, LC_DAEMON, LC__COUNT };
-
-/* Every kiotviet* integration with its running run, its last finished run and the product
- * count of its last good full read (the denominator of a running full read's progress). */
-static const char status_sql[] =
-    "SELECT i.\"id\"::text, i.\"name\", i.\"display_name\", i.\"retailer\", i.\"is_active\","
-    " i.\"sync_enabled\", i.\"sync_interval_minutes\","
-    " (extract(epoch from i.\"last_sync_at\") * 1000000)::bigint, i.\"consecutive_failures\","
-    " CASE WHEN " STORE_TOKEN_VALID_SQL("i.") " THEN"
-    " (extract(epoch from i.\"token_expires_at\") * 1000000)::bigint END,"
-    " coalesce(i.\"access_token\", '') <> '' AND " STORE_TOKEN_VALID_SQL("i.") ","
-    " coalesce(i.\"client_id\", '') <> '' AND coalesce(i.\"client_secret\", '') <> '' AND"
-    " coalesce(i.\"retailer\", '') <> '',"
-    " i.\"sync_lease_owner\", (extract(epoch from i.\"sync_lease_expires_at\") * 1000000)::bigint,"
-    " coalesce(i.\"sync_lease_owner\" IS NOT NULL AND i.\"sync_lease_expires_at\" > now()"
-    " AND NOT " STORE_LEASE_HOLDER_GONE ", false),"
-    " (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint, i.\"sync_request_full\","
-    " (extract(epoch from i.\"last_full_sync_at\") * 1000000)::bigint,"
-    " (extract(epoch from now()) * 1000000)::bigint, r.*, f.*, e.\"products_synced\""
-    " FROM @.\"third_party_integrations\" i"
-    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
-    " l.\"status\" = 'running' ORDER BY l.\"started_at\" DESC, l.\"id\" DESC LIMIT 1) r ON true"
-    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
-    " l.\"status\" <> 'running' ORDER BY l.\"started_at\" DESC, l.\"id\" DESC LIMIT 1) f ON true"
-    " LEFT JOIN LATERAL (SELECT l.\"products_synced\" FROM @.\"sync_logs\" l"
-    " WHERE l.\"integration_id\" = i.\"id\" AND l.\"status\" IN ('success', 'partial') AND"
-    " l.\"sync_type\" IN ('full', 'reconcile') ORDER BY l.\"started_at\" DESC, l.\"id\" DESC"
-    " LIMIT 1) e ON true"
-    " WHERE i.\"name\" LIKE 'kiotviet%' ORDER BY i.\"name\"";
-
-enum { IC_ID, IC_NAME, IC_DISPLAY, IC_RETAILER, IC_ACTIVE, IC_ENABLED, IC_INTERVAL, IC_LAST_SYNC,
-       IC_FAILURES, IC_TOKEN_EXP, IC_HAS_TOKEN, IC_CREDS_OK, IC_LEASE_OWNER, IC_LEASE_EXP,
-       IC_LEASE_LIVE, IC_REQUESTED, IC_REQUEST_FULL, IC_LAST_FULL, IC_NOW, IC_RUNNING,
-       IC_LAST = IC_RUNNING + LC__COUNT, IC_ESTIMATE = IC_LAST + LC__COUNT, IC__COUNT };
-
-static const char daemons_sql[] =
-    "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = current_database() AND"
-    " application_name = '" DAEMON_APP_NAME "'";
-
-static const char find_sql[] =
-    "SELECT \"id\"::text, \"is_active\", \"sync_enabled\" FROM @.\"third_party_integrations\""
-    " WHERE \"name\" = $1";
-
-static const char names_sql[] =
-    "SELECT coalesce(string_agg(\"name\", ', ' ORDER BY \"name\"), '')"
-    " FROM @.\"third_party_integrations\" WHERE \"name\" LIKE 'kiotviet%'";
-
-/* The run-now request. A pending full request stays full. The daemon clears both columns
- * after the run that served the request (store.c ST_REQUEST_CLEAR). */
-static const char request_sql[] =
-    "UPDATE @.\"third_party_integrations\" SET \"sync_requested_at\" = now(),"
-    " \"sync_request_full\" = \"sync_request_full\" OR $2::boolean WHERE \"id\" = $1::uuid"
-    " RETURNING \"sync_requested_at\"::text";
-
-/* Nobody LISTENs yet (the scheduler polls); sent so that a listening daemon can react at once. */
-static const char notify_sql[] = "SELECT pg_catalog.pg_notify('kiotviet_sync', $1)";
-
-/* The request still pending (NULL once served), and the newest run started after it. */
-static const char poll_sql[] =
-    "SELECT (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint,"
-    " (extract(epoch from now()) * 1000000)::bigint, r.* FROM @.\"third_party_integrations\" i"
-    " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
-    " l.\"started_at\" >= $2::timestamptz ORDER BY l.\"id\" DESC LIMIT 1) r ON true"
-    " WHERE i.\"id\" = $1::uuid";
-
-/* Replaces "@" by the quoted schema. Returns a new string (caller frees). */
-static char *sql_for(const char *tmpl, const char *schema_q)
-{
-    kvs_buf b;
-    kvs_buf_init(&b);
-    for (const char *p = tmpl; *p; p++) {
-        if (*p == '@')
-            REQUIRE(kvs_buf_puts(&b, schema_q) == 0);
-        else
-            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
-    }
-    return kvs_buf_steal(&b);
-}
-
 /* ---- small helpers -------------------------------------------------------------------------- */
 
 static const char *val(PGresult *r, int row, int col) /* NULL for SQL NULL; borrowed from r */
@@ -280,7 +187,10 @@ static PGresult *ctl_query(const char *cmd, PGconn *pg, const char *sql, int n,
 
 static long daemons_connected(PGconn *pg)
 {
-    PGresult *r = PQexecParams(pg, daemons_sql, 0, NULL, NULL, NULL, NULL, 0);
+    char *sql = store_sql_build("", ST_CTL_DAEMONS);
+    const char *p[1] = {DAEMON_APP_NAME};
+    PGresult *r = PQexecParams(pg, sql, 1, NULL, p, NULL, NULL, 0);
+    free(sql);
     long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
     PQclear(r);
     return n;
@@ -302,11 +212,7 @@ static PGresult *exposed_columns(PGconn *pg, const char *schema)
  * like a missing migration. Returns the role the rows are hidden from, or NULL. */
 static char *rls_hides_rows(PGconn *pg, const char *schema_q)
 {
-    static const char sql[] =
-        "SELECT current_user::text FROM pg_catalog.pg_class c, pg_catalog.pg_roles r"
-        " WHERE c.oid = pg_catalog.to_regclass($1) AND r.rolname = current_user AND"
-        " c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR"
-        " (pg_catalog.pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity))";
+    char *sql = store_sql_build(schema_q, ST_CTL_RLS_HIDES);
     char *rel = kvs_xmalloc(strlen(schema_q) + 32);
     sprintf(rel, "%s.\"third_party_integrations\"", schema_q);
     const char *p[1] = {rel};
@@ -316,6 +222,7 @@ static char *rls_hides_rows(PGconn *pg, const char *schema_q)
                      : NULL;
     PQclear(r);
     free(rel);
+    free(sql);
     return role;
 }
 
@@ -342,20 +249,20 @@ typedef struct run_log {
 static void run_log_parse(PGresult *r, int row, int c0, run_log *l)
 {
     memset(l, 0, sizeof *l);
-    if (PQgetisnull(r, row, c0 + LC_ID)) return;
+    if (PQgetisnull(r, row, c0 + STORE_LC_ID)) return;
     l->present = true;
-    l->id = strtoll(PQgetvalue(r, row, c0 + LC_ID), NULL, 10);
-    l->status = PQgetvalue(r, row, c0 + LC_STATUS);
-    l->type = PQgetvalue(r, row, c0 + LC_TYPE);
-    l->started_us = i64(r, row, c0 + LC_STARTED);
-    l->completed_us = i64(r, row, c0 + LC_COMPLETED);
+    l->id = strtoll(PQgetvalue(r, row, c0 + STORE_LC_ID), NULL, 10);
+    l->status = PQgetvalue(r, row, c0 + STORE_LC_STATUS);
+    l->type = PQgetvalue(r, row, c0 + STORE_LC_TYPE);
+    l->started_us = i64(r, row, c0 + STORE_LC_STARTED);
+    l->completed_us = i64(r, row, c0 + STORE_LC_COMPLETED);
     for (int i = 0; i < 5; i++) {
-        l->p[i] = (int)i64(r, row, c0 + LC_COUNTS + i);
-        l->c[i] = (int)i64(r, row, c0 + LC_COUNTS + 5 + i);
+        l->p[i] = (int)i64(r, row, c0 + STORE_LC_COUNTS + i);
+        l->c[i] = (int)i64(r, row, c0 + STORE_LC_COUNTS + 5 + i);
     }
-    l->requests = (int)i64(r, row, c0 + LC_REQUESTS);
-    l->error = val(r, row, c0 + LC_ERROR);
-    l->daemon_id = val(r, row, c0 + LC_DAEMON);
+    l->requests = (int)i64(r, row, c0 + STORE_LC_REQUESTS);
+    l->error = val(r, row, c0 + STORE_LC_ERROR);
+    l->daemon_id = val(r, row, c0 + STORE_LC_DAEMON);
 }
 
 static double run_log_seconds(const run_log *l, int64_t now_us)
@@ -477,28 +384,28 @@ static void integ_status_derive(integ_status *s, const kvs_config *cfg)
 static void integ_status_parse(PGresult *r, int row, integ_status *s)
 {
     memset(s, 0, sizeof *s);
-    s->id = val(r, row, IC_ID);
-    s->name = val(r, row, IC_NAME);
-    s->display_name = val(r, row, IC_DISPLAY);
-    s->retailer = val(r, row, IC_RETAILER);
-    s->is_active = boolv(r, row, IC_ACTIVE);
-    s->sync_enabled = boolv(r, row, IC_ENABLED);
-    s->interval_min = (int)i64(r, row, IC_INTERVAL);
-    s->last_sync_us = i64(r, row, IC_LAST_SYNC);
-    s->failures = (int)i64(r, row, IC_FAILURES);
-    s->token_exp_us = i64(r, row, IC_TOKEN_EXP);
-    s->has_token = boolv(r, row, IC_HAS_TOKEN);
-    s->creds_ok = boolv(r, row, IC_CREDS_OK);
-    s->lease_owner = val(r, row, IC_LEASE_OWNER);
-    s->lease_exp_us = i64(r, row, IC_LEASE_EXP);
-    s->lease_live = boolv(r, row, IC_LEASE_LIVE);
-    s->requested_us = i64(r, row, IC_REQUESTED);
-    s->request_full = boolv(r, row, IC_REQUEST_FULL);
-    s->last_full_us = i64(r, row, IC_LAST_FULL);
-    s->now_us = i64(r, row, IC_NOW);
-    run_log_parse(r, row, IC_RUNNING, &s->running);
-    run_log_parse(r, row, IC_LAST, &s->last);
-    s->estimate = val(r, row, IC_ESTIMATE) ? (long)i64(r, row, IC_ESTIMATE) : -1;
+    s->id = val(r, row, STORE_IC_ID);
+    s->name = val(r, row, STORE_IC_NAME);
+    s->display_name = val(r, row, STORE_IC_DISPLAY);
+    s->retailer = val(r, row, STORE_IC_RETAILER);
+    s->is_active = boolv(r, row, STORE_IC_ACTIVE);
+    s->sync_enabled = boolv(r, row, STORE_IC_ENABLED);
+    s->interval_min = (int)i64(r, row, STORE_IC_INTERVAL);
+    s->last_sync_us = i64(r, row, STORE_IC_LAST_SYNC);
+    s->failures = (int)i64(r, row, STORE_IC_FAILURES);
+    s->token_exp_us = i64(r, row, STORE_IC_TOKEN_EXP);
+    s->has_token = boolv(r, row, STORE_IC_HAS_TOKEN);
+    s->creds_ok = boolv(r, row, STORE_IC_CREDS_OK);
+    s->lease_owner = val(r, row, STORE_IC_LEASE_OWNER);
+    s->lease_exp_us = i64(r, row, STORE_IC_LEASE_EXP);
+    s->lease_live = boolv(r, row, STORE_IC_LEASE_LIVE);
+    s->requested_us = i64(r, row, STORE_IC_REQUESTED);
+    s->request_full = boolv(r, row, STORE_IC_REQUEST_FULL);
+    s->last_full_us = i64(r, row, STORE_IC_LAST_FULL);
+    s->now_us = i64(r, row, STORE_IC_NOW);
+    run_log_parse(r, row, STORE_IC_RUNNING, &s->running);
+    run_log_parse(r, row, STORE_IC_LAST, &s->last);
+    s->estimate = val(r, row, STORE_IC_ESTIMATE) ? (long)i64(r, row, STORE_IC_ESTIMATE) : -1;
 }
 
 static cJSON *integ_status_json(const integ_status *s)
@@ -718,10 +625,10 @@ static int ctl_status(int argc, char **argv)
     pg = ctl_connect("status", cfg);
     if (!pg) goto cleanup;
     schema_q = db_quote_ident(cfg->db_schema);
-    sql = sql_for(status_sql, schema_q);
+    sql = store_sql_build(schema_q, ST_CTL_STATUS);
     res = ctl_query("status", pg, sql, 0, NULL);
     if (!res) goto cleanup;
-    REQUIRE(PQnfields(res) == IC__COUNT);
+    REQUIRE(PQnfields(res) == STORE_IC__COUNT);
     long daemons = daemons_connected(pg);
     exposed = exposed_columns(pg, cfg->db_schema);
     enum db_path via = db_path_probe_blocking(pg, cfg->db_url);
@@ -827,7 +734,7 @@ static void sleep_ms(unsigned ms)
 /* Explains why NAME cannot be synced; returns the exit code. */
 static int sync_unknown(PGconn *pg, const char *schema_q, const char *name)
 {
-    char *sql = sql_for(names_sql, schema_q);
+    char *sql = store_sql_build(schema_q, ST_CTL_NAMES);
     PGresult *r = ctl_query("sync", pg, sql, 0, NULL);
     free(sql);
     const char *names = r && PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
@@ -911,7 +818,7 @@ static int ctl_sync(int argc, char **argv)
     schema_q = db_quote_ident(cfg->db_schema);
 
     /* 1. Which integration; the daemon only runs enabled KiotViet rows. */
-    char *sql = sql_for(find_sql, schema_q);
+    char *sql = store_sql_build(schema_q, ST_CTL_FIND);
     const char *p1[1] = {name};
     res = ctl_query("sync", pg, sql, 1, p1);
     free(sql);
@@ -924,8 +831,7 @@ static int ctl_sync(int argc, char **argv)
     if (!boolv(res, 0, 1) || !boolv(res, 0, 2)) {
         fprintf(stderr,
                 "kiotviet-syncd sync: %s is not enabled (%s): no daemon runs it, and neither "
-                "does --once. Enable it first: UPDATE third_party_integrations SET is_active = "
-                "true, sync_enabled = true WHERE name = '%s'; then run this command again\n",
+                "does --once. Enable it first: " STORE_ENABLE_HINT "; then run this command again\n",
                 name, !boolv(res, 0, 1) ? "is_active = false" : "sync_enabled = false", name);
         goto cleanup;
     }
@@ -933,7 +839,7 @@ static int ctl_sync(int argc, char **argv)
     res = NULL;
 
     /* 2. The request, and a NOTIFY for daemons that listen. */
-    sql = sql_for(request_sql, schema_q);
+    sql = store_sql_build(schema_q, ST_CTL_REQUEST);
     const char *p2[2] = {id, full ? "true" : "false"};
     res = ctl_query("sync", pg, sql, 2, p2);
     free(sql);
@@ -941,7 +847,9 @@ static int ctl_sync(int argc, char **argv)
     req_at = kvs_strdup(PQgetvalue(res, 0, 0));
     PQclear(res);
     res = NULL;
-    PQclear(ctl_query("sync", pg, notify_sql, 1, p1));
+    sql = store_sql_build(schema_q, ST_CTL_NOTIFY);
+    PQclear(ctl_query("sync", pg, sql, 1, p1));
+    free(sql);
     long daemons = daemons_connected(pg);
     fprintf(stderr, "%s: %s sync requested; waiting up to %.0f s for a daemon to run it\n", name,
             full ? "full" : "incremental", timeout_s);
@@ -954,7 +862,7 @@ static int ctl_sync(int argc, char **argv)
 
     /* 3. Wait until the request is served (the daemon clears it after the run that served it)
      *    and report the newest run started after it. */
-    sql_poll = sql_for(poll_sql, schema_q);
+    sql_poll = store_sql_build(schema_q, ST_CTL_POLL);
     const char *p3[2] = {id, req_at};
     uint64_t t0 = kvs_now_mono_ms(), deadline = t0 + (uint64_t)(timeout_s * 1000);
     long long seen_run = 0;

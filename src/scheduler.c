@@ -26,53 +26,6 @@
  * attempts, and retrying cannot fix a password anyway. A reload tries again at once. */
 #define AUTH_WAIT_BASE_MS (2u * 60u * 1000u)
 #define AUTH_WAIT_CAP_MS (60u * 60u * 1000u)
-/* `kiotviet-syncd sync NAME` sends this after writing a run-now request: a listening daemon
- * re-reads the integrations at once instead of at its next poll. */
-#define NOTIFY_CHANNEL "kiotviet_sync"
-
-/* The scheduler's claim: takes the lease only if the integration is still enabled, free (or
- * ours, or expired) AND nobody synced it since the last_sync_at we saw ($4, epoch us), unless
- * a run-now request is newer than its last sync. Without the last condition a daemon holding
- * a stale view (another daemon ran it a moment ago and released the lease) would run it again.
- * The outer SELECT sees the row as it was before the UPDATE: when the claim fails it says why
- * (someone synced it since: the newer last_sync_at, and the database's now() to tell how long
- * ago that was; leased: how long the lease still runs).
- * A lease whose holder's database session is gone (STORE_LEASE_HOLDER_GONE) is free: its
- * daemon died. The lease records our control connection's backend pid ($5, when the server
- * agrees it is one of its backends) until the run's first renewal records its own.
- * The run's own claim (ST_CLAIM) then succeeds because the lease is already ours.
- * The row is locked FOR UPDATE first: that waits for the writes of a run whose lease this may
- * take over (they hold it FOR KEY SHARE, see store.c put_lease_cte).
- * "@" stands for the quoted schema. */
-static const char claim_due_template[] =
-    "WITH lk AS (SELECT 1 FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid FOR UPDATE),"
-    " c AS (UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
-    " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int),"
-    " \"sync_lease_backend_pid\" = CASE WHEN pg_catalog.pg_backend_pid() = $5::int THEN $5::int END"
-    " WHERE EXISTS (SELECT 1 FROM lk) AND \"id\" = $1::uuid AND \"is_active\" AND \"sync_enabled\""
-    " AND (\"sync_lease_owner\" IS NULL OR \"sync_lease_expires_at\" IS NULL"
-    "      OR \"sync_lease_expires_at\" <= now() OR \"sync_lease_owner\" = $2"
-    "      OR " STORE_LEASE_HOLDER_GONE ")"
-    " AND (coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0) <= $4::bigint"
-    "      OR (\"sync_requested_at\" IS NOT NULL AND (\"last_sync_at\" IS NULL"
-    "          OR \"last_sync_at\" < \"sync_requested_at\")))"
-    " RETURNING 1)"
-    " SELECT (SELECT count(*) FROM c)::int,"
-    " coalesce((extract(epoch from \"last_sync_at\") * 1000000)::bigint, 0),"
-    " CASE WHEN \"sync_lease_owner\" IS DISTINCT FROM $2 AND \"sync_lease_expires_at\" > now()"
-    "      AND NOT " STORE_LEASE_HOLDER_GONE
-    "      THEN ceil(extract(epoch from \"sync_lease_expires_at\" - now()) * 1000)::bigint"
-    "      ELSE 0 END,"
-    " coalesce(\"is_active\" AND \"sync_enabled\", false),"
-    " (extract(epoch from now()) * 1000000)::bigint"
-    " FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid";
-
-/* The integration list (store's ST_LIST, "%s") with the database's now() as its last column:
- * how long ago each last_sync_at was is measured on the database's clock, the one that wrote
- * it, never against this host's wall clock (which an administrator or NTP may jump). */
-static const char list_template[] =
-    "SELECT l.*, (extract(epoch from now()) * 1000000)::bigint FROM (%s) l ORDER BY 2";
-
 /* integ.armed_due_ms for timers not set from a last sync (no computed due time equals them). */
 #define DUE_REQUEST INT64_MIN        /* run-now request: at once */
 #define DUE_NEVER (INT64_MIN + 1)    /* never synced: after its jitter */
@@ -83,8 +36,6 @@ typedef struct gen {
     kvs_config *cfg;  /* owned */
     store *store;     /* owned */
     map_opts mopts;   /* owned */
-    char *claim_sql;  /* owned: claim_due_template for this schema */
-    char *list_sql;   /* owned: list_template around this store's ST_LIST */
     int refs;         /* runs using it, plus one while it is current */
 } gen;
 
@@ -185,25 +136,9 @@ static void gen_unref(gen *g)
     map_opts_free(&g->mopts);
     store_free(g->store);
     config_free(g->cfg);
-    free(g->claim_sql);
-    free(g->list_sql);
     free(g);
 }
 
-static char *claim_sql_build(const char *schema)
-{
-    char *q = db_quote_ident(schema);
-    kvs_buf b;
-    kvs_buf_init(&b);
-    for (const char *p = claim_due_template; *p; p++) {
-        if (*p == '@')
-            REQUIRE(kvs_buf_puts(&b, q) == 0);
-        else
-            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
-    }
-    free(q);
-    return kvs_buf_steal(&b);
-}
 
 /* ---- status -------------------------------------------------------------------------------- */
 
@@ -605,7 +540,7 @@ static void integ_start(integ *it)
     snprintf(pid, sizeof pid, "%d", db_conn_backend_pid(s->ctl));
     const char *p[5] = {it->id, s->daemon_id, secs, last, pid};
     it->claiming = true;
-    db_exec(s->ctl, s->cur->claim_sql, 5, p, claim_cb, it);
+    db_exec(s->ctl, store_sql(s->cur->store, ST_CLAIM_DUE), 5, p, claim_cb, it);
 }
 
 static bool integ_busy(const integ *it) { return it->run || it->claiming; }
@@ -691,7 +626,7 @@ static void integ_arm(integ *it)
 static void on_notify(const char *channel, const char *payload, void *arg)
 {
     sched *s = arg;
-    if (strcmp(channel, NOTIFY_CHANNEL) != 0 || s->stopping) return;
+    if (strcmp(channel, STORE_NOTIFY_CHANNEL) != 0 || s->stopping) return;
     log_debug("NOTIFY %s '%s': re-reading the integrations", channel, payload);
     ctl_list(s);
 }
@@ -705,7 +640,7 @@ static void listen_cb(db_result *res, void *arg)
         db_conn_get_stats(s->ctl, &st);
         s->listen_connects = st.connects;
     } else if (res->status != DB_OK && res->status != DB_E_CANCELLED) {
-        log_warn("LISTEN %s failed (run-now requests wait for the next poll): %s", NOTIFY_CHANNEL,
+        log_warn("LISTEN %s failed (run-now requests wait for the next poll): %s", STORE_NOTIFY_CHANNEL,
                  res->message ? res->message : "?");
     }
 }
@@ -722,7 +657,7 @@ static void ctl_listen_check(sched *s)
     db_conn_get_stats(s->ctl, &st);
     if (st.connects == s->listen_connects) return;
     s->listen_inflight = true;
-    db_exec(s->ctl, "LISTEN " NOTIFY_CHANNEL, 0, NULL, listen_cb, s);
+    db_exec(s->ctl, store_sql(s->cur->store, ST_LISTEN), 0, NULL, listen_cb, s);
 }
 
 /* A reload is over once the integrations were re-read after it: READY=1 then. */
@@ -864,7 +799,7 @@ static void ctl_list(sched *s)
     }
     s->listing = true;
     s->list_sent_ms = kvs_now_mono_ms();
-    db_exec(s->ctl, s->cur->list_sql, 0, NULL, list_cb, s);
+    db_exec(s->ctl, store_sql(s->cur->store, ST_LIST_NOW), 0, NULL, list_cb, s);
 }
 
 static void prune_cb(db_result *res, void *arg)
@@ -979,11 +914,6 @@ static int gen_build(kvs_config *cfg, PGresult *pr, gen **out)
     log_info("mapping %s", store_describe(st));
     g->cfg = cfg;
     g->store = st;
-    g->claim_sql = claim_sql_build(cfg->db_schema);
-    kvs_buf b;
-    kvs_buf_init(&b);
-    REQUIRE(kvs_buf_printf(&b, list_template, store_sql(st, ST_LIST)) == 0);
-    g->list_sql = kvs_buf_steal(&b);
     g->refs = 1;
     *out = g;
     return 0;

@@ -1,5 +1,6 @@
-/* store: the SQL of the daemon, and the discovery of the shop's tables (see store.h). */
-#include "store.h"
+/* store: the discovery of the shop's tables and the catalogue's SQL, generated for them: page
+ * upserts, removals, reconciliation, relinks (see store.h). */
+#include "store_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -132,25 +133,12 @@ struct store {
 
 /* ---- identifiers ---------------------------------------------------------------------- */
 
-static char *quote_ident(const char *s)
-{
-    kvs_buf b;
-    kvs_buf_init(&b);
-    REQUIRE(kvs_buf_puts(&b, "\"") == 0);
-    for (; *s; s++) {
-        if (*s == '"') REQUIRE(kvs_buf_puts(&b, "\"") == 0);
-        REQUIRE(kvs_buf_append(&b, s, 1) == 0);
-    }
-    REQUIRE(kvs_buf_puts(&b, "\"") == 0);
-    return kvs_buf_steal(&b);
-}
-
 /* Appends formatted text; allocation failure is fatal here (SQL generation at start). */
 #define P(b, ...) REQUIRE(kvs_buf_printf((b), __VA_ARGS__) == 0)
 
 static void put_ident(kvs_buf *b, const char *name)
 {
-    char *q = quote_ident(name);
+    char *q = db_quote_ident(name);
     P(b, "%s", q);
     free(q);
 }
@@ -565,7 +553,7 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
     kvs_buf_init(&warn);
     kvs_buf_init(&s->describe);
     *warnings = NULL;
-    s->schema_q = quote_ident(schema);
+    s->schema_q = db_quote_ident(schema);
 
     for (int i = 0; i < PQntuples(res); i++) {
         table *t = table_of(s, PQgetvalue(res, i, 0));
@@ -730,6 +718,7 @@ fail:
     return NULL;
 }
 
+const char *store_schema_quoted(const store *s) { return s->schema_q; }
 const char *store_describe(const store *s) { return s->describe.data ? s->describe.data : ""; }
 bool store_products_have_is_active(const store *s) { return s->products_is_active; }
 bool store_products_stock_integer(const store *s) { return s->stock_integer; }
@@ -743,208 +732,5 @@ const char *store_products_reconcile_sql(const store *s) { return s->products_re
 const char *store_categories_relink_sql(const store *s) { return s->categories_relink; }
 const char *store_products_relink_sql(const store *s) { return s->products_relink; }
 
-/* ---- integration-level statements ------------------------------------------------------ */
-
-#define INTEG_COLS                                                                              \
-    "\"id\"::text, \"name\", \"api_url\", \"token_url\", \"client_id\", \"client_secret\","     \
-    " \"retailer\", CASE WHEN " STORE_TOKEN_VALID_SQL("") " THEN \"access_token\" END,"           \
-    " CASE WHEN " STORE_TOKEN_VALID_SQL("") " THEN"                                          \
-    " (extract(epoch from \"token_expires_at\") * 1000000)::bigint END, \"is_active\","          \
-    " \"sync_enabled\", (extract(epoch from \"last_sync_at\") * 1000000)::bigint,"              \
-    " \"sync_interval_minutes\", \"sync_lease_owner\","                                         \
-    " coalesce(\"sync_lease_owner\" IS NOT NULL AND \"sync_lease_expires_at\" > now()"        \
-    " AND NOT " STORE_LEASE_HOLDER_GONE ", false),"                                            \
-    " (extract(epoch from \"products_cursor\") * 1000000)::bigint,"                             \
-    " (extract(epoch from \"categories_cursor\") * 1000000)::bigint,"                           \
-    " (extract(epoch from \"last_full_sync_at\") * 1000000)::bigint, \"consecutive_failures\","  \
-    " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint, \"sync_request_full\","    \
-    " " STORE_CREDS_HASH_SQL("")
-
-/* "@" stands for the quoted schema. */
-static const char *const stmt_templates[ST__COUNT] = {
-    [ST_LIST] = "SELECT " INTEG_COLS " FROM @.\"third_party_integrations\""
-                " WHERE \"name\" LIKE 'kiotviet%' ORDER BY \"name\"",
-    [ST_CLAIM] = "WITH lk AS (SELECT 1 FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid"
-                 " FOR UPDATE) UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = $2,"
-                 " \"sync_lease_expires_at\" = now() + make_interval(secs => $3::int),"
-                 " \"sync_lease_backend_pid\" = CASE WHEN \"sync_lease_owner\" = $2 THEN"
-                 " \"sync_lease_backend_pid\" END"
-                 " WHERE EXISTS (SELECT 1 FROM lk) AND \"id\" = $1::uuid AND (\"sync_lease_owner\" IS NULL OR"
-                 " \"sync_lease_expires_at\" IS NULL OR \"sync_lease_expires_at\" <= now() OR"
-                 " \"sync_lease_owner\" = $2 OR " STORE_LEASE_HOLDER_GONE ") RETURNING " INTEG_COLS,
-    [ST_RENEW] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_expires_at\" = now() +"
-                 " make_interval(secs => $3::int), \"sync_lease_backend_pid\" = CASE WHEN"
-                 " pg_catalog.pg_backend_pid() = $4::int THEN $4::int END"
-                 " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2 RETURNING 1",
-    [ST_LEASE_HOLDER] =
-        "SELECT \"sync_lease_owner\", to_char(\"sync_lease_expires_at\" AT TIME ZONE 'UTC',"
-        " 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), greatest(ceil(extract(epoch from"
-        " \"sync_lease_expires_at\" - now()) * 1000), 0)::bigint, " STORE_LEASE_HOLDER_GONE
-        " FROM @.\"third_party_integrations\" WHERE \"id\" = $1::uuid",
-    [ST_RELEASE] = "UPDATE @.\"third_party_integrations\" SET \"sync_lease_owner\" = NULL,"
-                   " \"sync_lease_expires_at\" = NULL, \"sync_lease_backend_pid\" = NULL"
-                   " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
-    [ST_LOG_START] = "INSERT INTO @.\"sync_logs\" (\"integration_id\", \"sync_type\", \"status\","
-                     " \"daemon_id\") VALUES ($1::uuid, $2, 'running', $3) RETURNING \"id\"::text",
-    [ST_LOG_PROGRESS] =
-        "UPDATE @.\"sync_logs\" l SET \"products_synced\" = j.products_synced,"
-        " \"products_created\" = j.products_created, \"products_updated\" = j.products_updated,"
-        " \"products_failed\" = j.products_failed, \"products_deactivated\" ="
-        " j.products_deactivated, \"categories_synced\" = j.categories_synced,"
-        " \"categories_created\" = j.categories_created, \"categories_updated\" ="
-        " j.categories_updated, \"categories_failed\" = j.categories_failed,"
-        " \"categories_deactivated\" = j.categories_deactivated, \"requests_made\" ="
-        " j.requests_made FROM pg_catalog.jsonb_to_record($2::jsonb) AS j(products_synced int,"
-        " products_created int, products_updated int, products_failed int, products_deactivated"
-        " int, categories_synced int, categories_created int, categories_updated int,"
-        " categories_failed int, categories_deactivated int, requests_made int)"
-        " WHERE l.\"id\" = $1::bigint",
-    [ST_LOG_FINISH] =
-        "UPDATE @.\"sync_logs\" l SET \"status\" = $2, \"products_synced\" = j.products_synced,"
-        " \"products_created\" = j.products_created, \"products_updated\" = j.products_updated,"
-        " \"products_failed\" = j.products_failed, \"products_deactivated\" ="
-        " j.products_deactivated, \"categories_synced\" = j.categories_synced,"
-        " \"categories_created\" = j.categories_created, \"categories_updated\" ="
-        " j.categories_updated, \"categories_failed\" = j.categories_failed,"
-        " \"categories_deactivated\" = j.categories_deactivated, \"requests_made\" ="
-        " j.requests_made, \"error_message\" = $4, \"error_details\" = $5::jsonb,"
-        " \"completed_at\" = now() FROM pg_catalog.jsonb_to_record($3::jsonb) AS"
-        " j(products_synced int, products_created int, products_updated int, products_failed int,"
-        " products_deactivated int, categories_synced int, categories_created int,"
-        " categories_updated int, categories_failed int, categories_deactivated int,"
-        " requests_made int) WHERE l.\"id\" = $1::bigint",
-    [ST_LOG_ABANDONED] =
-        "WITH up AS (UPDATE @.\"sync_logs\" l SET \"status\" = 'failed', \"completed_at\" = now(),"
-        " \"error_message\" = 'abandoned: the daemon running it stopped before it finished'"
-        " FROM @.\"third_party_integrations\" i WHERE l.\"integration_id\" = i.\"id\" AND"
-        " l.\"status\" = 'running' AND (i.\"sync_lease_owner\" IS NULL OR"
-        " i.\"sync_lease_owner\" IS DISTINCT FROM l.\"daemon_id\" OR i.\"sync_lease_expires_at\""
-        " IS NULL OR i.\"sync_lease_expires_at\" <= now() OR " STORE_LEASE_HOLDER_GONE ")"
-        " RETURNING 1) SELECT count(*) FROM up",
-    /* Saved only while the row still holds the credentials the token was issued for ($5,
-     * read with the row): a token is never tied to credentials changed meanwhile. */
-    [ST_TOKEN_SAVE] = "UPDATE @.\"third_party_integrations\" SET \"access_token\" = $3,"
-                      " \"token_expires_at\" = to_timestamp($4::double precision),"
-                      " \"token_credentials_hash\" = $5, \"updated_at\" = now()"
-                      " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2 AND"
-                      " " STORE_CREDS_HASH_SQL("") " = $5",
-    [ST_FINISH] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
-                  " \"products_cursor\" = coalesce($3::timestamptz, \"products_cursor\"),"
-                  " \"categories_cursor\" = coalesce($4::timestamptz, \"categories_cursor\"),"
-                  " \"last_full_sync_at\" = CASE WHEN $5::boolean THEN now() ELSE"
-                  " \"last_full_sync_at\" END, \"consecutive_failures\" = 0,"
-                  " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL,"
-                  " \"sync_lease_backend_pid\" = NULL"
-                  " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
-    [ST_FAIL] = "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
-                " \"consecutive_failures\" = \"consecutive_failures\" + 1,"
-                " \"sync_lease_owner\" = NULL, \"sync_lease_expires_at\" = NULL,"
-                " \"sync_lease_backend_pid\" = NULL"
-                " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2",
-    [ST_LOG_PRUNE] = "WITH d AS (DELETE FROM @.\"sync_logs\" WHERE \"status\" <> 'running' AND"
-                     " \"started_at\" < now() - make_interval(days => $1::int) RETURNING 1)"
-                     " SELECT count(*) FROM d",
-    [ST_REQUEST_CLEAR] =
-        "UPDATE @.\"third_party_integrations\" SET \"sync_requested_at\" = NULL,"
-        " \"sync_request_full\" = false WHERE \"id\" = $1::uuid AND"
-        " (extract(epoch from \"sync_requested_at\") * 1000000)::bigint <= $2::bigint",
-    [ST_ANY_PRODUCTS] = "SELECT EXISTS (SELECT 1 FROM @.\"products\" WHERE \"kiotviet_id\" IS NOT NULL)",
-};
-
-static char *stmts_cache[ST__COUNT];
-static char *stmts_schema;
-
-/* Statements depend only on the schema; they are built once per schema. */
-const char *store_sql(const store *s, enum store_stmt which)
-{
-    REQUIRE(which < ST__COUNT);
-    if (!stmts_schema || strcmp(stmts_schema, s->schema_q)) {
-        for (int i = 0; i < ST__COUNT; i++) {
-            free(stmts_cache[i]);
-            kvs_buf b;
-            kvs_buf_init(&b);
-            for (const char *p = stmt_templates[i]; *p; p++) {
-                if (*p == '@')
-                    REQUIRE(kvs_buf_puts(&b, s->schema_q) == 0);
-                else
-                    REQUIRE(kvs_buf_append(&b, p, 1) == 0);
-            }
-            stmts_cache[i] = kvs_buf_steal(&b);
-        }
-        free(stmts_schema);
-        stmts_schema = kvs_strdup(s->schema_q);
-    }
-    return stmts_cache[which];
-}
-
-void store_sql_cache_free(void)
-{
-    for (int i = 0; i < ST__COUNT; i++) {
-        free(stmts_cache[i]);
-        stmts_cache[i] = NULL;
-    }
-    free(stmts_schema);
-    stmts_schema = NULL;
-}
-
-static char *dup_or_null(PGresult *r, int i, int j)
-{
-    return PQgetisnull(r, i, j) ? NULL : kvs_strdup(PQgetvalue(r, i, j));
-}
-
-static int64_t i64_or_zero(PGresult *r, int i, int j)
-{
-    return PQgetisnull(r, i, j) ? 0 : strtoll(PQgetvalue(r, i, j), NULL, 10);
-}
-
-static bool bool_of(PGresult *r, int i, int j)
-{
-    return !PQgetisnull(r, i, j) && PQgetvalue(r, i, j)[0] == 't';
-}
-
-integ_row *integ_row_parse(PGresult *r, int i)
-{
-    integ_row *x = kvs_xcalloc(1, sizeof *x);
-    x->id = dup_or_null(r, i, 0);
-    x->name = dup_or_null(r, i, 1);
-    x->api_url = dup_or_null(r, i, 2);
-    x->token_url = dup_or_null(r, i, 3);
-    x->client_id = dup_or_null(r, i, 4);
-    x->client_secret = dup_or_null(r, i, 5);
-    x->retailer = dup_or_null(r, i, 6);
-    x->access_token = dup_or_null(r, i, 7);
-    x->token_expires_us = i64_or_zero(r, i, 8);
-    x->is_active = bool_of(r, i, 9);
-    x->sync_enabled = bool_of(r, i, 10);
-    x->last_sync_us = i64_or_zero(r, i, 11);
-    x->interval_min = (int)i64_or_zero(r, i, 12);
-    x->lease_owner = dup_or_null(r, i, 13);
-    x->lease_live = bool_of(r, i, 14);
-    x->products_cursor_us = i64_or_zero(r, i, 15);
-    x->categories_cursor_us = i64_or_zero(r, i, 16);
-    x->last_full_us = i64_or_zero(r, i, 17);
-    x->consecutive_failures = (int)i64_or_zero(r, i, 18);
-    x->requested_us = i64_or_zero(r, i, 19);
-    x->request_full = bool_of(r, i, 20);
-    x->creds_hash = dup_or_null(r, i, 21);
-    if (x->client_secret) log_secret_add(x->client_secret);
-    if (x->access_token) log_secret_add(x->access_token);
-    return x;
-}
-
-void integ_row_free(integ_row *x)
-{
-    if (!x) return;
-    free(x->id);
-    free(x->name);
-    free(x->api_url);
-    free(x->token_url);
-    free(x->client_id);
-    /* The parse registered both for redaction: this row no longer holds them. */
-    log_secret_hold(&x->client_secret, NULL);
-    free(x->retailer);
-    log_secret_hold(&x->access_token, NULL);
-    free(x->lease_owner);
-    free(x->creds_hash);
-    free(x);
-}
+const char store_t_any_products[] =
+    "SELECT EXISTS (SELECT 1 FROM @.\"products\" WHERE \"kiotviet_id\" IS NOT NULL)";

@@ -1,0 +1,84 @@
+/* store_sql: the table of the daemon's and the CLI's statements and the one schema
+ * substitution that makes them (see store.h). The texts live by subject in store.c (the
+ * catalogue), store_lease.c (integrations, leases) and store_status.c (sync_logs, status). */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const templates[ST__COUNT] = {
+    [ST_LIST] = store_t_list,
+    [ST_CLAIM] = store_t_claim,
+    [ST_RENEW] = store_t_renew,
+    [ST_LEASE_HOLDER] = store_t_lease_holder,
+    [ST_RELEASE] = store_t_release,
+    [ST_LOG_START] = store_t_log_start,
+    [ST_LOG_PROGRESS] = store_t_log_progress,
+    [ST_LOG_FINISH] = store_t_log_finish,
+    [ST_LOG_ABANDONED] = store_t_log_abandoned,
+    [ST_TOKEN_SAVE] = store_t_token_save,
+    [ST_FINISH] = store_t_finish,
+    [ST_FAIL] = store_t_fail,
+    [ST_LOG_PRUNE] = store_t_log_prune,
+    [ST_REQUEST_CLEAR] = store_t_request_clear,
+    [ST_ANY_PRODUCTS] = store_t_any_products,
+    [ST_LIST_NOW] = store_t_list_now,
+    [ST_CLAIM_DUE] = store_t_claim_due,
+    [ST_LISTEN] = store_t_listen,
+    [ST_CTL_STATUS] = store_t_status,
+    [ST_CTL_DAEMONS] = store_t_daemons,
+    [ST_CTL_FIND] = store_t_find,
+    [ST_CTL_NAMES] = store_t_names,
+    [ST_CTL_REQUEST] = store_t_request,
+    [ST_CTL_NOTIFY] = store_t_notify,
+    [ST_CTL_POLL] = store_t_poll,
+    [ST_CTL_RLS_HIDES] = store_t_rls_hides,
+};
+
+char *store_sql_subst(const char *tmpl, const char *schema_q)
+{
+    kvs_buf b;
+    kvs_buf_init(&b);
+    for (const char *p = tmpl; *p; p++) {
+        if (*p == '@')
+            REQUIRE(kvs_buf_puts(&b, schema_q) == 0);
+        else
+            REQUIRE(kvs_buf_append(&b, p, 1) == 0);
+    }
+    return kvs_buf_steal(&b);
+}
+
+char *store_sql_build(const char *schema_q, enum store_stmt which)
+{
+    REQUIRE(which < ST__COUNT && templates[which]);
+    return store_sql_subst(templates[which], schema_q);
+}
+
+static char *stmts_cache[ST__COUNT];
+static char *stmts_schema;
+
+/* Statements depend only on the schema; they are built once per schema. */
+const char *store_sql(const store *s, enum store_stmt which)
+{
+    REQUIRE(which < ST__COUNT && templates[which]);
+    const char *schema_q = store_schema_quoted(s);
+    if (!stmts_schema || strcmp(stmts_schema, schema_q)) {
+        for (int i = 0; i < ST__COUNT; i++) {
+            free(stmts_cache[i]);
+            stmts_cache[i] = store_sql_subst(templates[i], schema_q);
+        }
+        free(stmts_schema);
+        stmts_schema = kvs_strdup(schema_q);
+    }
+    return stmts_cache[which];
+}
+
+void store_sql_cache_free(void)
+{
+    for (int i = 0; i < ST__COUNT; i++) {
+        free(stmts_cache[i]);
+        stmts_cache[i] = NULL;
+    }
+    free(stmts_schema);
+    stmts_schema = NULL;
+}
