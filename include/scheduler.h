@@ -20,8 +20,10 @@
  *   daemon's integrations are taken over when its lease expires ([sync] lease_seconds), and
  *   its 'running' sync_logs rows are closed as failed (at start, then every lease_seconds).
  * - In --once mode every active, sync-enabled integration runs once, now, and the scheduler
- *   reports when all are done. One held by another live daemon is skipped (exit 75), or with
- *   --wait claimed again every second until that lease ends or its holder's session is gone.
+ *   reports when all are done, each outcome through sched_opts.report (the CLI prints them;
+ *   the scheduler writes nothing to stdout). One held by another live daemon is skipped
+ *   (exit 75), or with --wait claimed again every second until that lease ends or its
+ *   holder's session is gone.
  *
  * Config, discovered schema and mapping form a "generation": runs keep the generation they
  * started with, and a reload swaps in a new one only when it was built completely.
@@ -35,8 +37,25 @@
 
 #include "config.h"
 #include "http.h"
+#include "sync.h"
 
 typedef struct sched sched;
+
+/* --once outcomes, handed to the CLI, which prints them: the scheduler writes nothing to
+ * stdout. Fields are borrowed for the call. */
+enum sched_report_kind {
+    SCHED_REPORT_RESULT,  /* a run of `name` is over: result, ms it took */
+    SCHED_REPORT_WAITING, /* --wait: `name` waits for another daemon's lease; result->message */
+    SCHED_REPORT_NONE,    /* nothing to sync; name: --only's name, or NULL */
+};
+typedef struct sched_report {
+    enum sched_report_kind kind;
+    const char *name;
+    const sync_result *result; /* RESULT, WAITING; NULL for NONE */
+    uint64_t ms;
+} sched_report;
+/* Called with the `arg` given to sched_new. */
+typedef void (*sched_report_cb)(const sched_report *rep, void *arg);
 
 typedef struct sched_opts {
     bool once;          /* run every enabled integration once, then finish */
@@ -45,6 +64,7 @@ typedef struct sched_opts {
     bool wait;          /* with once: wait for another daemon's lease instead of skipping */
     bool force_deletes; /* with once + full: apply a reconciliation beyond max_delete_ratio */
     const char *daemon_id;
+    sched_report_cb report; /* with once: where outcomes go (NULL: nowhere) */
 } sched_opts;
 
 /* Called when the scheduler has finished (once mode: all runs done; daemon: after stop).

@@ -158,6 +158,35 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* --once: prints each outcome the scheduler reports, one line each, to stdout. */
+static void once_print(const sched_report *rep, void *arg)
+{
+    (void)arg;
+    const sync_result *r = rep->result;
+    if (rep->kind == SCHED_REPORT_NONE) {
+        printf("no active, sync-enabled KiotViet integration%s%s to sync\n",
+               rep->name ? " named " : "", rep->name ? rep->name : "");
+    } else if (rep->kind == SCHED_REPORT_WAITING) {
+        printf("%s: waiting: %s\n", rep->name, r->message);
+    } else {
+        const sync_counts *c = &r->counts;
+        printf("%s: %s", rep->name, sync_status_name(r->status));
+        if (r->status == SYNC_SUCCESS || r->status == SYNC_PARTIAL || r->status == SYNC_FAILED ||
+            r->status == SYNC_CANCELLED)
+            printf(" (%s, run %s, %.1f s): categories %d synced (%d new, %d changed, %d failed, "
+                   "%d removed); products %d synced (%d new, %d changed, %d failed, %d removed); "
+                   "%d requests",
+                   r->full ? "full" : "incremental", r->log_id[0] ? r->log_id : "-",
+                   rep->ms / 1000.0, c->categories_synced, c->categories_created,
+                   c->categories_updated, c->categories_failed, c->categories_deactivated,
+                   c->products_synced, c->products_created, c->products_updated,
+                   c->products_failed, c->products_deactivated, c->requests + c->token_requests);
+        if (r->message[0]) printf(": %s", r->message);
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
 static void sched_done(int code, void *arg)
 {
     app *a = arg;
@@ -423,7 +452,8 @@ int main(int argc, char **argv)
     char daemon_id[200];
     daemon_id_make(daemon_id, sizeof daemon_id);
     sched_opts so = {.once = once, .full = full, .only = only, .daemon_id = daemon_id,
-                     .wait = wait, .force_deletes = force_deletes};
+                     .wait = wait, .force_deletes = force_deletes,
+                     .report = once ? once_print : NULL};
     log_notice("kiotviet-syncd %s starting (%s, id %s)", KVS_VERSION, once ? "once" : "daemon",
                daemon_id);
     a.sched = sched_new(a.loop, cfg, a.http, &so, sched_done, &a);

@@ -291,23 +291,13 @@ static void auth_ok(sched *s)
 
 /* ---- runs ------------------------------------------------------------------------------------ */
 
-static void print_once_result(const integ *it, const sync_result *r, uint64_t ms)
+/* --once: hands one outcome to the CLI's report callback (sched_opts.report). */
+static void once_report(const sched *s, enum sched_report_kind kind, const char *name,
+                        const sync_result *r, uint64_t ms)
 {
-    const sync_counts *c = &r->counts;
-    printf("%s: %s", it->name, sync_status_name(r->status));
-    if (r->status == SYNC_SUCCESS || r->status == SYNC_PARTIAL || r->status == SYNC_FAILED ||
-        r->status == SYNC_CANCELLED)
-        printf(" (%s, run %s, %.1f s): categories %d synced (%d new, %d changed, %d failed, %d "
-               "removed); products %d synced (%d new, %d changed, %d failed, %d removed); "
-               "%d requests",
-               r->full ? "full" : "incremental", r->log_id[0] ? r->log_id : "-", ms / 1000.0,
-               c->categories_synced, c->categories_created, c->categories_updated,
-               c->categories_failed, c->categories_deactivated, c->products_synced,
-               c->products_created, c->products_updated, c->products_failed,
-               c->products_deactivated, c->requests + c->token_requests);
-    if (r->message[0]) printf(": %s", r->message);
-    printf("\n");
-    fflush(stdout);
+    if (!s->o.report) return;
+    sched_report rep = {.kind = kind, .name = name, .result = r, .ms = ms};
+    s->o.report(&rep, s->arg);
 }
 
 static void integ_free_cb(uv_handle_t *h)
@@ -392,8 +382,7 @@ static void run_done(const sync_result *res, void *arg)
         /* --wait: try again soon; the integration stays pending. */
         if (!it->wait_said) {
             it->wait_said = true;
-            printf("%s: waiting: %s\n", it->name, res->message);
-            fflush(stdout);
+            once_report(s, SCHED_REPORT_WAITING, it->name, res, 0);
         }
         it->once_waiting = true;
         uv_timer_start(&it->timer, once_wait_cb,
@@ -402,7 +391,7 @@ static void run_done(const sync_result *res, void *arg)
                            : ONCE_WAIT_MS,
                        0);
     } else if (s->o.once) {
-        print_once_result(it, res, ms);
+        once_report(s, SCHED_REPORT_RESULT, it->name, res, ms);
         if (res->status == SYNC_FAILED || res->status == SYNC_NO_DB ||
             res->status == SYNC_CANCELLED || (res->status == SYNC_SKIPPED && !res->held_ms))
             s->exit_code = 1;
@@ -754,9 +743,7 @@ static void list_cb(db_result *res, void *arg)
         if (!s->once_listed) {
             s->once_listed = true;
             if (!enabled) {
-                printf("no active, sync-enabled KiotViet integration%s%s to sync\n",
-                       s->only ? " named " : "", s->only ? s->only : "");
-                fflush(stdout);
+                once_report(s, SCHED_REPORT_NONE, s->only, NULL, 0);
                 if (s->only) s->exit_code = 1;
             }
             for (integ *it = s->integs; it; it = it->next) {
