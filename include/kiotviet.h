@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "backoff.h"
+#include "config.h"
 #include "http.h"
 #include "kvjson.h"
 #include "log.h"
@@ -95,5 +96,10 @@ int kv_client_token_requests(const kv_client *c);  /* token requests sent */
  * list of host names, "loopback" standing for every loopback address; NULL = any host); 0 or
  * -EINVAL with a reason in err (which names the URL by scheme://host[:port] only). */
 int kv_url_check(const char *url, const char *what, const char *allowed, kvs_err *err);
+
+/* The HTTP client's options for talking to KiotViet as cfg says ([kiotviet] timeouts, page
+ * size cap, CA file; http_opts_defaults for the rest). The one builder: the daemon and
+ * --explain-product both use it. o's strings are borrowed from cfg. */
+void kv_http_opts_from_config(const kvs_config *cfg, http_opts *o);
 
 #endif

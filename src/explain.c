@@ -198,12 +198,7 @@ static int fetch_product(const kvs_config *cfg, const integ_row *row, const char
         return 1;
     }
     http_opts ho;
-    memset(&ho, 0, sizeof ho);
-    ho.connect_timeout_ms = (long)cfg->http_connect_timeout_s * 1000;
-    ho.total_timeout_ms = (long)cfg->http_timeout_s * 1000;
-    ho.max_body = (size_t)cfg->max_page_bytes;
-    ho.ca_file = cfg->ca_file;
-    http_opts_defaults(&ho);
+    kv_http_opts_from_config(cfg, &ho);
     if (http_client_init(&x->http, &x->loop, &ho, &e)) {
         snprintf(x->err, sizeof x->err, "cannot start the HTTP client: %s", e.msg);
         uv_loop_close(&x->loop);

@@ -699,3 +699,13 @@ void kv_client_free(kv_client *c)
 
 int kv_client_gets(const kv_client *c) { return c->gets; }
 int kv_client_token_requests(const kv_client *c) { return c->token_reqs; }
+
+void kv_http_opts_from_config(const kvs_config *cfg, http_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->connect_timeout_ms = (long)cfg->http_connect_timeout_s * 1000;
+    o->total_timeout_ms = (long)cfg->http_timeout_s * 1000;
+    o->max_body = (size_t)cfg->max_page_bytes;
+    o->ca_file = cfg->ca_file;
+    http_opts_defaults(o);
+}

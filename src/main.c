@@ -21,6 +21,7 @@
 #include "ctl.h"
 #include "explain.h"
 #include "http.h"
+#include "kiotviet.h"
 #include "log.h"
 #include "mapping.h"
 #include "notify.h"
@@ -429,12 +430,7 @@ int main(int argc, char **argv)
 
     a.loop = uv_default_loop();
     http_opts ho;
-    memset(&ho, 0, sizeof ho);
-    ho.connect_timeout_ms = (long)cfg->http_connect_timeout_s * 1000;
-    ho.total_timeout_ms = (long)cfg->http_timeout_s * 1000;
-    ho.max_body = (size_t)cfg->max_page_bytes;
-    ho.ca_file = cfg->ca_file;
-    http_opts_defaults(&ho);
+    kv_http_opts_from_config(cfg, &ho);
     if (http_client_init(&a.http, a.loop, &ho, &err)) {
         log_err("cannot start the HTTP client: %s", err.msg);
         config_free(cfg);
