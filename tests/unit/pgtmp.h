@@ -5,6 +5,8 @@
  *     static int group_teardown(void **s) { (void)s; pgtmp_stop(&pg); return 0; }
  *     ... db_opts o = { .conninfo = pg.conninfo };
  *
+ * or, for a file that needs nothing more than the server and a log level, PGTMP_GROUP below.
+ *
  * initdb + `pg_ctl -w start` in a fresh mkdtemp directory, trust authentication, UTF8, fsync off,
  * listening on a unix socket inside that directory only (no TCP). Starting takes ~1-2 s, so start
  * it once per test executable (cmocka group setup). When we are root, initdb and pg_ctl run as
@@ -30,6 +32,25 @@
 
 #ifndef PGTMP_BINDIR
 #define PGTMP_BINDIR "/usr/lib/postgresql/15/bin"
+/* The shared group set-up: defines `static pgtmp var`, pgtmp_group_setup (the daemon's log at
+ * `level`, then the server) and pgtmp_group_teardown (the server stopped, then log_deinit), for
+ * cmocka_run_group_tests(tests, pgtmp_group_setup, pgtmp_group_teardown). Include log.h first. */
+#define PGTMP_GROUP(var, level)                                                                 \
+    static pgtmp var;                                                                           \
+    static int pgtmp_group_setup(void **state)                                                  \
+    {                                                                                           \
+        (void)state;                                                                            \
+        log_set_level(level);                                                                   \
+        return pgtmp_start(&var);                                                               \
+    }                                                                                           \
+    static int pgtmp_group_teardown(void **state)                                               \
+    {                                                                                           \
+        (void)state;                                                                            \
+        pgtmp_stop(&var);                                                                       \
+        log_deinit();                                                                           \
+        return 0;                                                                               \
+    }
+
 #endif
 
 /* Every helper is static; unused ones must not trip -Werror=unused-function. */
@@ -195,5 +216,24 @@ fail:
     pgtmp_stop(p);
     return -1;
 }
+
+/* The shared group set-up: defines `static pgtmp var`, pgtmp_group_setup (the daemon's log at
+ * `level`, then the server) and pgtmp_group_teardown (the server stopped, then log_deinit), for
+ * cmocka_run_group_tests(tests, pgtmp_group_setup, pgtmp_group_teardown). Include log.h first. */
+#define PGTMP_GROUP(var, level)                                                                 \
+    static pgtmp var;                                                                           \
+    static int pgtmp_group_setup(void **state)                                                  \
+    {                                                                                           \
+        (void)state;                                                                            \
+        log_set_level(level);                                                                   \
+        return pgtmp_start(&var);                                                               \
+    }                                                                                           \
+    static int pgtmp_group_teardown(void **state)                                               \
+    {                                                                                           \
+        (void)state;                                                                            \
+        pgtmp_stop(&var);                                                                       \
+        log_deinit();                                                                           \
+        return 0;                                                                               \
+    }
 
 #endif

@@ -18,24 +18,9 @@
 #include "pgtmp.h"
 #include "uvfx.h"
 
-static pgtmp pg;
+PGTMP_GROUP(pg, KVS_LOG_WARNING)
 
 /* ---- fixtures (the per-test loop: uvfx.h) ------------------------------------------------- */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    log_set_level(KVS_LOG_WARNING);
-    return pgtmp_start(&pg);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pgtmp_stop(&pg);
-    log_deinit();
-    return 0;
-}
 
 static db_opts opts_for(const char *conninfo)
 {
@@ -865,5 +850,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_quote_ident, uvfx_setup, uvfx_teardown),
         cmocka_unit_test_setup_teardown(test_blocking_connect_settings, uvfx_setup, uvfx_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, pgtmp_group_setup, pgtmp_group_teardown);
 }

@@ -18,22 +18,7 @@
 #include "pgtmp.h"
 #include "uvfx.h"
 
-static pgtmp pg;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    log_set_level(KVS_LOG_ERR);
-    return pgtmp_start(&pg);
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    pgtmp_stop(&pg);
-    log_deinit();
-    return 0;
-}
+PGTMP_GROUP(pg, KVS_LOG_ERR)
 
 /* Outcome of one batch: status, sqlstate and row 0 / col 0 of every statement. */
 typedef struct out {
@@ -293,5 +278,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_prepare_option, uvfx_setup, uvfx_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_prepares_again, uvfx_setup, uvfx_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, pgtmp_group_setup, pgtmp_group_teardown);
 }
