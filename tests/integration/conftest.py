@@ -5,11 +5,15 @@
              dropped after the test (its sessions terminated first)
   shop_shape "uuid" / "bigint" (parametrizes the test)
   shop_db    like fresh_db, plus the shop schema of that shape and the migration(s); .shape
+  workdir    the test's tmp_path, readable by others (a daemon run as another user reads it)
+  make_sim   factory: make_sim(**Sim kwargs) starts a KiotViet simulator, closed after the test
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pgharness  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kvsim.client import Sim  # noqa: E402
 
 SHOP_SHAPES = ["uuid", "bigint"]
 
@@ -117,3 +124,24 @@ def supabase_pg():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    return tmp_path
+
+
+@pytest.fixture
+def make_sim():
+    sims = []
+
+    def make(**kwargs):
+        s = Sim(**kwargs)
+        sims.append(s)
+        return s
+
+    yield make
+    # A simulator takes ~0.2 s to shut down: let that overlap the next test.
+    for s in sims:
+        threading.Thread(target=s.close, daemon=True).start()

@@ -5,7 +5,6 @@ Each test owns the NOTIFY_SOCKET it hands to the daemon (sd_notify messages are 
 order) and runs against one shop shape only: nothing here depends on the shop's columns.
 """
 
-import os
 import re
 import signal
 import socket
@@ -15,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kvsim.client import Sim  # noqa: E402
@@ -25,12 +23,6 @@ from kvsd import wait_until  # noqa: E402
 
 LINE = re.compile(r"^<([3-7])>(error|warning|notice|info|debug) ")
 RUN_LINE = re.compile(r"^<[3-7]>\w+ \[(?P<integ>[^\]#]+)#(?P<run>\d+)\] ")
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
 
 
 class Notes:

@@ -52,17 +52,8 @@ def watched(d):
 
 
 @pytest.fixture
-def sim():
-    s = Sim(products=250, seed=5)
-    yield s
-    # The simulator takes ~0.2 s to shut down: let that overlap the next test.
-    threading.Thread(target=s.close, daemon=True).start()
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
+def sim(make_sim):
+    return make_sim(products=250, seed=5)
 
 
 def config(db, workdir, dsn=None, name="kvs.conf", **sections):

@@ -7,30 +7,19 @@ whose first page lacks either fails, and a reconciliation that would mark more t
 run is `partial` and says why; `--once --full --force-deletes` applies it once.
 """
 
-import os
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
 
 
 @pytest.fixture
-def sim():
-    s = Sim(products=250, seed=5)
-    yield s
-    threading.Thread(target=s.close, daemon=True).start()
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
+def sim(make_sim):
+    return make_sim(products=250, seed=5)
 
 
 def deleted(db):

@@ -127,12 +127,6 @@ def jsim():
     s.close()
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
-
-
 def product_row(db, kid, cols):
     rows = db.sql(f"SELECT {', '.join(cols)} FROM public.products WHERE kiotviet_id = %s", kid)
     return dict(zip(cols, rows[0])) if rows else None

@@ -13,14 +13,12 @@ cannot have come from the lease expiring.
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kvsim.client import Sim  # noqa: E402
 
 import kvsd  # noqa: E402
 
@@ -29,16 +27,8 @@ OTHER = "other-host:4242:0123abcd"
 
 
 @pytest.fixture
-def sim():
-    s = Sim(products=250, seed=5)
-    yield s
-    threading.Thread(target=s.close, daemon=True).start()
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
+def sim(make_sim):
+    return make_sim(products=250, seed=5)
 
 
 def config(db, workdir, **sync):

@@ -27,12 +27,6 @@ def sim():
         yield s
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
-
-
 def ctl(*args):
     env = dict(os.environ)
     env.pop("DATABASE_URL", None)

@@ -39,12 +39,6 @@ def sim():
     s.close()
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
-
-
 def sync_logs_text(db):
     return "\n".join(r[0] for r in db.sql("SELECT row_to_json(l)::text FROM public.sync_logs l"))
 

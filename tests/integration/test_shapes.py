@@ -6,7 +6,6 @@ actualReserved and without product names, masterUnitId 0, the zero date, and a p
 below what was asked); this checks the ones the daemon used to get wrong.
 """
 
-import os
 import sys
 import threading
 from decimal import ROUND_HALF_UP, Decimal
@@ -26,12 +25,6 @@ def sim():
     s = Sim(products=400, seed=11)
     yield s
     threading.Thread(target=s.close, daemon=True).start()
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
 
 
 def stock_of(p):

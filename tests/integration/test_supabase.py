@@ -27,12 +27,6 @@ def sim():
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
-
-
-@pytest.fixture
 def supa_db(supabase_pg):
     db = pgharness.new_supabase_database(supabase_pg)
     try:

@@ -115,12 +115,6 @@ def sim():
     s.close()
 
 
-@pytest.fixture
-def workdir(tmp_path):
-    os.chmod(tmp_path, 0o755)
-    return tmp_path
-
-
 def shop_rows_snapshot(db):
     out = {}
     for table in ("products", "categories"):
