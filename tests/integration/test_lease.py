@@ -115,9 +115,9 @@ def test_once_takes_over_a_lease_whose_session_is_gone(db, sim, workdir):
     assert lease(db) == (None, None, None)
 
 
-def test_kill_9_then_the_next_run_takes_over_at_once(db, sim, workdir):
-    kvsd.setup_integration(db, sim)
-    cfg = config(db, workdir, page_size=20, pages_in_flight=1)
+def kill_9_mid_run(db, sim, cfg):
+    """Starts a daemon, kills it (SIGKILL: nothing gets cleaned up) while its run stores
+    products; returns the dead run's sync_logs id and when its lease would have expired."""
     sim.config(latency_ms=80)
     d = kvsd.Daemon(cfg)
     try:
@@ -129,9 +129,16 @@ def test_kill_9_then_the_next_run_takes_over_at_once(db, sim, workdir):
         assert pid and owner and db.value("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
                                           pid) == 1, "the lease names the run's live session"
     finally:
-        d.kill()  # SIGKILL: nothing gets cleaned up
+        d.kill()
     assert db.value("SELECT status FROM public.sync_logs WHERE id = %s", killed) == "running"
     sim.config(latency_ms=0)
+    return killed, expires
+
+
+def test_kill_9_then_the_next_run_takes_over_at_once(db, sim, workdir):
+    kvsd.setup_integration(db, sim)
+    cfg = config(db, workdir, page_size=20, pages_in_flight=1)
+    killed, expires = kill_9_mid_run(db, sim, cfg)
     # The dead run's backend leaves pg_stat_activity as soon as it sees its client gone; --wait
     # covers the moment before that. The lease would last LEASE s more: far beyond this timeout.
     res = kvsd.run_once(cfg, "--wait", timeout=LEASE / 2)
@@ -149,17 +156,7 @@ def test_kill_9_then_the_next_run_takes_over_at_once(db, sim, workdir):
 def test_a_daemon_takes_over_from_a_killed_daemon_before_its_lease_expires(db, sim, workdir):
     kvsd.setup_integration(db, sim, interval=1)
     cfg = config(db, workdir, page_size=20, pages_in_flight=1)
-    sim.config(latency_ms=80)
-    d = kvsd.Daemon(cfg)
-    try:
-        killed = kvsd.wait_until(
-            lambda: db.sql("SELECT id FROM public.sync_logs WHERE status = 'running' AND"
-                           " products_synced >= 1"), timeout=30, interval=0.05,
-            what="a run storing products")[0][0]
-        expires = lease(db)[1]
-    finally:
-        d.kill()
-    sim.config(latency_ms=0)
+    killed, expires = kill_9_mid_run(db, sim, cfg)
     survivor = kvsd.Daemon(cfg)
     try:
         kvsd.wait_until(lambda: db.sql("SELECT 1 FROM public.sync_logs WHERE id > %s AND"
