@@ -22,7 +22,6 @@
 /* The database's clock, read in the claim's transaction: cursors never come from this host's
  * clock, which may jump. Not integration-level SQL, so it lives here rather than in store.c. */
 static const char sql_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
-#define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
 
 static void run_finish(sync_run *r);
@@ -345,7 +344,7 @@ static void progress_cb(db_result *res, void *arg)
 /* Progress goes on the run's connection, apart from the pages (the sync_logs row lock would
  * otherwise make the writers wait for each other), at most every PROGRESS_MS: enough for
  * `status` and a watching operator, and not an extra UPDATE with every page. */
-static void progress_send(sync_run *r)
+void sync_progress_send(sync_run *r)
 {
     uint64_t now_ms = kvs_now_mono_ms();
     if (!r->log_id[0] || sync_stopping(r) || r->phase >= PH_FINISH ||
@@ -444,7 +443,7 @@ static void written_cb(const writer_outcome *o, void *arg)
         if (o->db_down) r->db_down = true;
         sync_fail(r, "%s", o->error);
     }
-    progress_send(r);
+    sync_progress_send(r);
     jobs_dec(r);
 }
 

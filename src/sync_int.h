@@ -16,6 +16,7 @@
  * about 100,000 products): a larger "total" is not trusted, and without a total it bounds the
  * pages one entity may take. A lying total ({"total": 1e12, "data": []}) drove endless GETs. */
 #define MAX_CATALOGUE 2000000
+#define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
 enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
              PH_CLOSING };
@@ -118,6 +119,9 @@ void sync_fail(sync_run *r, const char *fmt, ...) KVS_PRINTF(2, 3);
 static inline bool sync_stopping(const sync_run *r) { return r->failing || r->cancelled; }
 /* Moves the run to its next phase (or to its end, when stopping and nothing is pending). */
 void sync_phase_next(sync_run *r);
+
+/* Writes the run's counts to its sync_logs row, unless it did less than PROGRESS_MS ago. */
+void sync_progress_send(sync_run *r);
 
 /* sync_pager.c: starts paging ent from offset 0 (the phase's first page). */
 void sync_pager_begin(sync_run *r, enum writer_entity ent);

@@ -311,6 +311,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (fresh > 0) {
         r->jobs++;
         writer_put_page(r->w, ent, &mp); /* takes the rows */
+        sync_progress_send(r); /* as soon as the rows are counted, as `status` shows them */
     }
     map_page_free(&mp);
     sync_pager_pump(r);
