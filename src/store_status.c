@@ -27,11 +27,14 @@ const char store_t_log_progress[] =
     " FROM pg_catalog.jsonb_to_record($2::jsonb) AS " LOG_COUNTS_RECORD
     " WHERE l.\"id\" = $1::bigint";
 
+/* Only a row still 'running': one a claimant closed as abandoned (this daemon was taken for
+ * dead, e.g. a batch sent just before a kill -9 carried out by its backend afterwards) stays
+ * closed, and a retried finish whose first attempt committed changes nothing. */
 const char store_t_log_finish[] =
     "UPDATE @.\"sync_logs\" l SET \"status\" = $2, " LOG_COUNTS_SET ","
     " \"error_message\" = $4, \"error_details\" = $5::jsonb, \"completed_at\" = now()"
     " FROM pg_catalog.jsonb_to_record($3::jsonb) AS " LOG_COUNTS_RECORD
-    " WHERE l.\"id\" = $1::bigint";
+    " WHERE l.\"id\" = $1::bigint AND l.\"status\" = 'running'";
 
 /* A running log whose integration's lease is no longer live, or held by another daemon. */
 const char store_t_log_abandoned[] =

@@ -617,8 +617,10 @@ static void claim_cb(db_result *res, void *arg)
     r->full = r->force_full || !r->row->products_cursor_us || !r->row->categories_cursor_us ||
               reconcile_due;
     r->reconcile_ok = r->full;
-    uv_timer_start(&r->lease_timer, lease_timer_cb, (uint64_t)cfg->lease_seconds * 1000 / 3,
-                   (uint64_t)cfg->lease_seconds * 1000 / 3);
+    /* The first renewal at once: it makes the lease name this run's own session (the
+     * scheduler's claim named its control connection), the one that writes the run's end, so
+     * a claimant never takes the lease for dead while that session may still write. */
+    uv_timer_start(&r->lease_timer, lease_timer_cb, 0, (uint64_t)cfg->lease_seconds * 1000 / 3);
     const char *p[3] = {r->row->id, r->full ? (reconcile_due && !r->force_full ? "reconcile" : "full")
                                             : "incremental",
                         r->env.daemon_id};
