@@ -231,12 +231,13 @@ def test_sync_run_now_and_full_through_the_daemon(shop_db, sim, tmp_path):
 
 
 def test_status_shows_a_running_sync_with_progress(shop_db, sim, tmp_path):
-    # One page at a time, each 250 ms: the run lasts long enough to be seen running.
+    # One page at a time, each 700 ms: the run lasts long enough to be seen running by two
+    # status commands in a row (each a process of its own: slow to start under ASan).
     cfg = kvsd.write_config(tmp_path / "c.conf", shop_db.dsn,
                             sync={"poll_interval": 1, "pages_in_flight": 1})
     kvsd.setup_integration(shop_db, sim)
     assert kvsd.run_once(cfg).rc == 0
-    sim.config(latency_ms=250)
+    sim.config(latency_ms=700)
     d = start_daemon(cfg, shop_db)
     try:
         p = subprocess.Popen([kvsd.BIN, "sync", "kiotviet", "--full", "-c", cfg, "--timeout", "60"],

@@ -249,7 +249,7 @@ def test_sigterm_cancels_a_slow_run_within_the_grace_period(db, workdir):
 def test_watchdog_keeps_beating_while_large_pages_are_stored(db, workdir):
     desc = "Nhẫn vàng " * 2500  # 25,000 characters, 32.5 kB of UTF-8: ~3.3 MB per page of 100
     # Latency stretches the run over several beats; pages are parsed and stored in between.
-    with Sim(products=300, seed=3, extra_args=("--latency-ms", "400")) as sim:
+    with Sim(products=500, seed=3, extra_args=("--latency-ms", "400")) as sim:
         products = sim.catalog("demoshop")["products"]
         stored_kinds = [p for p in products if not p.get("masterUnitId")]  # units are skipped
         for pid in [p["id"] for p in products]:
@@ -258,7 +258,10 @@ def test_watchdog_keeps_beating_while_large_pages_are_stored(db, workdir):
         cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn,
                                 sync={"poll_interval": 1, "pages_in_flight": 1})
         notes = Notes()
-        period = 1.0
+        # A beat every second (half the period): a page's parsing and storing would have to
+        # hold the loop for a whole second to be caught. A 1 s period flaked under ASan with
+        # three test workers on two cores, where scheduling alone can delay a beat by 0.5 s.
+        period = 2.0
         d = kvsd.Daemon(cfg, notify=notes, env={"WATCHDOG_USEC": str(int(period * 1e6))})
         try:
             notes.wait(has("READY"), timeout=20)
