@@ -769,6 +769,9 @@ static void list_cb(db_result *res, void *arg)
     }
     runs_start_queued(s);
     status_update(s);
+    /* One line per read (debug only): tests wait for it as the sign that a poll has passed,
+     * rather than sleeping through a window in which something must not happen. */
+    log_debug("integrations read: %d enabled, %d running", enabled, s->running);
 next:
     if (s->list_again) {
         s->list_again = false;

@@ -324,6 +324,15 @@ def test_added_integration_is_synced_without_restart_and_credential_url(db, work
         check_log_lines(d.log(), secrets_of(db, sim, ["shop-a", "shop-b"]) + [db.dsn])
 
 
+def two_more_polls(daemons):
+    """Waits until each daemon has read the integrations twice more (its debug line per
+    poll): the positive sign that the moment in which something must not happen has passed."""
+    def reads(d):
+        return d.log().count("integrations read: ")
+    marks = [(d, reads(d)) for d in daemons]
+    wait_until(lambda: all(reads(d) >= m + 2 for d, m in marks), 20, what="two more polls")
+
+
 def test_three_daemons_share_a_dozen_integrations(db, workdir):
     retailers = tuple("r%d" % i for i in range(1, 13))
     names = ["kiotviet-" + r for r in retailers]
@@ -364,7 +373,7 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
             wait_until(lambda: all(v == 1 for v in count("success").values()), 30,
                        what="round 1")
             phase("round 1 done")
-            time.sleep(2.2)  # two polls and more: a duplicate would start now
+            two_more_polls(daemons)  # a duplicate would have started by now
             assert count() == {n: 1 for n in names}
             owners = {r[0] for r in db.sql("SELECT daemon_id FROM public.sync_logs")}
             assert len(owners) >= 2, owners  # the work is shared
@@ -419,7 +428,7 @@ def test_three_daemons_share_a_dozen_integrations(db, workdir):
                                         " WHERE status = 'running'") == 0, 20,
                        what="abandoned rows closed")
             phase("abandoned rows closed")
-            time.sleep(2.2)
+            two_more_polls(survivors)
             # (A batch the dead daemon sent just before the kill may still be carried out by
             # its backend, which notices the dead client only when it answers, e.g. after
             # waiting for a survivor's claim: its rows are counted once everything settled.)
