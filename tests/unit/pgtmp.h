@@ -32,25 +32,6 @@
 
 #ifndef PGTMP_BINDIR
 #define PGTMP_BINDIR "/usr/lib/postgresql/15/bin"
-/* The shared group set-up: defines `static pgtmp var`, pgtmp_group_setup (the daemon's log at
- * `level`, then the server) and pgtmp_group_teardown (the server stopped, then log_deinit), for
- * cmocka_run_group_tests(tests, pgtmp_group_setup, pgtmp_group_teardown). Include log.h first. */
-#define PGTMP_GROUP(var, level)                                                                 \
-    static pgtmp var;                                                                           \
-    static int pgtmp_group_setup(void **state)                                                  \
-    {                                                                                           \
-        (void)state;                                                                            \
-        log_set_level(level);                                                                   \
-        return pgtmp_start(&var);                                                               \
-    }                                                                                           \
-    static int pgtmp_group_teardown(void **state)                                               \
-    {                                                                                           \
-        (void)state;                                                                            \
-        pgtmp_stop(&var);                                                                       \
-        log_deinit();                                                                           \
-        return 0;                                                                               \
-    }
-
 #endif
 
 /* Every helper is static; unused ones must not trip -Werror=unused-function. */
