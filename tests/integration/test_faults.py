@@ -365,7 +365,8 @@ def test_429_and_503_wait_as_told_then_continue(db, sim, workdir):
 def test_get_budget_is_respected_retries_included(db, sim, workdir):
     kvsd.setup_integration(db, sim)
     cfg = config(db, workdir, sync={"page_size": 20, "pages_in_flight": 2,
-                                    "hourly_get_budget": 10, "grace_period": 1})
+                                    "hourly_get_budget": 10, "grace_period": 1},
+                 log={"level": "debug"})  # its line per poll
     sim.faults([{"match": "/products", "after": 1, "times": 2, "kind": "status",
                  "status": 503}])
     db.sql("UPDATE public.third_party_integrations SET sync_requested_at = now()")  # no jitter
@@ -373,7 +374,10 @@ def test_get_budget_is_respected_retries_included(db, sim, workdir):
     with watched(d):
         kvsd.wait_until(lambda: "hourly GET budget used up" in d.log(), timeout=30,
                         what="the budget wait")
-        time.sleep(1.0)
+        # two polls later (the sign that time has passed), still no GET beyond the budget
+        mark = d.log().count("integrations read: ")
+        kvsd.wait_until(lambda: d.log().count("integrations read: ") >= mark + 2, timeout=20,
+                        what="two more polls")
         assert sim.stats("demoshop")["gets"] == 10      # 8 pages + 2 retries, then it waits
         rc = d.stop()
     out = d.log()
