@@ -67,6 +67,15 @@ class Result:
         return f"Result(rc={self.rc}, out={self.out!r}, err={self.err[-3000:]!r})"
 
 
+def ctl(*args, timeout=60):
+    """Runs `kiotviet-syncd ARGS...` (a subcommand such as status or sync, or a check) without
+    DATABASE_URL from our environment, and returns its exit code and output."""
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    p = subprocess.run([BIN, *args], capture_output=True, timeout=timeout, env=env)
+    return Result(p.returncode, text_of(p.stdout, "stdout"), text_of(p.stderr, "stderr"))
+
+
 def run_once(config, *extra, timeout=120, env=None):
     """Runs `kiotviet-syncd -c config --once ...` and returns its exit code and output."""
     e = dict(os.environ)

@@ -32,11 +32,7 @@ def sim():
         yield s
 
 
-def ctl(*args, timeout=60):
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    p = subprocess.run([kvsd.BIN, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    return kvsd.Result(p.returncode, p.stdout, p.stderr)
+ctl = kvsd.ctl
 
 
 def status_json(cfg):

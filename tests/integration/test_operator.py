@@ -7,8 +7,6 @@
 """
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,11 +26,7 @@ def sim():
         yield s
 
 
-def ctl(*args):
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    p = subprocess.run([kvsd.BIN, *args], capture_output=True, text=True, timeout=60, env=env)
-    return kvsd.Result(p.returncode, p.stdout, p.stderr)
+ctl = kvsd.ctl
 
 
 def token_row(db):

@@ -2,7 +2,6 @@
 session mode: syncs stay correct, nothing the daemon sets reaches the pooler's other clients,
 and the log and `status` name the mode."""
 
-import os
 import re
 import subprocess
 import sys
@@ -27,11 +26,7 @@ def sim():
         yield s
 
 
-def ctl(*args):
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    p = subprocess.run([kvsd.BIN, *args], capture_output=True, text=True, timeout=60, env=env)
-    return kvsd.Result(p.returncode, p.stdout, p.stderr)
+ctl = kvsd.ctl
 
 
 def live_products(db):
