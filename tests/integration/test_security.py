@@ -542,9 +542,7 @@ def test_page_record_cap(db, workdir, nested):
     before mapping, once (not retried), and the run fails saying why."""
     fake = FakeKiotViet(cap_page(nested))
     try:
-        db.sql("UPDATE public.third_party_integrations SET api_url = %s, token_url = %s,"
-               " client_id = 'cid', client_secret = 'fake-secret-123', retailer = 'demoshop',"
-               " sync_enabled = true WHERE name = 'kiotviet'", fake.url, fake.url + "/connect/token")
+        point_at(db, fake.url)
         res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn), "--full", timeout=60)
         log = run_log(db)
         assert log["status"] == "failed", (log, res)
@@ -568,9 +566,7 @@ def test_a_lying_total_cannot_drive_endless_gets(db, workdir, page, status, gets
     never spends the hourly GET budget."""
     fake = FakeKiotViet(page)
     try:
-        db.sql("UPDATE public.third_party_integrations SET api_url = %s, token_url = %s,"
-               " client_id = 'cid', client_secret = 'fake-secret-123', retailer = 'demoshop',"
-               " sync_enabled = true WHERE name = 'kiotviet'", fake.url, fake.url + "/connect/token")
+        point_at(db, fake.url)
         res = kvsd.run_once(kvsd.write_config(workdir / "kvs.conf", db.dsn), "--full", timeout=60)
         log = run_log(db)
         assert log["status"] == status, (log, res)
