@@ -123,8 +123,8 @@ void db_conn_set_notify_cb(db_conn *c, db_notify_cb cb, void *arg);
 void db_conn_get_stats(const db_conn *c, db_conn_stats *out);
 /* True while the connection runs in transaction mode (no LISTEN possible: its users poll). */
 bool db_conn_txn_mode(const db_conn *c);
-/* What the last connect found, and a one-line description of the mode for logs (static). */
-enum db_path db_conn_path(const db_conn *c);
+/* A one-line description of what the last connect found (direct or which pooler mode), for
+ * logs (static). */
 const char *db_conn_path_text(const db_conn *c);
 /* Connection attempts refused as login failures (28P01/28000, or a pooler's own words for
  * it), process-wide, since start: callers back off on a change. */

@@ -1124,7 +1124,6 @@ const char *db_conn_last_error(const db_conn *c) { return c ? c->last_error : ""
 
 bool db_conn_txn_mode(const db_conn *c) { return c && c->txn_mode; }
 
-enum db_path db_conn_path(const db_conn *c) { return c ? c->path : DB_PATH_UNKNOWN; }
 
 const char *db_conn_path_text(const db_conn *c)
 {
