@@ -643,25 +643,19 @@ void config_print(const kvs_config *c)
 int config_secret_file_read(const char *path, char **out, kvs_err *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) return 0;
-        int rc = -errno;
-        kvs_err_set(err, rc, "%s: cannot open: %s", path, strerror(errno));
-        return rc;
+    char *buf;
+    size_t n;
+    int rc = file_read(path, &buf, &n, NULL, err); /* the same open, mode check and limits */
+    if (rc == -ENOENT) {
+        kvs_err_clear(err); /* no credential file: the URL comes from elsewhere */
+        return 0;
     }
-    int rc = file_mode_check(path, fileno(f), NULL, err);
-    if (rc) {
-        fclose(f);
-        return rc;
-    }
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && strchr("\r\n\t ", buf[n - 1])) buf[--n] = '\0';
-    *out = n ? kvs_strdup(buf) : NULL;
-    explicit_bzero(buf, sizeof buf);
+    if (rc) return rc;
+    size_t len = n;
+    while (len > 0 && strchr("\r\n\t ", buf[len - 1])) buf[--len] = '\0';
+    *out = len ? kvs_strdup(buf) : NULL;
+    explicit_bzero(buf, n);
+    free(buf);
     return 0;
 }
 
