@@ -24,6 +24,7 @@
 #include "http.h"
 #include "kvjson.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* A page with more records than this (nested category children included) is refused with
@@ -51,6 +52,8 @@ typedef struct kv_client_opts {
     http_client *http;            /* borrowed */
     kv_budget *budget;            /* borrowed; NULL = no budget */
     const log_ctx *lctx;          /* borrowed */
+    kvs_metrics *metrics;         /* borrowed; NULL = none (requests and budget counted
+                                     under lctx->integration) */
     const char *api_url, *token_url, *client_id, *client_secret, *retailer; /* copied */
     const char *allowed_hosts;    /* [kiotviet] allowed_hosts (see kv_url_check); borrowed */
     const char *access_token;     /* token from the row, or NULL; copied */

@@ -65,6 +65,7 @@ typedef struct sched_opts {
     bool force_deletes; /* with once + full: apply a reconciliation beyond max_delete_ratio */
     const char *daemon_id;
     sched_report_cb report; /* with once: where outcomes go (NULL: nowhere) */
+    kvs_metrics *metrics;   /* borrowed, outlives the scheduler; lent to every run; NULL: none */
 } sched_opts;
 
 /* Called when the scheduler has finished (once mode: all runs done; daemon: after stop).

@@ -39,6 +39,7 @@
 #include "config.h"
 #include "http.h"
 #include "mapping.h"
+#include "metrics.h"
 #include "store.h"
 
 typedef struct sync_run sync_run;
@@ -52,6 +53,7 @@ typedef struct sync_env {
     const map_opts *mopts;
     const char *daemon_id;   /* lease owner and sync_logs.daemon_id */
     bool force_deletes;      /* a full run applies its reconciliation beyond max_delete_ratio */
+    kvs_metrics *metrics;    /* runs, rows, API requests and budget are counted here; NULL: none */
 } sync_env;
 
 enum sync_status {

@@ -32,6 +32,7 @@ struct kv_client {
     uv_loop_t *loop;
     http_client *http;
     kv_budget *budget;
+    kvs_metrics *metrics;       /* borrowed; may be NULL */
     const log_ctx *lctx;
     char *api_url, *token_url, *client_id, *client_secret, *retailer; /* owned */
     char *token;                /* owned; NULL = none */
@@ -49,6 +50,13 @@ struct kv_client {
 
 static void req_send(kv_req *r);
 static void token_request(kv_client *c);
+
+/* Counts one answered (or failed: code 0) request in the metrics. */
+static void api_counted(const kv_client *c, const http_response *resp)
+{
+    metrics_api_request(c->metrics, c->lctx ? c->lctx->integration : NULL,
+                        resp->result == HTTP_OK ? (int)resp->status : 0);
+}
 
 /* ---- URL policy ---------------------------------------------------------------------- */
 
@@ -361,6 +369,7 @@ static void req_http_cb(http_response *resp, void *arg)
     if (!c) return; /* detached meanwhile; cannot happen as dispose cancels, kept defensive */
 
     if (resp->result == HTTP_E_CANCELLED) return;
+    api_counted(c, resp);
     bool transient = false, parse_failed = false;
     uint64_t wait_ms = 0;
     char text[400] = "";
@@ -448,6 +457,8 @@ static void req_send(kv_req *r)
             req_retry_later(r, wait);
             return;
         }
+        metrics_budget_left(c->metrics, c->lctx ? c->lctx->integration : NULL,
+                            c->budget->limit - kv_budget_used(c->budget, kvs_now_mono_ms()));
     }
     char auth[sizeof "Authorization: Bearer " + KV_TOKEN_MAX], retailer[512];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
@@ -539,6 +550,7 @@ static void token_http_cb(http_response *resp, void *arg)
     char msg[512], code[64];
     c->token_http = NULL;
     if (resp->result == HTTP_E_CANCELLED) return;
+    api_counted(c, resp);
     if (resp->result == HTTP_OK && resp->status == 200) {
         cJSON *j = resp->body ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
         const cJSON *tok = j ? cJSON_GetObjectItem(j, "access_token") : NULL;
@@ -658,6 +670,7 @@ kv_client *kv_client_new(const kv_client_opts *o, kvs_err *err)
     c->http = o->http;
     c->budget = o->budget;
     c->lctx = o->lctx;
+    c->metrics = o->metrics;
     c->api_url = kvs_strdup(o->api_url);
     c->token_url = kvs_strdup(o->token_url);
     c->client_id = kvs_strdup(o->client_id);

@@ -24,6 +24,7 @@
 #include "kiotviet.h"
 #include "log.h"
 #include "mapping.h"
+#include "metrics.h"
 #include "notify.h"
 #include "scheduler.h"
 #include "store.h"
@@ -36,6 +37,7 @@ typedef struct app {
     const char *config_path;
     http_client *http;
     sched *sched;
+    kvs_metrics *metrics; /* owned; freed after the loop is closed */
     uv_signal_t sig_hup, sig_term, sig_int;
     int exit_code;
     int stop_signals;
@@ -450,6 +452,8 @@ int main(int argc, char **argv)
     sched_opts so = {.once = once, .full = full, .only = only, .daemon_id = daemon_id,
                      .wait = wait, .force_deletes = force_deletes,
                      .report = once ? once_print : NULL};
+    a.metrics = metrics_new();
+    so.metrics = a.metrics;
     log_notice("kiotviet-syncd %s starting (%s, id %s)", KVS_VERSION, once ? "once" : "daemon",
                daemon_id);
     a.sched = sched_new(a.loop, cfg, a.http, &so, sched_done, &a);
@@ -462,6 +466,7 @@ int main(int argc, char **argv)
     int rc = uv_loop_close(a.loop);
     if (rc) log_warn("event loop not empty at exit: %s", uv_strerror(rc));
     store_sql_cache_free();
+    metrics_free(a.metrics);
     log_notice("stopped (exit %d)", a.exit_code);
     log_deinit();
     return a.exit_code;

@@ -425,6 +425,7 @@ static void run_start(integ *it)
         .store = s->cur->store,
         .mopts = &s->cur->mopts,
         .daemon_id = s->daemon_id,
+        .metrics = s->o.metrics,
     };
     bool full = (s->o.once && s->o.full) || (it->run_request_us && it->request_full);
     env.force_deletes = s->o.once && s->o.full && s->o.force_deletes;

@@ -113,6 +113,18 @@ static void log_db_error(sync_run *r, const char *what, const db_result *res)
 
 /* ---- finishing ----------------------------------------------------------------------------- */
 
+/* The run's end in the metrics: a skipped run did not run; a lost database is a failed run, as
+ * its sync_logs row says. */
+static void run_metrics(const sync_run *r, enum sync_status st)
+{
+    if (st == SYNC_SKIPPED) return;
+    const sync_counts *c = &r->counts;
+    long rows = (long)c->products_created + c->products_updated + c->products_deactivated +
+                c->categories_created + c->categories_updated + c->categories_deactivated;
+    metrics_run_end(r->env.metrics, r->name, st == SYNC_NO_DB ? "failed" : sync_status_name(st),
+                    rows, kvs_now_wall_ms() * 1000);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     sync_run *r = h->data;
@@ -123,6 +135,7 @@ static void handle_closed(uv_handle_t *h)
     snprintf(res.log_id, sizeof res.log_id, "%s", r->log_id);
     sync_done_cb cb = r->cb;
     void *arg = r->cb_arg;
+    run_metrics(r, res.status);
     kvs_buf_free(&r->failures);
     kvs_buf_free(&r->notes);
     kvs_idset_free(&r->seen[0]);
@@ -507,6 +520,7 @@ static void start_fetching(sync_run *r)
         .http = r->env.http,
         .budget = r->budget,
         .lctx = &r->lctx,
+        .metrics = r->env.metrics,
         .api_url = r->row->api_url,
         .token_url = r->row->token_url,
         .client_id = r->row->client_id,
