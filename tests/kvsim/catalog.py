@@ -300,6 +300,7 @@ class Catalog:
         self.serials = {}           # id -> list of serial dicts (lot/serial products only)
         self.created = {}           # id -> ticks
         self.modified = {}          # id -> ticks or None
+        self.stock_modified = {}    # id -> ticks of the last stock change (/productOnHands)
         self.code_index = {}        # casefolded code -> id
         self.removed_products = {}  # id -> deletion ticks
         self.removed_categories = {}
@@ -548,6 +549,7 @@ class Catalog:
                          "minQuantity": minq, "maxQuantity": _pick(rng, (MAX_QTY, 0)),
                          "isActive": True})
         self.inventories[pid] = invs
+        self.stock_modified[pid] = mod if mod is not None else created
         if lot:
             sers = []
             for _ in range(rng.randint(1, 3)):
@@ -845,7 +847,8 @@ class Catalog:
                 t = self._stamp()
                 p = self.products.pop(pid)
                 self.code_index.pop(p["code"].casefold(), None)
-                for d in (self.inventories, self.serials, self.created, self.modified):
+                for d in (self.inventories, self.serials, self.created, self.modified,
+                          self.stock_modified):
                     d.pop(pid, None)
                 if not silent:
                     self.removed_products[pid] = t
@@ -883,6 +886,8 @@ class Catalog:
                             self.inventories[pid] = []
                     else:
                         tgt[pid] = v
+                    if f == "inventories":
+                        self.stock_modified[pid] = self._stamp()
                     continue
                 if f == "name" and v is not None:
                     self._rename(pid, v)
@@ -1010,11 +1015,72 @@ class Catalog:
                 self._touch_cat(cid)
             return cid
 
+    # ---- stock (GET /productOnHands) ------------------------------------------------------
+
+    def query_onhands(self, since=None):
+        """Ids by id whose stock changed at or after `since` (inclusive, like lastModifiedFrom
+        on /products, but on the stock's own modification time)."""
+        ids = self._sorted_ids("id", False)
+        if since is None:
+            return ids
+        S = self.stock_modified
+        return [i for i in ids if S[i] >= since]
+
+    def onhand_json(self, pid, onhand_key="onHand"):
+        """One /productOnHands record: id, code, dates (modifiedDate: the stock's), and per
+        branch only branchId, onHand, reserved (no cost: the doc lists none)."""
+        p = self.products[pid]
+        d = {"id": pid, "code": p["code"], "createdDate": p["createdDate"],
+             "modifiedDate": fmt_ticks(self.stock_modified[pid]),
+             "inventories": [{"branchId": x["branchId"], onhand_key: x["onHand"],
+                              "reserved": x["reserved"]} for x in self.inventories[pid]]}
+        return dotnet_decimals(dumps(d))
+
+    def sell_products(self, k):
+        """A sale at the counter: one unit less at the first branch holding stock (else a
+        restock of 1 at the first branch), stamped on the stock only: modifiedDate does not
+        move, as in KiotViet, where a sale does not touch the product."""
+        with self.lock:
+            pool = self.products if isinstance(k, (list, tuple)) else \
+                [i for i in self.products if self.inventories.get(i)]
+            ids = self._pick(k, pool)
+            for pid in ids:
+                invs = self.inventories[pid]
+                if not invs:
+                    raise ValueError("product %d has no inventories" % pid)
+                held = [x for x in invs if x["onHand"] >= 1]
+                if held:
+                    held[0]["onHand"] = held[0]["onHand"] - 1
+                else:
+                    invs[0]["onHand"] = invs[0]["onHand"] + 1
+                self._stock_changed(pid)
+            return ids
+
+    def set_stock(self, spec):
+        """{"id", "onHand", "branchId"?, "reserved"?}: sets one branch's figure (the first
+        branch by default), stock time only."""
+        with self.lock:
+            pid = int(spec["id"])
+            invs = self.inventories[pid]
+            bid = spec.get("branchId")
+            row = next((x for x in invs if bid is None or x["branchId"] == int(bid)), None)
+            if row is None:
+                raise KeyError(bid)
+            row["onHand"] = spec["onHand"]
+            if "reserved" in spec:
+                row["reserved"] = spec["reserved"]
+            self._stock_changed(pid)
+            return pid
+
+    def _stock_changed(self, pid):
+        self.stock_modified[pid] = self._stamp()
+        self._changed(pid)
+
     def mutate(self, spec):
         """Apply a /_sim/mutate body (without 'retailer'); returns what changed."""
         unknown = set(spec) - {"set", "set_category", "edit", "add", "deactivate", "delete",
                                "purge", "edit_categories", "add_categories",
-                               "delete_categories"}
+                               "delete_categories", "sell", "set_stock"}
         if unknown:
             raise ValueError("unknown mutation keys: %s" % sorted(unknown))
         out = {}
@@ -1025,11 +1091,15 @@ class Catalog:
             s = spec.get("set_category")
             if s is not None:
                 out["set_category"] = self.set_category(int(s["id"]), s.get("fields", {}))
+            s = spec.get("set_stock")
+            if s is not None:
+                out["set_stock"] = self.set_stock(s)
             for key, fn, res in (("edit", self.edit_products, "edited"),
                                  ("add", self.add_products, "added"),
                                  ("deactivate", self.deactivate_products, "deactivated"),
                                  ("delete", self.delete_products, "deleted"),
                                  ("purge", self.purge_products, "purged"),
+                                 ("sell", self.sell_products, "sold"),
                                  ("edit_categories", self.edit_categories, "edited_categories"),
                                  ("add_categories", self.add_categories, "added_categories"),
                                  ("delete_categories", self.delete_categories,

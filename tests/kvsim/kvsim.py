@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """KiotViet Public API simulator for integration tests, `make demo` and `make bench`.
 
-Serves POST /connect/token, GET /categories[/{id}], GET /products[/{id}|/code/{code}] for one
-or more retailers, plus a JSON control API under /_sim/ (faults, mutations, stats, config).
+Serves POST /connect/token, GET /categories[/{id}], GET /products[/{id}|/code/{code}],
+GET /productOnHands for one or more retailers, plus a JSON control API under /_sim/ (faults, mutations, stats, config).
 Behaviour follows /work/shared/kiotviet-api.md; see README.md next to this file.
 Python stdlib only. Prints one JSON line {"port","url","ca"} on stdout when ready.
 """
@@ -121,7 +121,7 @@ class State:
         self.config = {"latency_ms": a.latency_ms, "token_ttl": a.token_ttl,
                        "budget": a.budget, "retry_after": True, "zero_date_bug": False,
                        "removed_key": "removedIds", "removed_every_page": False,
-                       "page_cap": a.page_cap}
+                       "page_cap": a.page_cap, "onhand_key": "onHand"}
 
     def reset_stats(self):
         with self.lock:
@@ -484,6 +484,8 @@ class Handler(BaseHTTPRequestHandler):
             out = self._products(ret, q, content_fault)
         elif route == "/categories":
             out = self._categories(ret, q, content_fault)
+        elif route == "/productOnHands":
+            out = self._onhands(ret, q, content_fault)
         else:
             out = self._detail(ret, route, arg, q)
         self._answer(200, out, content_fault)
@@ -497,6 +499,8 @@ class Handler(BaseHTTPRequestHandler):
             return "/products", None
         if lparts == ["categories"]:
             return "/categories", None
+        if lparts == ["productonhands"]:
+            return "/productOnHands", None
         if len(lparts) == 3 and lparts[:2] == ["products", "code"]:
             return "/products/code/{code}", parts[2]
         if len(lparts) == 2 and lparts[0] in ("products", "categories"):
@@ -701,6 +705,25 @@ class Handler(BaseHTTPRequestHandler):
                         ret.page_cache_bytes -= len(old)
         return _with_timestamp(out)
 
+    def _onhands(self, ret, q, fault):
+        """GET /productOnHands: stock only, filtered on the stock's modification time (a sale
+        moves it, not the product's modifiedDate); ordered by id; `onhand_key` picks the doc's
+        lower-case `onhand` spelling. Faults: total_change, no_data (in _answer)."""
+        cfg = self.server.state.config
+        size, cur = _q_page(q, cfg["page_cap"])
+        _q_order(q, {"id": "id"}, "id")
+        since = _q_since(q)
+        cat = ret.catalog
+        with cat.lock:
+            ids = cat.query_onhands(since)
+            total = len(ids)
+            rows = [cat.onhand_json(i, cfg["onhand_key"]) for i in ids[cur:cur + size]]
+        if fault is not None and fault["kind"] == "total_change":
+            total += int(fault.get("delta", 1))
+        return _with_timestamp(b"".join((b'{"total":', str(total).encode(), b',"pageSize":',
+                                         str(size).encode(), b',"data":[', b",".join(rows),
+                                         b"]}")))
+
     def _categories(self, ret, q, fault):
         size, cur = _q_page(q, self.server.state.config["page_cap"])
         order, desc = _q_order(q, catmod.Catalog.CATEGORY_ORDER, "name")
@@ -886,6 +909,9 @@ class Handler(BaseHTTPRequestHandler):
             elif k == "budget":
                 if not isinstance(v, int) or v < 0:
                     raise ApiError(400, "BadRequest", "config: budget must be an int >= 0")
+            elif k == "onhand_key":
+                if v not in ("onHand", "onhand"):
+                    raise ApiError(400, "BadRequest", "config: onhand_key: onHand or onhand")
             elif k == "removed_key":
                 if v not in REMOVED_KEYS:
                     raise ApiError(400, "BadRequest", "config: removed_key must be one of %s"

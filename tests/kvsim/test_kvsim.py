@@ -419,6 +419,39 @@ def test_zero_date_bug(s):
     assert pid in {r["id"] for r in rows} and all(modified_of(r) is None for r in rows)
 
 
+def test_onhands_stock_only_sale(s):
+    """A sale changes stock without touching modifiedDate: /products since then shows nothing,
+    /productOnHands (on the stock's own time) shows it, paged by id; `onhand` spelling."""
+    all_rows, body = fetch_all(s, "/productOnHands", {"orderBy": "id"}, page=50)
+    assert [r["id"] for r in all_rows] == sorted(p["id"] for p in s.catalog()["products"])
+    assert body["total"] == 300 and TS_RE.match(body["timestamp"])
+    first = all_rows[0]
+    assert set(first) == {"id", "code", "createdDate", "modifiedDate", "inventories"}
+    assert all(set(i) == {"branchId", "onHand", "reserved"} for i in first["inventories"])
+    since = server_now(s).split("+")[0]
+    before = {p["id"]: p for p in s.catalog()["products"]}
+    out = s.mutate(sell=2)
+    pid = out["sold"][0]
+    s.mutate(set_stock={"id": out["sold"][1], "onHand": 7})
+    after = {p["id"]: p for p in s.catalog()["products"]}
+    for i in out["sold"]:
+        assert after[i].get("modifiedDate") == before[i].get("modifiedDate")
+        assert after[i]["inventories"] != before[i]["inventories"]
+    assert s.api_json("/products", {"lastModifiedFrom": since})["total"] == 0
+    rows, _ = fetch_all(s, "/productOnHands", {"lastModifiedFrom": since})
+    assert sorted(r["id"] for r in rows) == sorted(out["sold"])
+    got = {r["id"]: r for r in rows}
+    assert [i["onHand"] for i in got[pid]["inventories"]] == \
+        [i["onHand"] for i in after[pid]["inventories"]]
+    assert got[out["sold"][1]]["inventories"][0]["onHand"] == 7
+    assert catmod.parse_datetime(got[pid]["modifiedDate"]) >= catmod.parse_datetime(since)
+    s.config(onhand_key="onhand")
+    r = s.api_json("/productOnHands", {"lastModifiedFrom": since})["data"][0]
+    assert "onhand" in r["inventories"][0] and "onHand" not in r["inventories"][0]
+    st, _, _ = s.api_get("/productOnHands", {"orderBy": "nope"})
+    assert st == 400
+
+
 def test_multi_retailer_and_stats(s):
     a, b = s.catalog("demoshop"), s.catalog("shop2")
     assert a["retailerId"] != b["retailerId"]
