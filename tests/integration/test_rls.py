@@ -149,3 +149,47 @@ def test_shop_tables_grants_untouched_and_rerun_is_idempotent(supabase_db):
     snap = catalog_snapshot(db)
     pgharness.apply_file(db.owner_dsn, MIGRATION)
     assert catalog_snapshot(db) == snap
+
+
+DEPTH_TABLES = ("kiotviet_branches", "kiotviet_product_stock", "kiotviet_product_serials")
+
+
+def readme_storefront_sql() -> str:
+    """The README's opt-in storefront policies (the sql block after its marker)."""
+    text = (pgharness.REPO_ROOT / "README.md").read_text()
+    block = text.split("<!-- storefront-policies -->", 1)[1]
+    return block.split("```sql", 1)[1].split("```", 1)[0]
+
+
+def test_branch_stock_serial_tables_hidden_until_the_shop_opts_in(supabase_db):
+    """005: RLS on and nothing for the API roles; the README's opt-in SQL lets anon read stock by
+    active store and serials in stock, not reserved quantities; a re-run keeps that choice."""
+    db = supabase_db
+    for p in pgharness.migration_files():
+        pgharness.apply_file(db.owner_dsn, p)
+    db.sql("INSERT INTO kiotviet_branches (kiotviet_id, name, is_active) VALUES (1, 'A', true), "
+           "(2, 'B', false)")
+    db.sql("INSERT INTO kiotviet_product_stock (product_kiotviet_id, branch_kiotviet_id, on_hand, "
+           "reserved) VALUES (7, 1, 2, 1), (7, 2, 5, 0)")
+    db.sql("INSERT INTO kiotviet_product_serials (product_kiotviet_id, serial_number, in_stock) "
+           "VALUES (7, 'GIA-1', true), (7, 'GIA-2', false)")
+    for t in DEPTH_TABLES:
+        assert db.value("SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", f"public.{t}")
+        assert db.value("SELECT count(*) FROM pg_policies WHERE tablename = %s", t) == 0
+        for role in API_ROLES:
+            assert db.value("SELECT has_table_privilege(%s, %s, 'SELECT')", role, f"public.{t}") is False
+            assert isinstance(as_role(db, role, f"SELECT * FROM public.{t}"), errors.InsufficientPrivilege)
+    with psycopg.connect(db.owner_dsn, autocommit=True) as c:
+        c.execute(readme_storefront_sql())
+    snap = catalog_snapshot(db)
+    for p in pgharness.migration_files():
+        pgharness.apply_file(db.owner_dsn, p)
+    assert catalog_snapshot(db) == snap
+    q = ("SELECT b.name, s.on_hand FROM kiotviet_product_stock s JOIN kiotviet_branches b "
+         "ON b.kiotviet_id = s.branch_kiotviet_id WHERE s.product_kiotviet_id = 7")
+    assert [(n, int(v)) for n, v in as_role(db, "anon", q)] == [("A", 2)]
+    assert as_role(db, "anon", "SELECT serial_number FROM kiotviet_product_serials") == [("GIA-1",)]
+    assert isinstance(as_role(db, "anon", "SELECT reserved FROM kiotviet_product_stock"),
+                      errors.InsufficientPrivilege)
+    assert isinstance(as_role(db, "authenticated", "SELECT on_hand FROM kiotviet_product_stock"),
+                      errors.InsufficientPrivilege)
