@@ -193,3 +193,32 @@ def test_branch_stock_serial_tables_hidden_until_the_shop_opts_in(supabase_db):
                       errors.InsufficientPrivilege)
     assert isinstance(as_role(db, "authenticated", "SELECT on_hand FROM kiotviet_product_stock"),
                       errors.InsufficientPrivilege)
+
+
+def test_webhook_inbox_hidden_from_api_roles_and_rerun_is_idempotent(supabase_db):
+    # 004 (with 001-003 before it), run by the owner twice: the inbox table and its sequence are
+    # out of the API roles' reach and under RLS, like the integrations (Supabase's default
+    # privileges had granted them the new table), and a re-run changes nothing.
+    db = supabase_db
+    for p in pgharness.migration_files()[1:]:
+        pgharness.apply_file(db.owner_dsn, p)
+    snap = catalog_snapshot(db)
+    for p in pgharness.migration_files()[1:]:
+        pgharness.apply_file(db.owner_dsn, p)
+    assert catalog_snapshot(db) == snap
+    t = "public.kiotviet_webhook_events"
+    assert db.value("SELECT relrowsecurity FROM pg_class WHERE oid = %s::regclass", t)
+    for role in API_ROLES:
+        for priv in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            assert db.value("SELECT has_table_privilege(%s, %s, %s)", role, t, priv) is False
+        assert db.value("SELECT has_sequence_privilege(%s, pg_get_serial_sequence(%s, 'id'), "
+                        "'USAGE')", role, t) is False
+        assert db.value("SELECT has_column_privilege(%s, 'public.third_party_integrations', "
+                        "'webhook_secret', 'SELECT')", role) is False
+    with psycopg.connect(db.owner_dsn, autocommit=True) as c:
+        c.execute(f"INSERT INTO {t} (integration_id, event_id, types, body) "
+                  "SELECT id, 'e1', 'product.update', '{}' FROM third_party_integrations")
+        c.execute(f"INSERT INTO {t} (integration_id, event_id, types, body) "
+                  "SELECT id, 'e1', 'product.update', '{}' FROM third_party_integrations "
+                  "ON CONFLICT (integration_id, event_id) DO NOTHING")
+        assert c.execute(f"SELECT count(*), min(attempt) FROM {t}").fetchone() == (1, 1)
