@@ -47,6 +47,8 @@ enum product_field {
     PF_MASTER_KID,   /* masterProductId (variant group) */
     PF_MODIFIED,     /* modifiedDate (or createdDate), timestamptz text */
     PF_STATUS,       /* kiotviet_status: active | inactive */
+    PF_BRANCH_STOCK, /* inventories, every branch: [{"b","q","r"}] -> kiotviet_product_stock */
+    PF_SERIALS,      /* productSerials: [{"n","i","b","m"}] -> kiotviet_product_serials */
     PF__COUNT
 };
 
@@ -127,6 +129,9 @@ bool map_page_failed_without_id(const map_page *p);
 /* Maps a "data" array of products / categories. */
 void map_products(const cJSON *data, const map_opts *o, map_page *out);
 void map_categories(const cJSON *data, map_page *out);
+/* Maps a /branches "data" array into rows {"kid","name","code","address","modified"} (the
+ * kiotviet_branches upsert's); a record without a positive id is a failure. */
+void map_branches(const cJSON *data, map_page *out);
 
 /* Parses a removedIds-style array; returns a malloc'd array (caller frees) and count; invalid
  * entries are skipped and counted in *nbad. */

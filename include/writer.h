@@ -49,7 +49,9 @@
 
 typedef struct writer writer;
 
-enum writer_entity { WRITER_CATEGORIES, WRITER_PRODUCTS };
+/* WRITER_BRANCHES: kiotviet_branches (migration 005); pages and WRITER_REMOVE only. A products
+ * page also writes its kiotviet_product_stock and kiotviet_product_serials rows. */
+enum writer_entity { WRITER_CATEGORIES, WRITER_PRODUCTS, WRITER_BRANCHES, WRITER__ENTITIES };
 
 enum writer_kind {
     WRITER_PAGE,      /* upsert of a page of mapped rows */

@@ -68,6 +68,9 @@ static void put_key(kvs_buf *b, bool *first, const char *key)
     B(kvs_buf_append(b, k, o));
 }
 
+void map_put_key(kvs_buf *b, bool *first, const char *key) { put_key(b, first, key); }
+void map_put_number(kvs_buf *b, const char *text) { put_number(b, text); }
+
 static int fail(rec_err *e, const char *fmt, const char *what)
 {
     snprintf(e->msg, sizeof e->msg, fmt, what);
@@ -128,6 +131,8 @@ static int rec_modified(const cJSON *rec, int64_t *us, rec_err *e)
     }
     return 0;
 }
+
+int map_rec_modified(const cJSON *rec, int64_t *us, rec_err *e) { return rec_modified(rec, us, e); }
 
 bool map_branch_counts(const map_opts *o, int64_t branch)
 {
@@ -386,7 +391,7 @@ int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
     }
     put_key(b, &first, product_fields[PF_ACTIVE].key);
     B(kvs_buf_puts(b, active ? "true" : "false"));
-    if (put_images(b, &first, rec, e)) {
+    if (put_images(b, &first, rec, e) || map_stock_serials(rec, b, &first, e)) {
         b->len = start; /* nothing half-written stays in the caller's buffer */
         if (b->data) b->data[start] = '\0';
         return -EINVAL;

@@ -48,7 +48,7 @@ struct writer {
     bool owned[WRITER_MAX_CONNECTIONS];
     int nconn;
     int on_conn[WRITER_MAX_CONNECTIONS]; /* jobs in flight per connection */
-    bool expect_new[2];     /* the last page of the entity was all new rows */
+    bool expect_new[WRITER__ENTITIES]; /* the last page of the entity was all new rows */
     bool stopped;
     int pending;            /* pieces of work handed in and not reported */
     wjob *waiting;
@@ -76,7 +76,7 @@ uint64_t writer_retry_delay_ms(int lease_seconds, unsigned attempt)
 
 static const char *ent_name(enum writer_entity e)
 {
-    return e == WRITER_PRODUCTS ? "products" : "categories";
+    return e == WRITER_PRODUCTS ? "products" : e == WRITER_BRANCHES ? "branches" : "categories";
 }
 
 /* ---- life of a job ---------------------------------------------------------------------- */
@@ -312,7 +312,10 @@ static void job_cb(db_result *res, void *arg)
                  res->detail ? res->detail : "");
         log_redact(f->message, sizeof f->message);
         rlog_warn(w->o.lctx, "%s %" PRId64 " not stored: %s",
-                  j->ent == WRITER_PRODUCTS ? "product" : "category", f->id, f->message);
+                  j->ent == WRITER_PRODUCTS   ? "product"
+                  : j->ent == WRITER_BRANCHES ? "branch"
+                                              : "category",
+                  f->id, f->message);
         j->out.nfailed = 1;
         job_report(j);
         return;
@@ -330,6 +333,8 @@ static const char *job_sql(const writer *w, const wjob *j)
 {
     const store *s = w->o.store;
     bool prod = j->ent == WRITER_PRODUCTS;
+    if (j->ent == WRITER_BRANCHES) /* few rows: no prefilter, no insert-only variant */
+        return j->kind == WRITER_PAGE ? store_branches_upsert_sql(s) : store_branches_remove_sql(s);
     switch (j->kind) {
     case WRITER_PAGE:
         if (!j->parent && w->expect_new[j->ent])
