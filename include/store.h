@@ -117,6 +117,8 @@ integ_row *integ_row_parse(PGresult *res, int i);
  * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request
  * ST_ANY_PRODUCTS    -> true when any product row has a kiotviet_id (else a full run's
  *                    reconciliation has nothing to mark: every such row is one it wrote)
+ * ST_BRANCHES_SINCE  $1 id -> the newest kiotviet_branches.kiotviet_modified_at the
+ *                    integration stored (epoch us), NULL when none: the branches' cursor
  * The scheduler's:
  * ST_LIST_NOW        ST_LIST with the database's now() (epoch us) as a last column
  * ST_CLAIM_DUE       $1 id, $2 owner, $3 lease seconds, $4 last_sync_at seen (epoch us), $5 our
@@ -150,6 +152,7 @@ enum store_stmt {
     ST_LOG_PRUNE,
     ST_REQUEST_CLEAR,
     ST_ANY_PRODUCTS,
+    ST_BRANCHES_SINCE,
     ST_LIST_NOW,
     ST_CLAIM_DUE,
     ST_LISTEN,
@@ -216,13 +219,10 @@ const char *store_products_reconcile_sql(const store *s);
  * above. NULL when the shop has no such column. */
 const char *store_categories_relink_sql(const store *s);
 const char *store_products_relink_sql(const store *s);
-/* WRITER_STOCK's page: sets the stock column and inventory_value of the products a page of
- * map_stock rows names ($1, $2..$4 as above), only where they change, and marks them synced;
- * never inserts, never touches other columns (kiotviet_modified_at is the product's, not its
- * stock's). A row without inv_value (/productOnHands sends no cost) keeps the stored value per
- * unit: value x new stock / old stock, 0 at no stock, NULL (unknown) when there was no stock to
- * take it from. Products the shop does not hold are left alone. -> (lease_ok, 0, updated).
- * NULL when the shop's products have no stock column. */
-const char *store_stock_update_sql(const store *s);
+/* Migration 005's branches (the run's /branches phase): the page upsert and the removal of
+ * removedIds (is_active false), parameters as the products' ones. A products page upsert also
+ * writes the page's kiotviet_product_stock and kiotviet_product_serials rows. */
+const char *store_branches_upsert_sql(const store *s);
+const char *store_branches_remove_sql(const store *s);
 
 #endif

@@ -49,6 +49,20 @@ void map_row_push(map_page *p, int64_t id, int64_t modified_us, size_t start);
 
 /* ---- records to rows (mapping.c) ---- */
 
+/* "key": after a comma unless *first (keys are our own identifiers). */
+void map_put_key(kvs_buf *b, bool *first, const char *key);
+/* A number as exact text (canonical decimal when it fits). */
+void map_put_number(kvs_buf *b, const char *text);
+/* modifiedDate, else createdDate (a zero date is none): *us 0 when neither. */
+int map_rec_modified(const cJSON *rec, int64_t *us, rec_err *e);
+
+/* ---- stock by branch, serials, branches (mapping_stock.c) ---- */
+
+/* Appends the product's "inv" (inventories: every branch once, the first entry of a branch
+ * wins) and "ser" (productSerials: every serial once, in stock if any entry of it is) keys to
+ * b, each only when KiotViet sent the list. -EINVAL with e on a malformed entry. */
+int map_stock_serials(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e);
+
 /* Whether [mapping] branches counts branch (no list: every branch). */
 bool map_branch_counts(const map_opts *o, int64_t branch);
 /* Σ onHand and Σ onHand × cost over the counted branches, exact; present false: no list. */

@@ -33,4 +33,14 @@ extern const char store_t_log_start[], store_t_log_progress[], store_t_log_finis
 /* store.c: the catalogue. */
 extern const char store_t_any_products[];
 
+/* The lease check every write of a run starts with: "WITH lease AS (...)" (see store.c). */
+void store_lease_cte(kvs_buf *b, const char *schema_q);
+/* store_depth.c: migration 005's tables. The stock-by-branch and serial CTEs a products page
+ * upsert carries after its own (s: the page's recordset); the branches' statements (new
+ * strings, caller frees). */
+void store_depth_page_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
+char *store_depth_branches_upsert(const char *schema_q);
+char *store_depth_branches_remove(const char *schema_q);
+extern const char store_t_branches_since[];
+
 #endif

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import catalog as catmod  # noqa: E402  (sibling module, script-relative import)
+import depth  # noqa: E402  (branches, serial sales, price books: issue 16)
 
 REMOVED_KEYS = ("removedIds", "removeIds", "removedId", "removeId")
 FAULT_KINDS = ("status", "reset", "stall", "delay", "malformed", "truncate", "bad_record",
@@ -486,6 +487,10 @@ class Handler(BaseHTTPRequestHandler):
             out = self._categories(ret, q, content_fault)
         elif route == "/productOnHands":
             out = self._onhands(ret, q, content_fault)
+        elif route == "/branches":
+            out = self._branches(ret, q)
+        elif route == "/pricebooks":
+            out = self._pricebooks(ret, q)
         else:
             out = self._detail(ret, route, arg, q)
         self._answer(200, out, content_fault)
@@ -501,6 +506,8 @@ class Handler(BaseHTTPRequestHandler):
             return "/categories", None
         if lparts == ["productonhands"]:
             return "/productOnHands", None
+        if lparts in (["branches"], ["pricebooks"]):
+            return "/" + lparts[0], None
         if len(lparts) == 3 and lparts[:2] == ["products", "code"]:
             return "/products/code/{code}", parts[2]
         if len(lparts) == 2 and lparts[0] in ("products", "categories"):
@@ -660,11 +667,12 @@ class Handler(BaseHTTPRequestHandler):
         since = _q_since(q)
         inv = _q_bool(q, "includeinventory")
         ser = _q_bool(q, "includeserials")
+        pb = _q_bool(q, "includepricebook")
         active = None
         if (q.get("isactive") or "").strip():
             active = _q_bool(q, "isactive")
         category = _q_int(q, "categoryid", None)
-        key = ("p", size, cur, order, desc, since, inv, ser, active, category,
+        key = ("p", size, cur, order, desc, since, inv, ser, pb, active, category,
                _q_bool(q, "includeremoveids"), cfg["removed_key"], cfg["removed_every_page"],
                cfg["zero_date_bug"], cfg["page_cap"])
         cat = ret.catalog
@@ -683,6 +691,9 @@ class Handler(BaseHTTPRequestHandler):
             total = len(ids)
             page = ids[cur:cur + size]
             rows = [cat.product_json(i, inv, ser) for i in page]
+            if pb:
+                depth.state(cat)
+                rows = [r[:-1] + depth.pricebooks_json(cat, i) + b"}" for r, i in zip(rows, page)]
             kind = fault["kind"] if fault else None
             if kind == "duplicate" and 0 < cur <= len(ids):
                 rows.insert(0, cat.product_json(ids[cur - 1], inv, ser))
@@ -760,6 +771,33 @@ class Handler(BaseHTTPRequestHandler):
         return b"".join((b'{"total":', str(total).encode(), b',"pageSize":', str(size).encode(),
                          b',"data":[', b",".join(data), b"]", removed,
                          b',"timestamp":"', ts.encode(), b'"}'))
+
+    def _branches(self, ret, q):
+        """GET /branches: active branches changed since lastModifiedFrom, by id; removedIds
+        (includeRemoveIds) are the branches made inactive since then."""
+        size, cur = _q_page(q, self.server.state.config["page_cap"])
+        since = _q_since(q)
+        cat = ret.catalog
+        with cat.lock:
+            depth.state(cat)
+            rows = depth.query_branches(cat, since)
+            removed = depth.removed_branches_since(cat, since) if _q_bool(q, "includeremoveids") \
+                else None
+        body = {"total": len(rows), "pageSize": size, "data": rows[cur:cur + size]}
+        if removed is not None and cur == 0:
+            body["removedIds"] = removed
+        body["timestamp"] = catmod.fmt_ts(catmod.now_ticks())
+        return _json(body)
+
+    def _pricebooks(self, ret, q):
+        """GET /pricebooks: every price book (no branch, group or user lists)."""
+        size, cur = _q_page(q, self.server.state.config["page_cap"])
+        cat = ret.catalog
+        with cat.lock:
+            depth.state(cat)
+            rows = [dict(cat.pricebooks[b]) for b in sorted(cat.pricebooks)]
+        return _json({"total": len(rows), "pageSize": size, "data": rows[cur:cur + size],
+                      "timestamp": catmod.fmt_ts(catmod.now_ticks())})
 
     def _detail(self, ret, route, arg, q):
         cat = ret.catalog
@@ -846,7 +884,13 @@ class Handler(BaseHTTPRequestHandler):
             spec.pop("retailer", None)
             ret = state.retailer(name)
             try:
-                out = ret.catalog.mutate(spec)
+                out = {}
+                cat = ret.catalog
+                for key, fn in depth.MUTATIONS.items():
+                    if key in spec:
+                        with cat.lock:
+                            out[key] = fn(depth.state(cat), spec.pop(key))
+                out.update(ret.catalog.mutate(spec) if spec or not out else {})
             except (KeyError, ValueError, TypeError) as e:
                 raise ApiError(400, "BadRequest", "mutate: %s" % e) from None
             return self._send_obj(200, out)

@@ -647,3 +647,36 @@ def test_100k_catalogue_speed():
         assert b["data"][-1]["id"] < b2["data"][0]["id"]
         print("\nkvsim 100k: startup %.2fs, first page %.3fs, next page %.3fs"
               % (t1 - t0, t3 - t2, t4 - t3))
+
+
+def test_branches_serials_and_price_books(s):
+    """Issue 16: /branches with modifiedDate and removedIds (a closed branch), a serial sold (status
+    0, one unit less at its branch, modifiedDate unchanged), price books with dates on /pricebooks
+    and in products' priceBooks (includePricebook), a price change moving modifiedDate."""
+    b = s.api_json("/branches", {"pageSize": 100, "includeRemoveIds": "true"})
+    assert [x["id"] for x in b["data"]] == [61201, 61202] and b["removedIds"] == []
+    assert all(DATE_RE.match(x["modifiedDate"]) and x["branchCode"] for x in b["data"])
+    since = catmod.fmt_ticks(catmod.now_ticks())[:19]
+    assert s.mutate(close_branch=[61202]) == {"close_branch": [61202]}
+    s.mutate(set_branch={"id": 61203, "fields": {"branchName": "Chi nhánh Cầu Giấy"}})
+    b = s.api_json("/branches", {"pageSize": 100, "includeRemoveIds": "true",
+                                 "lastModifiedFrom": since})
+    assert [x["id"] for x in b["data"]] == [61203] and b["removedIds"] == [61202]
+
+    cat = s.catalog()["products"]
+    p = next(x for x in cat if any(r["status"] == 1 for r in x.get("productSerials", [])))
+    sn = next(r for r in p["productSerials"] if r["status"] == 1)
+    s.mutate(sell_serial={"id": p["id"], "serialNumber": sn["serialNumber"]})
+    q = next(x for x in s.catalog()["products"] if x["id"] == p["id"])
+    assert next(r for r in q["productSerials"] if r["serialNumber"] == sn["serialNumber"])["status"] == 0
+    assert q.get("modifiedDate") == p.get("modifiedDate")
+
+    books = {x["id"]: x for x in s.api_json("/pricebooks", {"pageSize": 100})["data"]}
+    assert books[90003]["endDate"].startswith("2024-02-20") and books[90001]["startDate"] is None
+    s.mutate(set_price_book={"id": 90002, "prices": {str(p["id"]): 777000}})
+    rows, _ = fetch_all(s, params={"includePricebook": "true", "orderBy": "id"})
+    got = next(x for x in rows if x["id"] == p["id"])
+    assert {"priceBookId": 90002, "price": 777000}.items() <= next(
+        e for e in got["priceBooks"] if e["priceBookId"] == 90002).items()
+    assert got["modifiedDate"] != p.get("modifiedDate")
+    assert all("priceBooks" not in x for x in fetch_all(s, params={"orderBy": "id"})[0])

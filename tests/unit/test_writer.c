@@ -89,7 +89,8 @@ static int group_setup(void **state)
     static const char *const files[] = {
         "db/schema/shop_base.sql", "db/migrations/add_kiotviet_integration.sql",
         "db/migrations/001_lease_session.sql", "db/migrations/002_integration_checks_without_row.sql",
-        "db/migrations/003_token_credentials_and_endpoints.sql"};
+        "db/migrations/003_token_credentials_and_endpoints.sql",
+        "db/migrations/005_branches_stock_serials.sql"};
     for (size_t i = 0; i < ARRAY_SIZE(files); i++) sql_file(c, files[i]);
     const char *schema = "public";
     PGresult *d = PQexecParams(c, store_discover_sql, 1, NULL, &schema, NULL, NULL, 0);
