@@ -329,6 +329,8 @@ static void integ_fire(uv_timer_t *t)
     if (s->auth_waiting) return; /* the list after the wait re-arms it */
     if (it->requested_us > it->handled_request_us) it->run_request_us = it->requested_us;
     if (s->running >= s->cur->cfg->max_concurrent_runs) {
+        log_ctx lc;
+        rlog_debug(ictx(it, &lc), "due: waiting for a free run slot");
         it->queued = true;
         return;
     }
@@ -365,6 +367,16 @@ void integ_arm(integ *it)
                                                 (uint64_t)cfg->max_backoff_minutes * 60000);
         due_ms = it->synced_mono_ms + (int64_t)interval;
     }
+    uint64_t now = kvs_now_mono_ms();
+    if (it->queued) {
+        /* Waiting for a run slot: it stays in the queue while it is still due. A list that
+         * shows it synced meanwhile (by another daemon) takes it out, or the claim that takes
+         * the next slot would succeed against the newer last_sync_at and run it again. */
+        bool due = (due_ms == DUE_REQUEST || due_ms == DUE_NEVER || due_ms <= (int64_t)now) &&
+                   it->not_before_ms <= now;
+        if (due) return;
+        it->queued = false;
+    }
     /* Every poll re-arms every integration: a timer already set for the same moment keeps
      * running, or a jitter longer than the poll interval would postpone it for ever. (The
      * moment is stable: synced_mono_ms changes only when last_sync_at does.) */
@@ -373,7 +385,6 @@ void integ_arm(integ *it)
         return;
     it->armed_due_ms = due_ms;
     it->armed_not_before_ms = it->not_before_ms;
-    uint64_t now = kvs_now_mono_ms();
     uint64_t delay = 0;
     if (due_ms == DUE_NEVER)
         delay = jitter_of(it->id);

@@ -102,12 +102,13 @@ const char store_t_token_save[] =
     " WHERE \"id\" = $1::uuid AND \"sync_lease_owner\" = $2 AND"
     " " STORE_CREDS_HASH_SQL("") " = $5";
 
+/* No row when the lease is no longer ours: the run's end is then not the integration's. */
 const char store_t_finish[] =
     "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"
     " \"products_cursor\" = coalesce($3::timestamptz, \"products_cursor\"),"
     " \"categories_cursor\" = coalesce($4::timestamptz, \"categories_cursor\"),"
     " \"last_full_sync_at\" = CASE WHEN $5::boolean THEN now() ELSE"
-    " \"last_full_sync_at\" END, \"consecutive_failures\" = 0," LEASE_CLEAR;
+    " \"last_full_sync_at\" END, \"consecutive_failures\" = 0," LEASE_CLEAR " RETURNING 1";
 
 const char store_t_fail[] =
     "UPDATE @.\"third_party_integrations\" SET \"last_sync_at\" = now(),"

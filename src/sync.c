@@ -200,9 +200,15 @@ static void finish_cb(db_result *res, void *arg)
         /* Cancelled while an attempt was in flight (not waiting on the timer, where
          * sync_run_cancel says the same): the next claim closes the row as abandoned. */
         if (r->cancelled) rlog_warn(&r->lctx, "stopping before the end of the run could be recorded");
-    } else if (r->finish_attempt) {
-        rlog_notice(&r->lctx, "recorded the end of the run after %d retries",
-                    r->finish_attempt);
+    } else {
+        if (r->finish_attempt)
+            rlog_notice(&r->lctx, "recorded the end of the run after %d retries",
+                        r->finish_attempt);
+        bool ok = r->res.status == SYNC_SUCCESS || r->res.status == SYNC_PARTIAL;
+        if (ok && !r->db_down && res->nresults > 1 && PQntuples(res->results[1]) == 0)
+            rlog_warn(&r->lctx, "the integration's lease was no longer this daemon's at the end "
+                                "of the run: its last sync time and cursors were left as they "
+                                "were, so the next run reads these changes again");
     }
     rlog_notice(&r->lctx,
                 "run %s: categories %d synced (%d new, %d changed, %d failed, %d removed), "
