@@ -12,8 +12,8 @@
  * every NOT NULL column without a default is one it fills, and generates the page upserts once.
  * Every page write carries the run's lease check, so a run whose lease was taken over writes
  * nothing (writer.c sends them; sync.c sends the integration-level statements). The lease
- * predicates (free to claim, live) are written once (src/store_int.h). Left outside: sync.c's
- * read of the database's clock (sync.c is being split, issue 13), db.c's session set-up. */
+ * predicates (free to claim, live) are written once (src/store_int.h). Left outside: db.c's
+ * own session set-up (search_path, the pooler probe), which belongs to the wire. */
 #ifndef KVS_STORE_H
 #define KVS_STORE_H
 
@@ -125,6 +125,7 @@ integ_row *integ_row_parse(PGresult *res, int i);
  *                    backend pid -> (claimed 0/1, last_sync_at us, ms the other's lease runs,
  *                    enabled, now us): claims only a due, enabled, free integration
  * ST_LISTEN          listens on STORE_NOTIFY_CHANNEL
+ * ST_DB_NOW          -> the database's now() (epoch us): a run's clock, read with its claim
  * The CLI's (ctl.c; blocking, unnamed):
  * ST_CTL_STATUS      -> one row per kiotviet* integration, columns STORE_IC_* below
  * ST_CTL_DAEMONS     $1 application_name -> how many sessions of daemons are connected
@@ -156,6 +157,7 @@ enum store_stmt {
     ST_LIST_NOW,
     ST_CLAIM_DUE,
     ST_LISTEN,
+    ST_DB_NOW,
     ST_CTL_STATUS,
     ST_CTL_DAEMONS,
     ST_CTL_FIND,
@@ -166,11 +168,9 @@ enum store_stmt {
     ST_CTL_RLS_HIDES,
     ST__COUNT
 };
-/* The statement for this store's schema: built once per schema and cached process-wide until
- * store_sql_cache_free (at exit); the pointer stays valid until then or a store of another
- * schema asks. */
+/* The statement for this store's schema: built with the store (store_new), borrowed from it,
+ * valid as long as s (a run keeps its generation's store alive until it ends). */
 const char *store_sql(const store *s, enum store_stmt which);
-void store_sql_cache_free(void); /* at exit */
 /* The statement for a schema quoted by db_quote_ident, without a store (the CLI): a new string,
  * caller frees. */
 char *store_sql_build(const char *schema_q, enum store_stmt which);

@@ -465,7 +465,6 @@ int main(int argc, char **argv)
     uv_run(a.loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(a.loop);
     if (rc) log_warn("event loop not empty at exit: %s", uv_strerror(rc));
-    store_sql_cache_free();
     metrics_free(a.metrics);
     log_notice("stopped (exit %d)", a.exit_code);
     log_deinit();

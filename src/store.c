@@ -133,6 +133,7 @@ struct store {
     bool products_is_active, categories_is_active;
     bool stock_integer;  /* the products' stock column is int2/int4/int8 */
     kvs_buf describe;
+    char **stmts;        /* enum store_stmt statements for schema_q (store_sql_table_new) */
 };
 
 /* ---- identifiers ---------------------------------------------------------------------- */
@@ -204,7 +205,13 @@ void store_free(store *s)
     free(s->categories_relink);
     free(s->products_relink);
     kvs_buf_free(&s->describe);
+    store_sql_table_free(s->stmts);
     free(s);
+}
+
+char *const *store_stmts(const store *s)
+{
+    return s->stmts;
 }
 
 /* A column chosen for a target. */
@@ -572,6 +579,7 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
     kvs_buf_init(&s->describe);
     *warnings = NULL;
     s->schema_q = db_quote_ident(schema);
+    s->stmts = store_sql_table_new(s->schema_q);
 
     for (int i = 0; i < PQntuples(res); i++) {
         table *t = table_of(s, PQgetvalue(res, i, 0));

@@ -8,6 +8,12 @@
 
 /* Returns tmpl with every "@" replaced by schema_q (a new string, caller frees). */
 char *store_sql_subst(const char *tmpl, const char *schema_q);
+/* Every enum store_stmt statement for schema_q (store_sql.c): a new table, ST__COUNT strings,
+ * freed by store_sql_table_free. store_new makes the store's own; store_free frees it. */
+char **store_sql_table_new(const char *schema_q);
+void store_sql_table_free(char **t);
+/* The store's statement table (store.c; borrowed from s, lives as long as s). */
+char *const *store_stmts(const store *s);
 
 /* The lease predicates, written once (unqualified columns of third_party_integrations).
  * FREE: the row's lease may be taken by the owner in `owner` (a parameter such as "$2"):
@@ -25,7 +31,8 @@ char *store_sql_subst(const char *tmpl, const char *schema_q);
 extern const char store_t_list[], store_t_list_now[], store_t_claim[], store_t_claim_due[],
     store_t_renew[], store_t_lease_holder[], store_t_release[], store_t_token_save[],
     store_t_finish[], store_t_fail[], store_t_request_clear[], store_t_find[], store_t_names[],
-    store_t_request[], store_t_notify[], store_t_listen[], store_t_rls_hides[];
+    store_t_request[], store_t_notify[], store_t_listen[], store_t_rls_hides[],
+    store_t_db_now[];
 /* store_status.c: sync_logs and the status report. */
 extern const char store_t_log_start[], store_t_log_progress[], store_t_log_finish[],
     store_t_log_abandoned[], store_t_log_prune[], store_t_status[], store_t_poll[],

@@ -136,6 +136,7 @@ const char store_t_request[] =
 
 const char store_t_notify[] = "SELECT pg_catalog.pg_notify('" STORE_NOTIFY_CHANNEL "', $1)";
 const char store_t_listen[] = "LISTEN " STORE_NOTIFY_CHANNEL;
+const char store_t_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
 
 /* Row level security with no policy (what the migration sets up) shows the integrations to
  * the table's owner and BYPASSRLS roles only; anyone else sees an empty table. $1: the

@@ -26,6 +26,7 @@ static const char *const templates[ST__COUNT] = {
     [ST_LIST_NOW] = store_t_list_now,
     [ST_CLAIM_DUE] = store_t_claim_due,
     [ST_LISTEN] = store_t_listen,
+    [ST_DB_NOW] = store_t_db_now,
     [ST_CTL_STATUS] = store_t_status,
     [ST_CTL_DAEMONS] = store_t_daemons,
     [ST_CTL_FIND] = store_t_find,
@@ -55,31 +56,22 @@ char *store_sql_build(const char *schema_q, enum store_stmt which)
     return store_sql_subst(templates[which], schema_q);
 }
 
-static char *stmts_cache[ST__COUNT];
-static char *stmts_schema;
-
-/* Statements depend only on the schema; they are built once per schema. */
-const char *store_sql(const store *s, enum store_stmt which)
+char **store_sql_table_new(const char *schema_q)
 {
-    REQUIRE(which < ST__COUNT && templates[which]);
-    const char *schema_q = store_schema_quoted(s);
-    if (!stmts_schema || strcmp(stmts_schema, schema_q)) {
-        for (int i = 0; i < ST__COUNT; i++) {
-            free(stmts_cache[i]);
-            stmts_cache[i] = store_sql_subst(templates[i], schema_q);
-        }
-        free(stmts_schema);
-        stmts_schema = kvs_strdup(schema_q);
-    }
-    return stmts_cache[which];
+    char **t = kvs_xcalloc(ST__COUNT, sizeof *t);
+    for (int i = 0; i < ST__COUNT; i++) t[i] = store_sql_build(schema_q, (enum store_stmt)i);
+    return t;
 }
 
-void store_sql_cache_free(void)
+void store_sql_table_free(char **t)
 {
-    for (int i = 0; i < ST__COUNT; i++) {
-        free(stmts_cache[i]);
-        stmts_cache[i] = NULL;
-    }
-    free(stmts_schema);
-    stmts_schema = NULL;
+    if (!t) return;
+    for (int i = 0; i < ST__COUNT; i++) free(t[i]);
+    free(t);
+}
+
+const char *store_sql(const store *s, enum store_stmt which)
+{
+    REQUIRE(which < ST__COUNT);
+    return store_stmts(s)[which];
 }

@@ -19,10 +19,6 @@
  * sync_logs row, cursors, lease) is retried for FINISH_PATIENCE lease periods, so that a run
  * that could not log is logged once the database is back. */
 #define FINISH_PATIENCE 10
-/* The database's clock, read in the claim's transaction: cursors never come from this host's
- * clock, which may jump. Not integration-level SQL, so it lives here rather than in store.c. */
-static const char sql_db_now[] = "SELECT (extract(epoch from pg_catalog.now()) * 1000000)::bigint";
-
 
 static void run_finish(sync_run *r);
 static void jobs_dec(sync_run *r);
@@ -760,7 +756,9 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
     r->phase = PH_CLAIM;
     db_batch *b = db_batch_new();
     db_batch_add(b, store_sql(env->store, ST_CLAIM), 3, p);
-    db_batch_add(b, sql_db_now, 0, NULL);
+    /* The database's clock, read in the claim's transaction: cursors never come from this host's
+     * clock, which may jump. */
+    db_batch_add(b, store_sql(env->store, ST_DB_NOW), 0, NULL);
     db_batch_add(b, store_sql(env->store, ST_ANY_PRODUCTS), 0, NULL);
     db_batch_add(b, store_sql(env->store, ST_LEASE_HOLDER), 1, p);
     db_submit(r->db, b, claim_cb, r);

@@ -118,7 +118,6 @@ static int group_teardown(void **state)
     (void)state;
     jewel_map_free(jm);
     store_free(st);
-    store_sql_cache_free();
     pgtmp_stop(&pg);
     log_deinit();
     return 0;
