@@ -16,14 +16,14 @@ BUILD   ?= build
 SAN     ?=
 
 CC      ?= cc
-PKGS    := libuv libcurl libpq libcjson libsystemd
+PKGS    := libuv libcurl libpq libcjson libsystemd libmicrohttpd libcrypto
 PYTHON  := /usr/bin/python3
 
 # Debian packages: building needs DEB_BUILD only; the tests, the demo and the benchmark also
 # DEB_TEST (a PostgreSQL server, pytest, ...: not for a production server). `make deps` lists
 # and installs both.
 DEB_BUILD := build-essential pkg-config libcurl4-openssl-dev libcjson-dev libuv1-dev libpq-dev \
-             libsystemd-dev libunistring-dev
+             libsystemd-dev libunistring-dev libmicrohttpd-dev libssl-dev
 DEB_TEST  := libcmocka-dev postgresql-15 python3 python3-pytest python3-pytest-xdist python3-psycopg openssl systemd \
              pgbouncer
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST)

@@ -57,6 +57,9 @@ typedef struct kvs_config {
     int max_retries;            /* per request, for transient failures */
     int retry_base_ms;          /* first retry waits about this long (with jitter) ... */
     int retry_cap_ms;           /* ... doubling per attempt up to this; base <= cap */
+    /* [webhook], [metrics]: the HTTP listeners (httpd_listen_parse form; NULL = none) */
+    char *webhook_listen;       /* POST /webhooks/<name>; also /metrics, /healthz unless ... */
+    char *metrics_listen;       /* ... this separate listener serves them */
     /* [log] */
     int log_level;
     /* [mapping]: alias lists per jewellery column (NULL = defaults), and the branches whose

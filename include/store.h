@@ -136,7 +136,14 @@ integ_row *integ_row_parse(PGresult *res, int i);
  * ST_CTL_POLL        $1 id, $2 requested at -> (request pending us, now us, STORE_LC_* of the
  *                    newest run started since, or NULLs)
  * ST_CTL_RLS_HIDES   $1 the integrations' relation, schema-qualified -> the role row level
- *                    security hides its rows from, or no row */
+ *                    security hides its rows from, or no row
+ * The webhook listener's (store_webhook.c; migration 004):
+ * ST_WEBHOOK_FIND    $1 name -> id, webhook_secret ('' when none) of an active, sync-enabled
+ *                    kiotviet* integration, or no row
+ * ST_WEBHOOK_STORE   $1 integration id, $2 event id, $3 attempt, $4 types, $5 body -> the new
+ *                    inbox row's id, or no row when that event id is stored already
+ * ST_WEBHOOK_CHECK   $1 schema name -> (inbox table exists, webhook_secret column exists)
+ * ST_HEALTH          -> one row: the database answers */
 enum store_stmt {
     ST_LIST,
     ST_CLAIM,
@@ -166,6 +173,10 @@ enum store_stmt {
     ST_CTL_NOTIFY,
     ST_CTL_POLL,
     ST_CTL_RLS_HIDES,
+    ST_WEBHOOK_FIND,
+    ST_WEBHOOK_STORE,
+    ST_WEBHOOK_CHECK,
+    ST_HEALTH,
     ST__COUNT
 };
 /* The statement for this store's schema: built with the store (store_new), borrowed from it,

@@ -36,7 +36,7 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-PKGS="libuv libcurl libpq libcjson libsystemd"
+PKGS="libuv libcurl libpq libcjson libsystemd libmicrohttpd libcrypto"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $SAN -Iinclude -Itests/fuzz \
  -Wall -Wextra -Wno-unused-command-line-argument $(pkg-config --cflags $PKGS)"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "httpd.h"
 #include "jewel.h"
 #include "log.h"
 
@@ -87,6 +88,10 @@ static const key_def keys[] = {
      "first retry delay (doubles per attempt, with jitter)"},
     {"kiotviet", "retry_cap_ms", K_INT, OFF(retry_cap_ms), "60000", 10, 600000, 0,
      "longest retry delay; at least retry_base_ms"},
+    {"webhook", "listen", K_STR, OFF(webhook_listen), NULL, 0, 0, 0,
+     "address of KiotViet's webhook receiver (and of /metrics, /healthz); unset: none"},
+    {"metrics", "listen", K_STR, OFF(metrics_listen), NULL, 0, 0, 0,
+     "separate address for /metrics and /healthz; unset: the webhook listener's"},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, 0, "error|warning|notice|info|debug"},
     {"mapping", "branches", K_STR, OFF(branches), NULL, 0, 0, 0, "branch ids, comma-separated"},
 };
@@ -172,7 +177,8 @@ static int key_set(kvs_config *c, const key_def *k, const char *value, char *why
 }
 
 /* Sections a key can be in; a header naming any other is an error at its own line. */
-static const char *const sections[] = {"database", "sync", "kiotviet", "log", "mapping"};
+static const char *const sections[] = {"database", "sync", "kiotviet", "webhook", "metrics",
+                                       "log", "mapping"};
 
 static bool section_known(const char *name)
 {
@@ -263,6 +269,16 @@ static int cross_check(const parse_state *st)
                     "%s:%d: [kiotviet] %s: retry_base_ms must not exceed retry_cap_ms", st->path,
                     lb >= lc ? lb : lc, lb >= lc ? "retry_base_ms" : "retry_cap_ms");
         return -EINVAL;
+    }
+    const char *listens[2][2] = {{"webhook", c->webhook_listen}, {"metrics", c->metrics_listen}};
+    for (int i = 0; i < 2; i++) {
+        struct sockaddr_storage ss;
+        char why[160];
+        if (listens[i][1] && httpd_listen_parse(listens[i][1], &ss, why, sizeof why)) {
+            kvs_err_set(st->err, -EINVAL, "%s:%d: [%s] listen: %s", st->path,
+                        key_line_of(st, listens[i][0], "listen"), listens[i][0], why);
+            return -EINVAL;
+        }
     }
     return 0;
 }
@@ -732,6 +748,8 @@ static void key_range(const key_def *k, char *buf, size_t cap)
     case K_STR:
         if (k->offset == OFF(db_pooler)) /* the one text key with a fixed set of values */
             snprintf(buf, cap, "auto|session|transaction");
+        else if (k->offset == OFF(webhook_listen) || k->offset == OFF(metrics_listen))
+            snprintf(buf, cap, "HOST:PORT");
         else
             snprintf(buf, cap, "%s", (k->flags & F_PATH) ? "path" : "text");
         return;

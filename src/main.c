@@ -29,6 +29,7 @@
 #include "scheduler.h"
 #include "store.h"
 #include "version.h"
+#include "webhook.h"
 
 #define EX_USAGE_CODE 64
 
@@ -38,6 +39,8 @@ typedef struct app {
     http_client *http;
     sched *sched;
     kvs_metrics *metrics; /* owned; freed after the loop is closed */
+    webhook *web;         /* owned; NULL in --once mode; webhook_stop frees it */
+    int fatal_code;       /* a start-up check that failed after the loop started: exit code */
     uv_signal_t sig_hup, sig_term, sig_int;
     int exit_code;
     int stop_signals;
@@ -193,7 +196,9 @@ static void once_print(const sched_report *rep, void *arg)
 static void sched_done(int code, void *arg)
 {
     app *a = arg;
-    a->exit_code = code;
+    a->exit_code = a->fatal_code ? a->fatal_code : code;
+    webhook_stop(a->web);
+    a->web = NULL;
     notify_watchdog_stop();
     if (a->http) {
         http_client_close(a->http);
@@ -225,6 +230,8 @@ static void on_hup(uv_signal_t *h, int signum)
     }
     if (!cfg) log_err("reload failed, keeping the old configuration: %s", e.msg);
     if (cfg && cfg->warning) log_warn("%s", cfg->warning);
+    if (cfg && a->web && webhook_reload(a->web, cfg, &e))
+        log_err("reload: %s; the listener keeps its old address", e.msg);
     /* Even with a bad file the integrations are re-read; READY=1 follows that. */
     sched_reload(a->sched, cfg);
 }
@@ -238,6 +245,20 @@ static void on_stop(uv_signal_t *h, int signum)
     }
     log_notice("%s: stopping", strsignal(signum));
     notify_stopping();
+    webhook_stop(a->web);
+    a->web = NULL;
+    sched_stop(a->sched);
+}
+
+/* The listener's start-up check found migration 004 missing: the daemon cannot run as
+ * configured (a configuration error, as at start). */
+static void webhook_fatal(const char *msg, void *arg)
+{
+    app *a = arg;
+    log_err("configuration error: %s", msg);
+    a->fatal_code = KVS_EX_CONFIG;
+    webhook_stop(a->web);
+    a->web = NULL;
     sched_stop(a->sched);
 }
 
@@ -454,6 +475,21 @@ int main(int argc, char **argv)
                      .report = once ? once_print : NULL};
     a.metrics = metrics_new();
     so.metrics = a.metrics;
+    if (!once) {
+        /* The applying side's wake-up (scheduler_inbox_kick) is not there yet: the inbox is
+         * read by it at start and after each poll. */
+        webhook_opts wo = {.loop = a.loop, .metrics = a.metrics, .on_event = NULL,
+                           .fatal = webhook_fatal, .fatal_arg = &a};
+        if (webhook_start(&a.web, &wo, cfg, &err)) {
+            log_err("cannot start: %s", err.msg);
+            config_free(cfg);
+            http_client_close(a.http);
+            uv_walk(a.loop, close_walk_cb, NULL);
+            uv_run(a.loop, UV_RUN_DEFAULT);
+            metrics_free(a.metrics);
+            return 1;
+        }
+    }
     log_notice("kiotviet-syncd %s starting (%s, id %s)", KVS_VERSION, once ? "once" : "daemon",
                daemon_id);
     a.sched = sched_new(a.loop, cfg, a.http, &so, sched_done, &a);

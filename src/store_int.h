@@ -37,6 +37,9 @@ extern const char store_t_list[], store_t_list_now[], store_t_claim[], store_t_c
 extern const char store_t_log_start[], store_t_log_progress[], store_t_log_finish[],
     store_t_log_abandoned[], store_t_log_prune[], store_t_status[], store_t_poll[],
     store_t_daemons[];
+/* store_webhook.c: the webhook inbox. */
+extern const char store_t_webhook_find[], store_t_webhook_store[], store_t_webhook_check[],
+    store_t_health[];
 /* store.c: the catalogue. */
 extern const char store_t_any_products[];
 

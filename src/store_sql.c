@@ -35,6 +35,10 @@ static const char *const templates[ST__COUNT] = {
     [ST_CTL_NOTIFY] = store_t_notify,
     [ST_CTL_POLL] = store_t_poll,
     [ST_CTL_RLS_HIDES] = store_t_rls_hides,
+    [ST_WEBHOOK_FIND] = store_t_webhook_find,
+    [ST_WEBHOOK_STORE] = store_t_webhook_store,
+    [ST_WEBHOOK_CHECK] = store_t_webhook_check,
+    [ST_HEALTH] = store_t_health,
 };
 
 char *store_sql_subst(const char *tmpl, const char *schema_q)

@@ -111,6 +111,33 @@ static void test_errors_name_file_and_line(void **state)
     assert_string_equal(err.msg, "t.conf:3: [database] schema: empty (leave the key out for public)");
 }
 
+/* [webhook] and [metrics] listen: HOST:PORT with an IP address (no name lookups), checked when
+ * the file is read; the error names the line. */
+static void test_listen_addresses(void **state)
+{
+    (void)state;
+    kvs_err err;
+    kvs_config *c = load("[database]\nurl = dbname=x\n[webhook]\nlisten = 127.0.0.1:8089\n"
+                         "[metrics]\nlisten = [::1]:0\n", &err);
+    assert_non_null(c);
+    assert_string_equal(c->webhook_listen, "127.0.0.1:8089");
+    assert_string_equal(c->metrics_listen, "[::1]:0");
+    config_free(c);
+    c = load("[database]\nurl = dbname=x\n[webhook]\nlisten =\n", &err);
+    assert_non_null(c);
+    assert_null(c->webhook_listen); /* empty: no listener */
+    config_free(c);
+    static const char *const bad[] = {"127.0.0.1", "127.0.0.1:65536", "example.com:80", "::1:80",
+                                      ":80", "127.0.0.1:-1", "127.0.0.1:8o"};
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        char text[200];
+        snprintf(text, sizeof text, "[database]\nurl = dbname=x\n\n[webhook]\nlisten = %s\n",
+                 bad[i]);
+        assert_null(load(text, &err));
+        assert_true(strstr(err.msg, "t.conf:5: [webhook] listen: ") == err.msg);
+    }
+}
+
 /* A line that is not "key = value" is never repeated in the error: it could be a password
  * pasted on its own line. An unknown key is named only when it looks like one. */
 static void test_errors_never_quote_secrets(void **state)
@@ -369,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup(test_defaults_and_values, setup),
         cmocka_unit_test_setup(test_long_url_line, setup),
         cmocka_unit_test_setup(test_comments_bom_spacing, setup),
+        cmocka_unit_test_setup(test_listen_addresses, setup),
         cmocka_unit_test_setup(test_errors_name_file_and_line, setup),
         cmocka_unit_test_setup(test_errors_never_quote_secrets, setup),
         cmocka_unit_test_setup(test_errors_never_quote_values, setup),
