@@ -78,6 +78,7 @@ typedef struct integ_row {
     int64_t requested_us;       /* sync_requested_at, 0 = none */
     bool request_full;
     char *creds_hash;           /* STORE_CREDS_HASH_SQL of the row as read */
+    bool secrets_held;          /* integ_row_hold_secrets was called */
 } integ_row;
 
 /* The credentials a token is issued for, as one SQL expression over the row (t: "" or an
@@ -91,9 +92,15 @@ typedef struct integ_row {
 #define STORE_TOKEN_VALID_SQL(t)                                                                \
     "coalesce(" t "\"token_credentials_hash\" = " STORE_CREDS_HASH_SQL(t) ", false)"
 
+/* Frees r and its strings (secrets wiped first; unregistered if r held them). */
 void integ_row_free(integ_row *r);
-/* Parses row i of a result of store_sql_list / claim; returns a new row. */
+/* Parses row i of a result of ST_LIST / ST_LIST_NOW / ST_CLAIM; returns a new row, caller frees.
+ * Parsing registers nothing with the log redactor: a holder that keeps the row while it logs
+ * (a run, --explain-product) calls integ_row_hold_secrets, and integ_row_free unregisters. */
 integ_row *integ_row_parse(PGresult *res, int i);
+/* Registers r's client_secret and access_token with the log redactor (log_secret_add) for as
+ * long as r lives; once per row. */
+void integ_row_hold_secrets(integ_row *r);
 
 /* Integration-level statements, schema-qualified for this store. Parameters in order:
  * ST_LIST            -> integrations named kiotviet or kiotviet*, columns for integ_row_parse

@@ -266,6 +266,7 @@ static integ_row *pick_integration(PGconn *pg, const store *st, const char *only
                  only ? only : "");
 out:
     PQclear(r);
+    if (pick) integ_row_hold_secrets(pick); /* held, and logged about, until explain ends */
     return pick;
 }
 

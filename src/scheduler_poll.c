@@ -127,6 +127,7 @@ static void list_cb(db_result *res, void *arg)
     for (integ *it = s->integs; it; it = it->next) it->present = false;
     int enabled = 0;
     for (int i = 0; i < PQntuples(pr); i++) {
+        /* Only the schedule's fields are kept: the row's secrets are not held (nor registered). */
         integ_row *row = integ_row_parse(pr, i);
         integ *it = s->integs;
         while (it && strcmp(it->id, row->id)) it = it->next;

@@ -3,6 +3,7 @@
 #include "store_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -188,9 +189,28 @@ integ_row *integ_row_parse(PGresult *r, int i)
     x->requested_us = i64_or_zero(r, i, 19);
     x->request_full = bool_of(r, i, 20);
     x->creds_hash = dup_or_null(r, i, 21);
+    return x;
+}
+
+void integ_row_hold_secrets(integ_row *x)
+{
+    if (x->secrets_held) return;
+    x->secrets_held = true;
     if (x->client_secret) log_secret_add(x->client_secret);
     if (x->access_token) log_secret_add(x->access_token);
-    return x;
+}
+
+/* Frees a secret of the row, wiped; unregistered when the row's holder registered it (an
+ * unregistered row must not take away another holder's registration of the same text). */
+static void row_secret_free(char **slot, bool held)
+{
+    if (held) {
+        log_secret_hold(slot, NULL);
+        return;
+    }
+    if (*slot) explicit_bzero(*slot, strlen(*slot));
+    free(*slot);
+    *slot = NULL;
 }
 
 void integ_row_free(integ_row *x)
@@ -201,10 +221,9 @@ void integ_row_free(integ_row *x)
     free(x->api_url);
     free(x->token_url);
     free(x->client_id);
-    /* The parse registered both for redaction: this row no longer holds them. */
-    log_secret_hold(&x->client_secret, NULL);
+    row_secret_free(&x->client_secret, x->secrets_held);
     free(x->retailer);
-    log_secret_hold(&x->access_token, NULL);
+    row_secret_free(&x->access_token, x->secrets_held);
     free(x->lease_owner);
     free(x->creds_hash);
     free(x);

@@ -622,6 +622,7 @@ static void claim_cb(db_result *res, void *arg)
         return;
     }
     r->row = integ_row_parse(pr, 0);
+    integ_row_hold_secrets(r->row); /* the run holds the row, and logs, until it ends */
     r->db_start_us = strtoll(PQgetvalue(res->results[1], 0, 0), NULL, 10);
     r->had_products = PQgetvalue(res->results[2], 0, 0)[0] == 't';
     r->claim_mono_ms = kvs_now_mono_ms();
