@@ -305,7 +305,7 @@ def test_healthz_and_webhooks_answer_503_when_the_database_is_gone(workdir):
 def test_listener_without_migration_004_stops_the_daemon(fresh_db, workdir):
     fresh_db.run_file(pgharness.SHOP_SCHEMAS["uuid"])
     for p in pgharness.migration_files():
-        if not p.name.startswith(("004", "005")):
+        if not p.name.startswith("004"):
             fresh_db.run_file(p)
     cfg = write_config(workdir / "k.conf", fresh_db.dsn, webhook={"listen": "127.0.0.1:0"})
     d = Daemon(cfg)
