@@ -116,10 +116,27 @@ static void count_types(const wh_req *r, const char *result)
         metrics_webhook(r->w->metrics, r->name, t, result);
 }
 
-static void missing_migration_log(const db_result *res)
+/* Answers r and forgets it. */
+static void req_end(wh_req *r, unsigned status, const char *text)
+{
+    answer_text(r->rq, status, text);
+    free(r);
+}
+
+/* The database could not look the integration up or store the notification: 503, so that
+ * KiotViet sends it again. A missing migration is named (at error level, every time). */
+static void req_db_failed(wh_req *r, const db_result *res)
 {
     if (!strcmp(res->sqlstate, "42P01") || !strcmp(res->sqlstate, "42703"))
         log_err("webhook: %s: apply db/migrations/004_webhooks.sql", res->message);
+    warn_limited(r->w, "webhook for %s not stored, answered 503 so that KiotViet retries: %s",
+                 r->id[0] ? r->name : name_shown(r->name),
+                 res->message ? res->message : "database error");
+    if (r->id[0])
+        count_types(r, "error");
+    else /* not looked up: the name is unverified */
+        metrics_webhook(r->w->metrics, "", "", "error");
+    req_end(r, 503, "not stored: database unavailable, retry later\n");
 }
 
 /* ---- POST /webhooks/<name> ------------------------------------------------------------------ */
@@ -129,12 +146,7 @@ static void store_cb(db_result *res, void *arg)
     wh_req *r = arg;
     webhook *w = r->w;
     if (res->status != DB_OK) {
-        missing_migration_log(res);
-        warn_limited(w, "webhook for %s not stored, answered 503 so that KiotViet retries: %s",
-                     r->name, res->message ? res->message : "database error");
-        answer_text(r->rq, 503, "not stored: database unavailable, retry later\n");
-        count_types(r, "error");
-        free(r);
+        req_db_failed(r, res);
         return;
     }
     bool stored = PQntuples(res->results[0]) == 1;
@@ -151,12 +163,7 @@ static void find_cb(db_result *res, void *arg)
     wh_req *r = arg;
     webhook *w = r->w;
     if (res->status != DB_OK) {
-        missing_migration_log(res);
-        warn_limited(w, "webhook not looked up, answered 503 so that KiotViet retries: %s",
-                     res->message ? res->message : "database error");
-        answer_text(r->rq, 503, "not stored: database unavailable, retry later\n");
-        metrics_webhook(w->metrics, "", "", "error");
-        free(r);
+        req_db_failed(r, res);
         return;
     }
     PGresult *pr = res->results[0];
@@ -165,9 +172,8 @@ static void find_cb(db_result *res, void *arg)
         warn_limited(w, "webhook for %s not stored: no active, sync-enabled kiotviet* integration "
                         "of that name has a webhook_secret (answered 202)",
                      name_shown(r->name));
-        answer_text(r->rq, 202, "not stored: unknown integration\n");
         metrics_webhook(w->metrics, "", "", "unknown_integration");
-        free(r);
+        req_end(r, 202, "not stored: unknown integration\n");
         return;
     }
     snprintf(r->id, sizeof r->id, "%s", PQgetvalue(pr, 0, 0));
@@ -179,9 +185,8 @@ static void find_cb(db_result *res, void *arg)
     if (!ok) {
         warn_limited(w, "webhook for %s not stored: X-Hub-Signature %s (answered 202)", r->name,
                      httpd_req_header(r->rq, "X-Hub-Signature") ? "does not match" : "missing");
-        answer_text(r->rq, 202, "not stored: signature does not match\n");
         metrics_webhook(w->metrics, r->name, "", "bad_signature");
-        free(r);
+        req_end(r, 202, "not stored: signature does not match\n");
         return;
     }
     if (webhook_envelope_parse(body, len, &r->env))
@@ -190,9 +195,8 @@ static void find_cb(db_result *res, void *arg)
     if (memchr(body, '\0', len) || u8_check((const uint8_t *)body, len)) {
         /* PostgreSQL text cannot hold it; KiotViet sends JSON, so a retry would not help. */
         warn_limited(w, "webhook for %s not stored: the signed body is not UTF-8 text", r->name);
-        answer_text(r->rq, 202, "not stored: body is not UTF-8 text\n");
         count_types(r, "error");
-        free(r);
+        req_end(r, 202, "not stored: body is not UTF-8 text\n");
         return;
     }
     char attempt[16];
@@ -208,9 +212,8 @@ static void webhook_post(webhook *w, httpd_req *rq, const char *name)
     r->rq = rq;
     if (!*name || strlen(name) > WH_NAME_MAX || strchr(name, '/')) {
         warn_limited(w, "webhook for a malformed integration name not stored (answered 202)");
-        answer_text(rq, 202, "not stored: unknown integration\n");
         metrics_webhook(w->metrics, "", "", "unknown_integration");
-        free(r);
+        req_end(r, 202, "not stored: unknown integration\n");
         return;
     }
     snprintf(r->name, sizeof r->name, "%s", name);
