@@ -1,7 +1,10 @@
 /* KiotViet client: OAuth client-credentials tokens and GET requests with retries, on the loop.
  *
- * One kv_client per sync run. It owns its pending requests; the http_client, budget and log
- * context are borrowed from the caller and must outlive it.
+ * One kv_client per sync run (and one for --explain-product, on its private loop). It owns its
+ * pending requests, its copies of the credentials and its token (registered with the log
+ * redactor while it holds them); the http_client, budget, metrics and log context are borrowed
+ * from the caller and must outlive it. The transport (the behaviour below) is shared by the
+ * page requests (kv_get: the answer parsed into a kv_page) and kv_get_raw (the body as it came).
  *
  * Behaviour (see ../shared/kiotviet-api.md):
  * - tokens: POST token_url with scopes=PublicApi.Access; reused until token_margin_s before
@@ -87,8 +90,19 @@ kv_client *kv_client_new(const kv_client_opts *o, kvs_err *err);
 /* Cancels every pending request without calling back, then frees. */
 void kv_client_free(kv_client *c);
 
-/* Starts GET api_url + path_query ("/products?pageSize=100&..."). */
+/* Starts GET api_url + path_query ("/products?pageSize=100&..."): a page. Returns the request
+ * (owned by the client until it calls back or is cancelled); it may call back before this
+ * returns. */
 kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg);
+
+/* A raw answer: rc KV_OK with status 200 and its body (NUL-terminated, len bytes; ownership
+ * passes: the callback free()s it; NULL when empty), or an error with the last answer's HTTP
+ * status (0: none, e.g. a transport error) and a message. */
+typedef void (*kv_raw_cb)(int rc, long status, char *body, size_t len, const char *error,
+                          void *arg);
+/* The same transport (token, headers, budget, retries, the 401 refresh) for a GET whose 200
+ * answer is not a page (--explain-product's /products/code/{code}). */
+kv_req *kv_get_raw(kv_client *c, const char *path_query, kv_raw_cb cb, void *arg);
 /* Cancels one request (no callback). */
 void kv_req_cancel(kv_req *r);
 

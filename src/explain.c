@@ -6,13 +6,13 @@
  * - HTTP goes through the project's http client (curl multi on libuv) on a PRIVATE uv loop
  *   created and closed here, so no blocking (easy-interface) transfer exists anywhere in src/,
  *   and TLS, timeouts and the body cap behave exactly as in a sync.
- * It sends at most three requests (token, product, and one retry with a fresh token when the
- * stored one is refused) and does not count them in the daemon's hourly budget. It writes
- * nothing: a token it obtains is used once and dropped. */
+ * The requests are kiotviet.c's (kv_client, kv_get_raw: the daemon's token, headers and 401
+ * refresh), without retries of transient failures: at most three requests (token, product, and
+ * one retry with a fresh token when the stored one is refused), not counted in the daemon's
+ * hourly budget. It writes nothing: a token it obtains is used once and dropped. */
 #include "explain.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -31,160 +31,51 @@
 
 #define TOKEN_MARGIN_S 60 /* a stored token this close to expiry is not worth trying */
 
+/* One product request, on a private loop. */
 typedef struct ex {
     uv_loop_t loop;
     http_client *http;        /* owned; closed before the loop */
     const integ_row *row;     /* borrowed */
     const char *code;         /* borrowed */
-    char *token;              /* owned; a secret (registered for redaction) */
-    bool token_from_row, refreshed;
+    bool done;
     int rc;                   /* 0 found, 1 not found / error */
     char *body;               /* owned: the product answer */
     size_t body_len;
     char err[700];
 } ex;
 
-static void ex_fail(ex *x, const char *fmt, ...) KVS_PRINTF(2, 3);
-static void ex_fail(ex *x, const char *fmt, ...)
+static void product_cb(int rc, long status, char *body, size_t len, const char *error, void *arg)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->err, sizeof x->err, fmt, ap);
-    va_end(ap);
+    ex *x = arg;
+    x->done = true;
+    if (rc == KV_OK && body && len) {
+        x->body = body;
+        x->body_len = len;
+        x->rc = 0;
+        return;
+    }
+    free(body);
+    if (rc == KV_OK)
+        snprintf(x->err, sizeof x->err, "KiotViet answered 200 with an empty body");
+    else if (status == 404)
+        snprintf(x->err, sizeof x->err, "product code '%s' not found in KiotViet (retailer %s)",
+                 x->code, x->row->retailer);
+    else
+        snprintf(x->err, sizeof x->err, "%s", error ? error : "KiotViet request failed");
     log_redact(x->err, sizeof x->err);
-    x->rc = 1;
 }
 
-
-/* A short, printable excerpt of an error body (never the request: it holds no secret, but the
- * redaction registry is applied anyway). */
-static void body_excerpt(const http_response *r, char *out, size_t cap)
+/* Runs the private loop until the one request has called back. Blocking on purpose: a CLI
+ * path that runs instead of the daemon (see the top of this file). */
+static void ex_wait(ex *x)
 {
-    size_t n = r->body ? r->body_len : 0, w = 0;
-    for (size_t i = 0; i < n && w + 1 < cap && w < 200; i++) {
-        unsigned char c = (unsigned char)r->body[i];
-        out[w++] = c < 0x20 ? ' ' : (char)c;
+    while (!x->done && uv_run(&x->loop, UV_RUN_ONCE)) {
     }
-    out[w] = '\0';
-    char *clean = kvs_utf8_sanitize(out);
-    if (clean) {
-        snprintf(out, cap, "%s", clean);
-        free(clean);
-    }
-    log_redact(out, cap);
 }
 
-static void token_request(ex *x);
-
-static void product_cb(http_response *resp, void *arg)
-{
-    ex *x = arg;
-    char text[256];
-    if (resp->result == HTTP_E_CANCELLED) return;
-    if (resp->result != HTTP_OK) {
-        ex_fail(x, "KiotViet request failed: %s", resp->error ? resp->error : "transport error");
-        return;
-    }
-    if (resp->status == 401 && x->token_from_row && !x->refreshed) {
-        token_request(x); /* the stored token was refused: one fresh one */
-        return;
-    }
-    if (resp->status == 404) {
-        ex_fail(x, "product code '%s' not found in KiotViet (retailer %s)", x->code, x->row->retailer);
-        return;
-    }
-    if (resp->status != 200) {
-        body_excerpt(resp, text, sizeof text);
-        ex_fail(x, "KiotViet answered HTTP %ld: %s", resp->status, text);
-        return;
-    }
-    if (!resp->body || !resp->body_len) {
-        ex_fail(x, "KiotViet answered 200 with an empty body");
-        return;
-    }
-    x->body = resp->body; /* taken: the http client frees it otherwise */
-    x->body_len = resp->body_len;
-    resp->body = NULL;
-    x->rc = 0;
-}
-
-static void product_get(ex *x)
-{
-    char *enc = http_urlencode(x->code);
-    const char *base = x->row->api_url;
-    size_t bl = strlen(base);
-    while (bl && base[bl - 1] == '/') bl--;
-    kvs_buf url, auth, ret;
-    kvs_buf_init(&url);
-    kvs_buf_init(&auth);
-    kvs_buf_init(&ret);
-    REQUIRE(kvs_buf_append(&url, base, bl) == 0);
-    REQUIRE(kvs_buf_printf(&url, "/products/code/%s?IncludeSerials=true&includeInventory=true", enc) == 0);
-    REQUIRE(kvs_buf_printf(&auth, "Authorization: Bearer %s", x->token) == 0);
-    REQUIRE(kvs_buf_printf(&ret, "Retailer: %s", x->row->retailer) == 0);
-    const char *headers[] = {kvs_buf_cstr(&auth), kvs_buf_cstr(&ret), "Accept: application/json", NULL};
-    kvs_err e;
-    kvs_err_clear(&e);
-    if (!http_get(x->http, kvs_buf_cstr(&url), headers, product_cb, x, &e))
-        ex_fail(x, "cannot start the KiotViet request: %s", e.msg);
-    memset(auth.data, 0, auth.len); /* the header held the token */
-    kvs_buf_free(&url);
-    kvs_buf_free(&auth);
-    kvs_buf_free(&ret);
-    free(enc);
-}
-
-static void token_cb(http_response *resp, void *arg)
-{
-    ex *x = arg;
-    char text[256];
-    if (resp->result == HTTP_E_CANCELLED) return;
-    if (resp->result != HTTP_OK) {
-        ex_fail(x, "KiotViet token request failed: %s",
-                resp->error ? resp->error : "transport error");
-        return;
-    }
-    if (resp->status != 200) {
-        body_excerpt(resp, text, sizeof text);
-        ex_fail(x, "KiotViet token endpoint answered HTTP %ld (check client_id/client_secret): %s",
-                resp->status, text);
-        return;
-    }
-    cJSON *j = resp->body ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
-    const cJSON *tok = j ? cJSON_GetObjectItem(j, "access_token") : NULL;
-    if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
-        cJSON_Delete(j);
-        ex_fail(x, "KiotViet token endpoint answered 200 without access_token");
-        return;
-    }
-    log_secret_hold(&x->token, tok->valuestring);
-    cJSON_Delete(j);
-    x->token_from_row = false;
-    product_get(x);
-}
-
-static void token_request(ex *x)
-{
-    x->refreshed = true;
-    char *id = http_urlencode(x->row->client_id), *secret = http_urlencode(x->row->client_secret);
-    kvs_buf body;
-    kvs_buf_init(&body);
-    REQUIRE(kvs_buf_printf(&body,
-                           "scopes=PublicApi.Access&grant_type=client_credentials&client_id=%s"
-                           "&client_secret=%s",
-                           id, secret) == 0);
-    kvs_err e;
-    kvs_err_clear(&e);
-    if (!http_post_form(x->http, x->row->token_url, body.data, NULL, token_cb, x, &e))
-        ex_fail(x, "cannot start the token request: %s", e.msg);
-    memset(body.data, 0, body.len);
-    memset(secret, 0, strlen(secret));
-    kvs_buf_free(&body);
-    free(id);
-    free(secret);
-}
-
-/* Fetches the product on a private loop; 0 with x->body set, or 1 with x->err. */
+/* Fetches the product with kiotviet.c's client (token, headers, the 401 refresh) on a private
+ * loop; 0 with x->body set, or 1 with x->err. Transient failures are not retried (max_retries
+ * 0), no budget is taken and a new token is not stored (no on_token). */
 static int fetch_product(const kvs_config *cfg, const integ_row *row, const char *code, ex *x)
 {
     kvs_err e;
@@ -204,21 +95,41 @@ static int fetch_product(const kvs_config *cfg, const integ_row *row, const char
         uv_loop_close(&x->loop);
         return 1;
     }
-    int64_t now_s = kvs_now_wall_ms() / 1000;
-    if (row->access_token && row->access_token[0] &&
-        row->token_expires_us / 1000000 > now_s + TOKEN_MARGIN_S) {
-        log_secret_hold(&x->token, row->access_token);
-        x->token_from_row = true;
-        product_get(x);
+    log_ctx lc = {.integration = row->name};
+    kv_client_opts o = {
+        .loop = &x->loop,
+        .http = x->http,
+        .lctx = &lc,
+        .api_url = row->api_url,
+        .token_url = row->token_url,
+        .client_id = row->client_id,
+        .client_secret = row->client_secret,
+        .retailer = row->retailer,
+        .allowed_hosts = cfg->allowed_hosts ? cfg->allowed_hosts : "",
+        .access_token = row->access_token,
+        .token_expires_wall_s = row->token_expires_us / 1000000,
+        .token_margin_s = TOKEN_MARGIN_S,
+        .max_retries = 0,
+    };
+    kv_client *kv = kv_client_new(&o, &e);
+    if (!kv) {
+        snprintf(x->err, sizeof x->err, "%s", e.msg);
     } else {
-        token_request(x);
+        char *enc = http_urlencode(code);
+        kvs_buf path;
+        kvs_buf_init(&path);
+        REQUIRE(kvs_buf_printf(&path, "/products/code/%s?IncludeSerials=true&includeInventory=true",
+                               enc) == 0);
+        kv_get_raw(kv, kvs_buf_cstr(&path), product_cb, x);
+        kvs_buf_free(&path);
+        free(enc);
+        ex_wait(x);
+        kv_client_free(kv);
     }
-    uv_run(&x->loop, UV_RUN_DEFAULT);
     http_client_close(x->http);
     x->http = NULL;
     uv_run(&x->loop, UV_RUN_DEFAULT); /* lets the client's handles close */
     if (uv_loop_close(&x->loop)) log_warn("explain: event loop not empty at exit");
-    log_secret_hold(&x->token, NULL);
     return x->rc;
 }
 

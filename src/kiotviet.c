@@ -1,16 +1,21 @@
-/* KiotViet client: tokens and GETs with retries (see kiotviet.h). */
+/* KiotViet client (see kiotviet.h). Two layers: the transport (URL policy, tokens, headers,
+ * the budget, retries, the 401 refresh) takes a GET to its final answer; what a 200 answer
+ * means is the request's own: a page (page_accept: parsed into a kv_page, a garbled one retried
+ * as a transient failure) or, for kv_get_raw, the body as it came. */
 #include "kiotviet.h"
 
-#include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "kvtime.h"
+
+/* What a request does with a 200 answer: 0 when it called back (the request is finished),
+ * -EAGAIN when the body is not what it expects (msg says why): retried like a transient
+ * failure. */
+typedef int (*req_accept_fn)(kv_req *r, http_response *resp, char *msg, size_t cap);
 
 /* One pending GET. Owned by the client's list until it completes or is cancelled; its timer
  * (backoff and budget waits) is closed with uv_close, and the struct is freed in close_cb. */
@@ -18,8 +23,11 @@ struct kv_req {
     kv_client *c;               /* NULL once detached (cancelled or client freed) */
     kv_req *next, *prev;
     char *url;                  /* owned */
-    kv_get_cb cb;
+    req_accept_fn accept;       /* page_accept or raw_accept */
+    kv_get_cb cb;               /* a page request's callback */
+    kv_raw_cb raw_cb;           /* a raw request's callback */
     void *arg;
+    long status;                /* HTTP status of the last answer (0 = none) */
     http_req *http;             /* in flight, or NULL */
     uv_timer_t timer;           /* backoff / budget wait */
     bool waiting_token;
@@ -56,110 +64,6 @@ static void api_counted(const kv_client *c, const http_response *resp)
 {
     metrics_api_request(c->metrics, c->lctx ? c->lctx->integration : NULL,
                         resp->result == HTTP_OK ? (int)resp->status : 0);
-}
-
-/* ---- URL policy ---------------------------------------------------------------------- */
-
-/* Whether curl will connect to this host on the loopback interface. host is curl's own parse
- * (CURLUPART_HOST: IPv4 shorthand normalised, IPv6 in brackets), and the decision is
- * inet_pton's: "127.0.0.-4294967295" or "127.0.0.4294967297" are no address to curl, which
- * resolves them by DNS, so a "%u.%u.%u.%u" scan must not call them loopback. "localhost" is
- * answered by curl itself (never by DNS or /etc/hosts since curl 7.78). */
-static bool host_is_loopback(const char *h)
-{
-    if (!h) return false;
-    if (!strcasecmp(h, "localhost")) return true;
-    struct in_addr a4;
-    if (inet_pton(AF_INET, h, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
-    char v6[INET6_ADDRSTRLEN + 2];
-    size_t n = strlen(h);
-    if (n < 3 || n > sizeof v6 || h[0] != '[' || h[n - 1] != ']') return false;
-    memcpy(v6, h + 1, n - 2);
-    v6[n - 2] = '\0';
-    struct in6_addr a6;
-    return inet_pton(AF_INET6, v6, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-}
-
-/* Whether host is in allowed, a comma/space-separated list of host names (any case) where the
- * word "loopback" stands for every loopback host. NULL allows every host. */
-static bool host_is_allowed(const char *host, const char *allowed)
-{
-    if (!allowed) return true;
-    size_t hl = strlen(host);
-    for (const char *p = allowed; *p;) {
-        p += strspn(p, ", \t");
-        size_t n = strcspn(p, ", \t");
-        if (n == 8 && !strncasecmp(p, "loopback", 8) && host_is_loopback(host)) return true;
-        if (n == hl && n && !strncasecmp(p, host, n)) return true;
-        p += n;
-    }
-    return false;
-}
-
-/* "scheme://host[:port]" of a parsed URL, for messages: never its userinfo, path, query or
- * fragment, any of which may carry a secret someone pasted into the row. */
-static void url_origin(CURLU *u, const char *scheme, const char *host, char *out, size_t cap)
-{
-    char *port = NULL;
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK) port = NULL;
-    snprintf(out, cap, "%s://%s%s%s", scheme, host, port ? ":" : "", port ? port : "");
-    curl_free(port);
-}
-
-int kv_url_check(const char *url, const char *what, const char *allowed, kvs_err *err)
-{
-    if (!url || !*url) {
-        kvs_err_set(err, -EINVAL, "%s is empty", what);
-        return -EINVAL;
-    }
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *user = NULL, *password = NULL, *options = NULL;
-    char origin[300];
-    int rc = 0;
-    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0)) {
-        kvs_err_set(err, -EINVAL, "%s is not a valid URL", what);
-        rc = -EINVAL;
-        goto out;
-    }
-    /* user[:password][;options]@ would be sent as HTTP Basic auth and, worse, repeated by any
-     * message quoting the URL. KiotViet authenticates with client_id/client_secret only. */
-    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK ||
-        curl_url_get(u, CURLUPART_OPTIONS, &options, 0) == CURLUE_OK) {
-        url_origin(u, scheme, host, origin, sizeof origin);
-        kvs_err_set(err, -EINVAL,
-                    "%s (%s) must not contain a user name or password (user:password@): "
-                    "credentials belong in client_id and client_secret",
-                    what, origin);
-        rc = -EINVAL;
-        goto out;
-    }
-    if (strcasecmp(scheme, "https") && (strcasecmp(scheme, "http") || !host_is_loopback(host))) {
-        url_origin(u, scheme, host, origin, sizeof origin);
-        kvs_err_set(err, -EINVAL,
-                    "%s must use https (plain http is only allowed to loopback hosts): %s", what,
-                    origin);
-        rc = -EINVAL;
-    } else if (!host_is_allowed(host, allowed)) {
-        /* The host is the one part named: it is what the operator must add, and it is not a
-         * secret (unlike a path or query someone may have pasted a key into). */
-        kvs_err_set(err, -EINVAL,
-                    "%s host %s is not in [kiotviet] allowed_hosts (the client secret is sent "
-                    "only to listed hosts; add it there if it really is KiotViet's)",
-                    what, host);
-        rc = -EINVAL;
-    }
-out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(user);
-    if (password) explicit_bzero(password, strlen(password));
-    curl_free(password);
-    curl_free(options);
-    curl_url_cleanup(u);
-    return rc;
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -270,13 +174,25 @@ static void req_dispose(kv_req *r)
     uv_close((uv_handle_t *)&r->timer, req_close_cb);
 }
 
-/* Calls back once and disposes. */
-static void req_finish(kv_req *r, int rc, kv_page *page, const char *msg)
+/* Calls back once and disposes: a page request with page (or NULL), a raw one with body (or
+ * NULL; ownership passes) and the last answer's status. */
+static void req_finish_with(kv_req *r, int rc, kv_page *page, char *body, size_t len,
+                            const char *msg)
 {
     kv_get_cb cb = r->cb;
+    kv_raw_cb raw_cb = r->raw_cb;
+    long status = r->status;
     void *arg = r->arg;
     req_dispose(r);
-    cb(rc, page, msg, arg);
+    if (raw_cb)
+        raw_cb(rc, status, body, len, msg, arg);
+    else
+        cb(rc, page, msg, arg);
+}
+
+static void req_finish(kv_req *r, int rc, kv_page *page, const char *msg)
+{
+    req_finish_with(r, rc, page, NULL, 0, msg);
 }
 
 static void req_timer_cb(uv_timer_t *t)
@@ -360,6 +276,36 @@ fail:
     return rc;
 }
 
+/* ---- what a 200 answer means ------------------------------------------------------------ */
+
+/* A page: parsed; garbled (usually a cut transfer) is retried, too many records is final. */
+static int page_accept(kv_req *r, http_response *resp, char *msg, size_t cap)
+{
+    kv_page *page = NULL;
+    int prc = page_parse(resp, &page, msg, cap);
+    if (prc == -E2BIG) {
+        req_finish(r, KV_E_PARSE, NULL, msg);
+        return 0;
+    }
+    if (prc) return -EAGAIN;
+    req_finish(r, KV_OK, page, NULL);
+    return 0;
+}
+
+/* A raw answer: the body as it came (taken from resp, which would free it). */
+static int raw_accept(kv_req *r, http_response *resp, char *msg, size_t cap)
+{
+    (void)msg;
+    (void)cap;
+    char *body = resp->body;
+    size_t len = resp->body ? resp->body_len : 0;
+    resp->body = NULL;
+    req_finish_with(r, KV_OK, NULL, body, len, NULL);
+    return 0;
+}
+
+/* ---- the transport ------------------------------------------------------------------------ */
+
 static void req_http_cb(http_response *resp, void *arg)
 {
     kv_req *r = arg;
@@ -370,6 +316,7 @@ static void req_http_cb(http_response *resp, void *arg)
 
     if (resp->result == HTTP_E_CANCELLED) return;
     api_counted(c, resp);
+    r->status = resp->result == HTTP_OK ? resp->status : 0;
     bool transient = false, parse_failed = false;
     uint64_t wait_ms = 0;
     char text[400] = "";
@@ -387,19 +334,10 @@ static void req_http_cb(http_response *resp, void *arg)
         snprintf(msg, sizeof msg, "%s", resp->error ? resp->error : "transport error");
         transient = true;
     } else if (resp->status == 200) {
-        kv_page *page = NULL;
-        int prc = page_parse(resp, &page, msg, sizeof msg);
-        if (prc == -E2BIG) {
-            req_finish(r, KV_E_PARSE, NULL, msg);
-            return;
-        } else if (prc) {
-            /* A truncated or garbled body is usually a transport hiccup: retry it. */
-            transient = true;
-            parse_failed = true;
-        } else {
-            req_finish(r, KV_OK, page, NULL);
-            return;
-        }
+        if (r->accept(r, resp, msg, sizeof msg) == 0) return;
+        /* A truncated or garbled body is usually a transport hiccup: retry it. */
+        transient = true;
+        parse_failed = true;
     } else if (resp->status == 401 || !strcmp(code, "TokenException")) {
         if (r->auth_retried) {
             snprintf(msg, sizeof msg, "KiotViet refused a fresh token (HTTP %ld): %s",
@@ -474,7 +412,8 @@ static void req_send(kv_req *r)
     if (!r->http) req_finish(r, KV_E_HTTP, NULL, e.msg);
 }
 
-kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg)
+static kv_req *req_start(kv_client *c, const char *path_query, req_accept_fn accept,
+                         kv_get_cb cb, kv_raw_cb raw_cb, void *arg)
 {
     kv_req *r = kvs_xcalloc(1, sizeof *r);
     size_t n = strlen(c->api_url) + strlen(path_query) + 2;
@@ -484,7 +423,9 @@ kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg)
     while (bl && base[bl - 1] == '/') bl--;
     snprintf(r->url, n, "%.*s%s%s", (int)bl, base, path_query[0] == '/' ? "" : "/", path_query);
     r->c = c;
+    r->accept = accept;
     r->cb = cb;
+    r->raw_cb = raw_cb;
     r->arg = arg;
     uv_timer_init(c->loop, &r->timer);
     r->timer.data = r;
@@ -493,6 +434,16 @@ kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg)
     c->reqs = r;
     req_send(r);
     return r;
+}
+
+kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg)
+{
+    return req_start(c, path_query, page_accept, cb, NULL, arg);
+}
+
+kv_req *kv_get_raw(kv_client *c, const char *path_query, kv_raw_cb cb, void *arg)
+{
+    return req_start(c, path_query, raw_accept, NULL, cb, arg);
 }
 
 void kv_req_cancel(kv_req *r)

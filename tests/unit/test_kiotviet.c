@@ -433,6 +433,69 @@ static void test_page_record_cap(void **state)
     fx_stop(&f);
 }
 
+typedef struct got_raw {
+    bool done;
+    int rc;
+    long status;
+    char *body;
+    size_t len;
+} got_raw;
+
+static void on_raw(int rc, long status, char *body, size_t len, const char *error, void *arg)
+{
+    got_raw *g = arg;
+    (void)error;
+    g->done = true;
+    g->rc = rc;
+    g->status = status;
+    g->body = body;
+    g->len = len;
+}
+
+static void fx_get_raw(fx *f, const char *path, got_raw *g)
+{
+    memset(g, 0, sizeof *g);
+    kv_get_raw(f->kv, path, on_raw, g);
+    while (!g->done) uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+/* kv_get_raw goes through the same transport as pages (token, 401 refresh, no retry of a
+ * 404) and hands over the 200 body as it came, unparsed, with the answer's status. */
+static void test_raw_get(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    got_raw g;
+    fx_get_raw(&f, "/page/2", &g);
+    assert_int_equal(g.rc, KV_OK);
+    assert_int_equal(g.status, 200);
+    assert_non_null(g.body);
+    assert_int_equal(g.len, strlen(g.body));
+    assert_non_null(strstr(g.body, "{\"categoryId\":3,\"categoryName\":\"c\"}]}"));
+    free(g.body);
+    assert_int_equal(f.srv.posts, 1);
+
+    int gets = f.srv.gets;
+    fx_get_raw(&f, "/missing", &g);
+    assert_int_equal(g.rc, KV_E_HTTP);
+    assert_int_equal(g.status, 404);
+    assert_null(g.body);
+    assert_int_equal(f.srv.gets - gets, 1); /* a 404 is final */
+
+    /* A refused token: one fresh token, one retry, then the body. */
+    gets = f.srv.gets;
+    fx_get_raw(&f, "/rotate/1", &g);
+    assert_int_equal(g.rc, KV_OK);
+    assert_int_equal(g.status, 200);
+    assert_non_null(strstr(g.body, "\"data\":[]"));
+    free(g.body);
+    assert_int_equal(f.srv.gets - gets, 2);
+    assert_int_equal(f.srv.posts, 2);
+    assert_int_equal(kv_client_token_requests(f.kv), 2);
+    fx_stop(&f);
+}
+
 /* The URL policy, and what its messages may name: scheme://host[:port], nothing else. */
 static void test_url_check(void **state)
 {
@@ -507,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_check),
         cmocka_unit_test(test_page_record_cap),
+        cmocka_unit_test(test_raw_get),
         cmocka_unit_test(test_registry_holds_only_live_token),
         cmocka_unit_test(test_token_answers_refused_or_bounded),
     };
