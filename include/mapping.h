@@ -61,6 +61,17 @@ enum category_field {
     CF__COUNT
 };
 
+/* A stock record (GET /productOnHands, or a webhook's stock.update in the same shape): the
+ * product's stock, not the product. */
+enum stock_field {
+    SF_KID,          /* id -> the product's kiotviet_id */
+    SF_STOCK,        /* sum of onHand over the counted branches */
+    SF_INV_VALUE,    /* sum of onHand x cost, only when every counted branch states a cost */
+    SF_BRANCHES,     /* every branch's figures, as a product row's PF_BRANCH_STOCK */
+    SF_MODIFIED,     /* the stock's modifiedDate (or createdDate), timestamptz text */
+    SF__COUNT
+};
+
 typedef struct field_spec {
     const char *key;      /* JSON key and recordset column */
     const char *sqltype;  /* recordset type */
@@ -68,6 +79,7 @@ typedef struct field_spec {
 
 extern const field_spec product_fields[PF__COUNT];
 extern const field_spec category_fields[CF__COUNT];
+extern const field_spec stock_fields[SF__COUNT];
 
 /* Options for mapping, derived from the config. */
 typedef struct map_opts {
@@ -132,6 +144,13 @@ void map_categories(const cJSON *data, map_page *out);
 /* Maps a /branches "data" array into rows {"kid","name","code","address","modified"} (the
  * kiotviet_branches upsert's); a record without a positive id is a failure. */
 void map_branches(const cJSON *data, map_page *out);
+/* Maps a "data" array of stock records {id, modifiedDate?, inventories: [{branchId, onHand (or
+ * onhand), reserved?, cost?}]} into rows of stock_fields, for WRITER_STOCK. Every record states
+ * the product's stock at every branch, as /productOnHands does: the stock is their sum over the
+ * counted branches. A record without inventories says nothing about stock and is skipped
+ * (nskipped); one whose numbers cannot be read fails. /productOnHands sends no cost, so its rows
+ * carry no inventory value: store.c derives it from the stored one (store_stock_update_sql). */
+void map_stock(const cJSON *data, const map_opts *o, map_page *out);
 
 /* Parses a removedIds-style array; returns a malloc'd array (caller frees) and count; invalid
  * entries are skipped and counted in *nbad. */

@@ -242,5 +242,13 @@ const char *store_products_relink_sql(const store *s);
  * writes the page's kiotviet_product_stock and kiotviet_product_serials rows. */
 const char *store_branches_upsert_sql(const store *s);
 const char *store_branches_remove_sql(const store *s);
+/* WRITER_STOCK's page ($1 map_stock rows, $2..$4 as above): writes the named products'
+ * kiotviet_product_stock rows (as a products page does), then sets their stock column and
+ * inventory_value, each only where it changes, and marks them synced; never inserts a product,
+ * never touches other columns (kiotviet_modified_at is the product's, not its stock's). A row
+ * without inv_value (/productOnHands sends no cost) keeps the stored value per unit: value x
+ * new stock / old stock, 0 at no stock, NULL (unknown) when there was no stock to take it from.
+ * Products the shop does not hold are left alone. -> (lease_ok, 0, products updated). */
+const char *store_stock_update_sql(const store *s);
 
 #endif

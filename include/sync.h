@@ -72,6 +72,9 @@ typedef struct sync_counts {
     int categories_synced, categories_created, categories_updated, categories_failed,
         categories_deactivated;
     int requests, token_requests, attribute_notes, skipped;
+    /* incremental runs: stock records read from /productOnHands, and products whose stock
+     * they changed (also counted in products_updated) */
+    int stock_synced, stock_updated;
 } sync_counts;
 
 typedef struct sync_result {

@@ -50,8 +50,17 @@
 typedef struct writer writer;
 
 /* WRITER_BRANCHES: kiotviet_branches (migration 005); pages and WRITER_REMOVE only. A products
- * page also writes its kiotviet_product_stock and kiotviet_product_serials rows. */
-enum writer_entity { WRITER_CATEGORIES, WRITER_PRODUCTS, WRITER_BRANCHES, WRITER__ENTITIES };
+ * page also writes its kiotviet_product_stock and kiotviet_product_serials rows.
+ * WRITER_STOCK: pages of stock records (map_stock: GET /productOnHands, or a webhook's
+ * stock.update filled into the same record shape) that update the named products' stock
+ * columns (store_stock_update_sql); only WRITER_PAGE, never removals or reconciliation. */
+enum writer_entity {
+    WRITER_CATEGORIES,
+    WRITER_PRODUCTS,
+    WRITER_BRANCHES,
+    WRITER_STOCK,
+    WRITER__ENTITIES
+};
 
 enum writer_kind {
     WRITER_PAGE,      /* upsert of a page of mapped rows */
@@ -72,7 +81,7 @@ typedef struct writer_outcome {
     enum writer_entity ent;
     int rows;             /* rows (WRITER_PAGE) or ids handed in */
     /* WRITER_PAGE: rows stored, by effect; inserted + updated + unchanged + nfailed + unsent
-     * == rows */
+     * == rows (WRITER_STOCK: never inserted; unchanged also counts ids the shop lacks) */
     int inserted, updated, unchanged;
     const writer_failure *failed; /* rows refused by the database (nfailed entries) */
     int nfailed;

@@ -440,7 +440,13 @@ int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
     return 0;
 }
 
-void map_products(const cJSON *data, const map_opts *o, map_page *p)
+/* Maps one record into b (an object): 0, 1 (deliberately skipped) or -EINVAL with e set. */
+typedef int (*map_record_fn)(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
+                             int64_t id, const char *code, rec_err *e, int64_t *modified_out);
+
+/* The records of a "data" array keyed by "id": each mapped once per page by fn (a record served
+ * twice is handled once), failed or skipped. */
+static void map_records(const cJSON *data, const map_opts *o, map_page *p, map_record_fn fn)
 {
     kvs_buf one;
     kvs_buf_init(&one);
@@ -471,7 +477,7 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
         if (!kvs_idset_add(&handled, id)) continue;
         kvs_buf_reset(&one);
         int64_t modified = 0;
-        rc = map_product(rec, o, p, &one, id, code, &e, NULL, &modified);
+        rc = fn(rec, o, p, &one, id, code, &e, &modified);
         if (rc < 0) {
             map_failure_add(p, true, id, code, e.msg);
         } else if (rc == 1) {
@@ -486,6 +492,68 @@ void map_products(const cJSON *data, const map_opts *o, map_page *p)
     B(kvs_buf_puts(&p->rows, "]"));
     kvs_buf_free(&one);
     kvs_idset_free(&handled);
+}
+
+static int map_product_record(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
+                              int64_t id, const char *code, rec_err *e, int64_t *modified_out)
+{
+    return map_product(rec, o, p, b, id, code, e, NULL, modified_out);
+}
+
+void map_products(const cJSON *data, const map_opts *o, map_page *p)
+{
+    map_records(data, o, p, map_product_record);
+}
+
+/* One stock record (see map_stock): the sums as map_product computes them, the value only when
+ * every counted branch states its cost, and each branch's own figures. */
+static int map_stock_record(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
+                            int64_t id, const char *code, rec_err *e, int64_t *modified_out)
+{
+    int64_t modified = 0;
+    char stock[DEC_BUFSZ], value[DEC_BUFSZ];
+    bool has_inv, costed = true, first = true;
+    if (rec_modified(rec, &modified, e) ||
+        map_inventory_sums(rec, o, stock, value, &has_inv, e))
+        return -EINVAL;
+    if (!has_inv) return 1;
+    B(kvs_buf_puts(b, "{"));
+    put_key(b, &first, stock_fields[SF_KID].key);
+    B(kvs_buf_printf(b, "%" PRId64, id));
+    put_key(b, &first, stock_fields[SF_STOCK].key);
+    put_number(b, stock);
+    if (map_branch_stock(rec, b, &first, e)) return -EINVAL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, kvjson_get(rec, "inventories"))
+    {
+        int64_t branch = 0;
+        const char *q, *c;
+        bool has_branch = kvjson_get_int64(it, "branchId", &branch) == 0;
+        if (kvjson_get_num_text(it, "onHand", &q)) continue; /* no figure (sums checked it) */
+        if ((!o->branches || (has_branch && map_branch_counts(o, branch))) &&
+            kvjson_get_num_text(it, "cost", &c))
+            costed = false;
+    }
+    if (costed) {
+        put_key(b, &first, stock_fields[SF_INV_VALUE].key);
+        put_number(b, value);
+    }
+    if (modified) {
+        char ts[KVTIME_BUFSZ];
+        kvtime_format_vn(modified, ts);
+        put_key(b, &first, stock_fields[SF_MODIFIED].key);
+        map_put_str(b, ts);
+    }
+    B(kvs_buf_puts(b, "}"));
+    if (o->stock_integer) stock_round_note(p, id, code, stock);
+    if (modified > p->max_modified_us) p->max_modified_us = modified;
+    *modified_out = modified;
+    return 0;
+}
+
+void map_stock(const cJSON *data, const map_opts *o, map_page *p)
+{
+    map_records(data, o, p, map_stock_record);
 }
 
 /* Flat mode is what we ask for; hierarchical answers (children arrays) are walked too. */

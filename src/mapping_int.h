@@ -62,6 +62,8 @@ int map_rec_modified(const cJSON *rec, int64_t *us, rec_err *e);
  * wins) and "ser" (productSerials: every serial once, in stock if any entry of it is) keys to
  * b, each only when KiotViet sent the list. -EINVAL with e on a malformed entry. */
 int map_stock_serials(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e);
+/* The "inv" key alone (a stock record's, see map_stock). */
+int map_branch_stock(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e);
 
 /* Whether [mapping] branches counts branch (no list: every branch). */
 bool map_branch_counts(const map_opts *o, int64_t branch);

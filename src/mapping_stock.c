@@ -30,7 +30,7 @@ static int entry_num(const cJSON *it, const char *key, const char **out)
 
 /* "inv": [{"b": branchId, "q": onHand, "r": reserved}], each branch once (the first entry of a
  * branch wins); entries without a branch or an onHand are not a figure for any branch. */
-static int put_branch_stock(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e)
+int map_branch_stock(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e)
 {
     const cJSON *inv = kvjson_get(rec, "inventories");
     if (!inv || cJSON_IsNull(inv)) return 0;
@@ -137,7 +137,7 @@ static int put_serials(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e)
 
 int map_stock_serials(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e)
 {
-    int rc = put_branch_stock(rec, b, first, e);
+    int rc = map_branch_stock(rec, b, first, e);
     return rc ? rc : put_serials(rec, b, first, e);
 }
 

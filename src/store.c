@@ -113,6 +113,12 @@ const field_spec product_fields[PF__COUNT] = {
     [PF_BRANCH_STOCK] = {"inv", "json"},   [PF_SERIALS] = {"ser", "json"},
 };
 
+const field_spec stock_fields[SF__COUNT] = {
+    [SF_KID] = {"kid", "bigint"},          [SF_STOCK] = {"stock", "numeric"},
+    [SF_INV_VALUE] = {"inv_value", "numeric"}, [SF_BRANCHES] = {"inv", "json"},
+    [SF_MODIFIED] = {"modified", "timestamptz"},
+};
+
 const field_spec category_fields[CF__COUNT] = {
     [CF_KID] = {"kid", "bigint"},
     [CF_NAME] = {"name", "text"},
@@ -130,6 +136,7 @@ struct store {
     char *products_remove, *categories_remove, *products_reconcile;
     char *categories_relink, *products_relink;
     char *branches_upsert, *branches_remove;
+    char *stock_update;
     bool products_is_active, categories_is_active;
     bool stock_integer;  /* the products' stock column is int2/int4/int8 */
     kvs_buf describe;
@@ -204,6 +211,7 @@ void store_free(store *s)
     free(s->products_reconcile);
     free(s->categories_relink);
     free(s->products_relink);
+    free(s->stock_update);
     kvs_buf_free(&s->describe);
     store_sql_table_free(s->stmts);
     free(s);
@@ -513,6 +521,60 @@ static char *gen_remove(const store *s, const char *tname, const table *t, const
     return kvs_buf_steal(&b);
 }
 
+/* The stock page's update (WRITER_STOCK, see store.h): the products' stock by branch (migration
+ * 005, as a products page writes it), then their totals. The value per unit a stored row had
+ * (inventory_value / stock) carries over to its new stock: exact while the branches share one
+ * cost, and the next read of the product states it again. */
+static char *gen_stock_update(const store *s, const chosen *pch, int np)
+{
+    const col *stock = NULL, *value = NULL;
+    for (int i = 0; i < np; i++) {
+        if (pch[i].t->field == PF_STOCK) stock = pch[i].c;
+        if (pch[i].t->field == PF_INV_VALUE) value = pch[i].c;
+    }
+    kvs_buf b;
+    kvs_buf_init(&b);
+    put_lease_cte(&b, s);
+    /* Only products the shop holds (not the non-base units KiotViet also lists). */
+    P(&b, ", s AS (SELECT * FROM pg_catalog.json_to_recordset($1::json) AS x(");
+    for (int i = 0; i < SF__COUNT; i++) {
+        if (i) P(&b, ", ");
+        put_ident(&b, stock_fields[i].key);
+        P(&b, " %s", stock_fields[i].sqltype);
+    }
+    P(&b, ") WHERE EXISTS (SELECT 1 FROM %s.\"products\" t0 WHERE t0.\"kiotviet_id\" = x.\"kid\"))",
+      s->schema_q);
+    store_depth_stock_ctes(&b, s->schema_q, true);
+    if (!stock) { /* nothing to derive the totals from */
+        P(&b, " SELECT (SELECT count(*) FROM lease), 0, 0");
+        return kvs_buf_steal(&b);
+    }
+    char *qs = db_quote_ident(stock->name), *qv = value ? db_quote_ident(value->name) : NULL;
+    P(&b, ", v AS (SELECT t.\"kiotviet_id\" AS kid, CAST(s.\"stock\" AS %s) AS c0", stock->type);
+    if (value)
+        P(&b,
+          ", CAST(CASE WHEN s.\"inv_value\" IS NOT NULL THEN s.\"inv_value\""
+          " WHEN CAST(s.\"stock\" AS %s) IS NOT DISTINCT FROM t.%s THEN t.%s"
+          " WHEN s.\"stock\" = 0 THEN 0"
+          " WHEN t.%s > 0 THEN round(t.%s * s.\"stock\" / t.%s, 4) END AS %s) AS c1",
+          stock->type, qs, qv, qs, qv, qs, value->type);
+    P(&b,
+      " FROM s JOIN %s.\"products\" t ON t.\"kiotviet_id\" = s.\"kid\""
+      " WHERE EXISTS (SELECT 1 FROM lease)), up AS (UPDATE %s.\"products\" t SET %s = v.c0",
+      s->schema_q, s->schema_q, qs);
+    if (value) P(&b, ", %s = v.c1", qv);
+    if (col_find(&s->products, "last_synced_at")) P(&b, ", \"last_synced_at\" = now()");
+    if (col_find(&s->products, "sync_status")) P(&b, ", \"sync_status\" = 'synced'");
+    if (col_find(&s->products, "updated_at")) P(&b, ", \"updated_at\" = now()");
+    P(&b,
+      " FROM v WHERE t.\"kiotviet_id\" = v.kid AND (t.%s, %s%s) IS DISTINCT FROM (v.c0, %s)"
+      " RETURNING 1) SELECT (SELECT count(*) FROM lease), 0, (SELECT count(*) FROM up)",
+      qs, value ? "t." : "", value ? qv : "NULL::int", value ? "v.c1" : "NULL::int");
+    free(qs);
+    free(qv);
+    return kvs_buf_steal(&b);
+}
+
 static int choose(const table *t, const target *targets, size_t ntargets, chosen *out,
                   const char *tname, kvs_buf *warn, kvs_buf *desc)
 {
@@ -706,6 +768,7 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
         kvs_buf_free(&where);
         kvs_buf_free(&extra);
     }
+    s->stock_update = gen_stock_update(s, pch, np);
     for (int i = 0; i < np; i++)
         if (pch[i].t->field == PF_STOCK)
             s->stock_integer = !strcmp(pch[i].c->typname, "int2") ||
@@ -769,6 +832,7 @@ const char *store_categories_relink_sql(const store *s) { return s->categories_r
 const char *store_products_relink_sql(const store *s) { return s->products_relink; }
 const char *store_branches_upsert_sql(const store *s) { return s->branches_upsert; }
 const char *store_branches_remove_sql(const store *s) { return s->branches_remove; }
+const char *store_stock_update_sql(const store *s) { return s->stock_update; }
 
 const char store_t_any_products[] =
     "SELECT EXISTS (SELECT 1 FROM @.\"products\" WHERE \"kiotviet_id\" IS NOT NULL)";

@@ -15,7 +15,13 @@
  * rows); without it (a first sync, rows expected new) ON CONFLICT ... WHERE still compares. */
 void store_depth_page_ctes(kvs_buf *b, const char *schema_q, bool prefilter)
 {
-    /* Stock by branch. */
+    store_depth_stock_ctes(b, schema_q, prefilter);
+    store_depth_serial_ctes(b, schema_q, prefilter);
+}
+
+/* Stock by branch (si, siw), also a stock page's (store_stock_update_sql). */
+void store_depth_stock_ctes(kvs_buf *b, const char *schema_q, bool prefilter)
+{
     P(b, ", si AS (SELECT s.\"kid\" AS kid, (e->>'b')::bigint AS br, (e->>'q')::numeric AS q,"
          " coalesce((e->>'r')::numeric, 0) AS r FROM s CROSS JOIN LATERAL"
          " pg_catalog.json_array_elements(s.\"inv\") e WHERE s.\"inv\" IS NOT NULL AND EXISTS"
@@ -36,7 +42,11 @@ void store_depth_page_ctes(kvs_buf *b, const char *schema_q, bool prefilter)
          " now() WHERE (t.\"on_hand\", t.\"reserved\", t.\"kiotviet_integration_id\") IS DISTINCT"
          " FROM (EXCLUDED.\"on_hand\", EXCLUDED.\"reserved\", EXCLUDED.\"kiotviet_integration_id\")"
          " RETURNING 1)");
-    /* Serials listed. */
+}
+
+/* Serials listed (se, sew), and those no longer listed (seg). */
+void store_depth_serial_ctes(kvs_buf *b, const char *schema_q, bool prefilter)
+{
     P(b, ", se AS (SELECT s.\"kid\" AS kid, e->>'n' AS sn, (e->>'i')::boolean AS ins,"
          " (e->>'b')::bigint AS br, (e->>'m')::timestamptz AS m FROM s CROSS JOIN LATERAL"
          " pg_catalog.json_array_elements(s.\"ser\") e WHERE s.\"ser\" IS NOT NULL AND EXISTS"

@@ -49,6 +49,9 @@ void store_lease_cte(kvs_buf *b, const char *schema_q);
  * upsert carries after its own (s: the page's recordset); the branches' statements (new
  * strings, caller frees). */
 void store_depth_page_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
+/* Its two halves: stock by branch (si, siw: a stock page's too), serials (se, sew, seg). */
+void store_depth_stock_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
+void store_depth_serial_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
 char *store_depth_branches_upsert(const char *schema_q);
 char *store_depth_branches_remove(const char *schema_q);
 extern const char store_t_branches_since[];

@@ -134,10 +134,10 @@ static void handle_closed(uv_handle_t *h)
     run_metrics(r, res.status);
     kvs_buf_free(&r->failures);
     kvs_buf_free(&r->notes);
-    kvs_idset_free(&r->seen[0]);
-    kvs_idset_free(&r->seen[1]);
-    free(r->removed[0]);
-    free(r->removed[1]);
+    for (int e = 0; e < WRITER__ENTITIES; e++) {
+        kvs_idset_free(&r->seen[e]);
+        free(r->removed[e]);
+    }
     free(r->pg.slots);
     integ_row_free(r->row);
     free(r->id);
@@ -208,25 +208,41 @@ static void finish_cb(db_result *res, void *arg)
     }
     rlog_notice(&r->lctx,
                 "run %s: categories %d synced (%d new, %d changed, %d failed, %d removed), "
-                "products %d synced (%d new, %d changed, %d failed, %d removed), %d requests%s%s",
+                "products %d synced (%d new, %d changed, %d failed, %d removed), "
+                "stock %d read (%d changed), %d requests%s%s",
                 r->db_down ? "failed" : sync_status_name(r->res.status),
                 r->counts.categories_synced, r->counts.categories_created,
                 r->counts.categories_updated, r->counts.categories_failed,
                 r->counts.categories_deactivated, r->counts.products_synced,
                 r->counts.products_created, r->counts.products_updated,
                 r->counts.products_failed, r->counts.products_deactivated,
+                r->counts.stock_synced, r->counts.stock_updated,
                 r->kv ? kv_client_gets(r->kv) + kv_client_token_requests(r->kv) : 0,
                 r->res.message[0] ? ": " : "", r->res.message);
     run_close(r);
 }
 
 /* The cursor an entity may advance to: never past a row the database refused (so it is read
- * again once the shop fixes the clash), and not at all if such a row had no date. */
-static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ])
+ * again once the shop fixes the clash), and not at all if such a row had no date. The products
+ * cursor is the stock's too: /productOnHands is read after /products, so the older of the two
+ * (normally the products') lets the next run miss neither; the overlap is subtracted as for
+ * products. So no column of its own: a full run (no stock read) leaves the products' time, and
+ * its product pages carried the stock as of then. */
+static int64_t cursor_new(const sync_run *r, int e)
 {
     int64_t c = r->cursor_us[e];
-    if (!c || r->floor_unknown[e]) return NULL;
-    if (r->floor_us[e] && r->floor_us[e] < c) c = r->floor_us[e];
+    if (!c || r->floor_unknown[e]) return 0;
+    return r->floor_us[e] && r->floor_us[e] < c ? r->floor_us[e] : c;
+}
+
+static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ])
+{
+    int64_t c = cursor_new(r, e);
+    if (c && e == WRITER_PRODUCTS && r->stock_read) {
+        int64_t s = cursor_new(r, WRITER_STOCK);
+        c = s && s < c ? s : s ? c : 0;
+    }
+    if (!c) return NULL;
     kvtime_format_utc(c, buf);
     return buf;
 }
@@ -234,7 +250,7 @@ static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ]
 static void finish_submit(sync_run *r)
 {
     static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
-                                     "reconcile", "finish", "closing"};
+                                     "stock", "reconcile", "finish", "closing"};
     kvs_buf counts, details;
     kvs_buf_init(&counts);
     kvs_buf_init(&details);
@@ -249,6 +265,9 @@ static void finish_submit(sync_run *r)
                            kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
     REQUIRE(kvs_buf_printf(&details, "\"attribute_notes\":[%s],\"skipped_unit_products\":%d",
                            kvs_buf_cstr(&r->notes), r->counts.skipped) == 0);
+    if (r->stock_read)
+        REQUIRE(kvs_buf_printf(&details, ",\"stock_read\":%d,\"stock_changed\":%d",
+                               r->counts.stock_synced, r->counts.stock_updated) == 0);
     if (r->deletes_held)
         REQUIRE(kvs_buf_printf(&details,
                                ",\"reconciliation_held\":{\"would_mark_deleted\":%ld,"
@@ -344,7 +363,8 @@ static void jobs_dec(sync_run *r)
         if (r->jobs == 0) run_finish(r);
         return;
     }
-    if ((r->phase == PH_CATEGORIES || r->phase == PH_PRODUCTS) && !r->pg.done)
+    if ((r->phase == PH_CATEGORIES || r->phase == PH_PRODUCTS || r->phase == PH_STOCK) &&
+        !r->pg.done)
         sync_pager_pump(r);
     else if (r->jobs == 0 && r->phase > PH_START)
         sync_phase_next(r);
@@ -385,16 +405,18 @@ static void floor_lower(sync_run *r, enum writer_entity ent, int64_t modified_us
     }
 }
 
+/* A stock row is a product's (its stock): it counts as a product failure. */
 static void row_failure(sync_run *r, enum writer_entity ent, int64_t id, const char *msg)
 {
-    if (ent == WRITER_PRODUCTS)
+    if (sync_ent_products(ent))
         r->counts.products_failed++;
     else
         r->counts.categories_failed++;
     if (r->failures_listed >= MAX_LISTED) return;
     if (r->failures.len) REQUIRE(kvs_buf_puts(&r->failures, ",") == 0);
-    REQUIRE(kvs_buf_printf(&r->failures, "{\"%s\":%" PRId64 ",\"error\":",
-                           ent == WRITER_PRODUCTS ? "id" : "category_id", id) == 0);
+    REQUIRE(kvs_buf_printf(&r->failures, "{\"%s\":%" PRId64 ",%s\"error\":",
+                           sync_ent_products(ent) ? "id" : "category_id", id,
+                           ent == WRITER_STOCK ? "\"stock\":true," : "") == 0);
     char text[1024];
     snprintf(text, sizeof text, "%s", msg);
     log_redact(text, sizeof text); /* the text, not the JSON: see finish_submit */
@@ -431,7 +453,7 @@ static void reconcile_checked(sync_run *r, const writer_outcome *o)
 static void written_cb(const writer_outcome *o, void *arg)
 {
     sync_run *r = arg;
-    bool prod = o->ent == WRITER_PRODUCTS;
+    bool prod = sync_ent_products(o->ent); /* a stock page updates product rows */
     sync_counts *c = &r->counts;
     switch (o->kind) {
     case WRITER_PAGE:
@@ -442,7 +464,10 @@ static void written_cb(const writer_outcome *o, void *arg)
             floor_lower(r, o->ent, o->failed[i].modified_us);
         }
         /* Rows not stored no longer count as synced. */
-        *(prod ? &c->products_synced : &c->categories_synced) -= o->nfailed + o->unsent;
+        *(o->ent == WRITER_STOCK    ? &c->stock_synced
+          : o->ent == WRITER_PRODUCTS ? &c->products_synced
+                                      : &c->categories_synced) -= o->nfailed + o->unsent;
+        if (o->ent == WRITER_STOCK) c->stock_updated += o->updated;
         break;
     case WRITER_REMOVE:
     case WRITER_RECONCILE:
@@ -685,6 +710,17 @@ void sync_phase_next(sync_run *r)
         sync_pager_begin(r, WRITER_PRODUCTS);
         break;
     case PH_PRODUCTS:
+        /* Incremental runs read the stock changed since the cursor as well: a sale changes a
+         * product's stock without touching its modifiedDate, so /products would not show it.
+         * A full run does not: its product pages carry every product's inventories. */
+        if (!r->full) {
+            r->phase = PH_STOCK;
+            r->stock_read = true;
+            sync_pager_begin(r, WRITER_STOCK);
+            break;
+        }
+        /* fall through */
+    case PH_STOCK:
         r->phase = PH_RECONCILE;
         /* With no synced product before this run, every one there now is one it stored:
          * nothing to mark (a first sync of 100,000 products saves ~90 ms). */
@@ -791,9 +827,11 @@ void sync_run_cancel(sync_run *r)
 void sync_run_progress(const sync_run *r, char *buf, size_t cap)
 {
     const pager *pg = &r->pg;
-    if (r->phase == PH_PRODUCTS || r->phase == PH_CATEGORIES) {
-        snprintf(buf, cap, "%s %d/%" PRId64, pg->ent == WRITER_PRODUCTS ? "products" : "categories",
-                 pg->ent == WRITER_PRODUCTS ? r->counts.products_synced : r->counts.categories_synced,
+    if (r->phase == PH_PRODUCTS || r->phase == PH_CATEGORIES || r->phase == PH_STOCK) {
+        snprintf(buf, cap, "%s %d/%" PRId64, sync_entity_name(pg->ent),
+                 pg->ent == WRITER_PRODUCTS ? r->counts.products_synced
+                 : pg->ent == WRITER_STOCK  ? r->counts.stock_synced
+                                            : r->counts.categories_synced,
                  pg->total < 0 ? (int64_t)0 : pg->total);
     } else {
         snprintf(buf, cap, "%s", r->phase <= PH_START ? "starting" : "finishing");

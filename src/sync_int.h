@@ -18,8 +18,9 @@
 #define MAX_CATALOGUE 2000000
 #define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
-enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_RECONCILE, PH_FINISH,
-             PH_CLOSING };
+/* PH_STOCK: incremental runs only (sync.c, sync_phase_next, says why). */
+enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_STOCK, PH_RECONCILE,
+             PH_FINISH, PH_CLOSING };
 
 typedef struct slot {
     int64_t offset;
@@ -84,14 +85,19 @@ struct sync_run {
     int psize;              /* pageSize asked for: [sync] page_size, or less once KiotViet
                                echoed a smaller one (it serves no more than that) */
     bool full;              /* no lastModifiedFrom */
+    bool stock_read;        /* the run reads /productOnHands (PH_STOCK) */
     bool reconcile_ok;      /* full read whose every record had an id */
     pager pg;
     fetch *fetches;
     int jobs;               /* database work not yet done: writer work, token, lease, progress */
-    kvs_idset seen[2];          /* ids stored per entity */
-    int64_t cursor_us[2];   /* new cursors, set when an entity completes */
-    int64_t floor_us[2];    /* oldest modification time of a row the database refused, 0 none */
-    bool floor_unknown[2];  /* a refused row had no modification time: keep the old cursor */
+    kvs_idset seen[WRITER__ENTITIES]; /* ids stored per entity */
+    /* new cursors, set when an entity completes; the stock's is kept in the products cursor
+     * (cursor_param in sync.c) */
+    int64_t cursor_us[WRITER__ENTITIES];
+    int64_t floor_us[WRITER__ENTITIES]; /* oldest modification time of a row the database
+                                           refused, 0 none */
+    bool floor_unknown[WRITER__ENTITIES]; /* a refused row had no modification time: keep
+                                             the old cursor */
     int64_t db_start_us;    /* the database's clock when the run claimed the integration */
     uint64_t claim_mono_ms; /* our monotonic clock at the same moment */
     int64_t kv_ts_us;       /* KiotViet's "timestamp" from the run's first page, 0 if none */
@@ -100,8 +106,8 @@ struct sync_run {
     uint64_t finish_first_ms;
     int finish_attempt;
     bool finish_waiting;    /* the lease timer is waiting to resend the end of the run */
-    int64_t *removed[2];
-    int nremoved[2];
+    int64_t *removed[WRITER__ENTITIES];
+    int nremoved[WRITER__ENTITIES];
     /* The reconciliation would have marked held_would of held_live live products deleted,
      * beyond [sync] max_delete_ratio: not applied, the run is partial. */
     bool deletes_held;
@@ -123,6 +129,14 @@ void sync_phase_next(sync_run *r);
 /* Writes the run's counts to its sync_logs row, unless it did less than PROGRESS_MS ago. */
 void sync_progress_send(sync_run *r);
 
+/* Pages of ent write product rows (products, or their stock): their counts and failures are
+ * the products'. */
+static inline bool sync_ent_products(enum writer_entity ent)
+{
+    return ent == WRITER_PRODUCTS || ent == WRITER_STOCK;
+}
+/* "products", "categories", "stock": for messages. */
+const char *sync_entity_name(enum writer_entity ent);
 /* sync_pager.c: starts paging ent from offset 0 (the phase's first page). */
 void sync_pager_begin(sync_run *r, enum writer_entity ent);
 /* Issues pages while there is room, and decides when the entity is complete. */

@@ -22,6 +22,11 @@ static void list_append(kvs_buf *dst, int *listed, const kvs_buf *text, const ma
     }
 }
 
+const char *sync_entity_name(enum writer_entity ent)
+{
+    return ent == WRITER_PRODUCTS ? "products" : ent == WRITER_STOCK ? "stock" : "categories";
+}
+
 /* ---- paging -------------------------------------------------------------------------------- */
 
 /* Rows shared by neighbouring pages: a neighbour that starts beyond our last id then proves
@@ -66,13 +71,14 @@ static void fetch_start(sync_run *r, int si)
     if (++pg->issued > page_limit(r)) {
         sync_fail(r, "KiotViet's %s pages never ended (%d pages for a reported total of %" PRId64
                     "): stopped so one broken answer cannot spend the hourly GET budget",
-                 pg->ent == WRITER_PRODUCTS ? "products" : "categories", pg->issued - 1,
+                 sync_entity_name(pg->ent), pg->issued - 1,
                  pg->first_total);
         return;
     }
     char q[512], from[KVTIME_BUFSZ + 24] = "";
-    int64_t cursor = r->pg.ent == WRITER_PRODUCTS ? r->row->products_cursor_us
-                                               : r->row->categories_cursor_us;
+    /* The stock is read from the products cursor (see cursor_param in sync.c). */
+    int64_t cursor = sync_ent_products(r->pg.ent) ? r->row->products_cursor_us
+                                                 : r->row->categories_cursor_us;
     if (!r->full && cursor) {
         char t[KVTIME_BUFSZ];
         kvtime_format_vn_local(cursor - (int64_t)cfg->overlap_minutes * 60 * 1000000, t);
@@ -83,6 +89,11 @@ static void fetch_start(sync_run *r, int si)
                  "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
                  "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
                  "&includeSoftDeletedAttribute=false%s",
+                 r->psize, s->offset, from);
+    else if (pg->ent == WRITER_STOCK)
+        snprintf(q, sizeof q,
+                 "/productOnHands?pageSize=%d&currentItem=%" PRId64 "&orderBy=id"
+                 "&orderDirection=Asc%s",
                  r->psize, s->offset, from);
     else
         snprintf(q, sizeof q,
@@ -195,7 +206,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     s->inflight = false;
     if (rc != KV_OK) {
         sync_fail(r, "%s page at offset %" PRId64 ": %s",
-                 ent == WRITER_PRODUCTS ? "products" : "categories", s->offset,
+                 sync_entity_name(ent), s->offset,
                  err ? err : "error");
         return;
     }
@@ -208,7 +219,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
          * every product deleted. */
         sync_fail(r, "KiotViet's first %s page of a full read has no %s: not trusted (a full "
                     "read needs both \"data\" and \"total\")",
-                 ent == WRITER_PRODUCTS ? "products" : "categories",
+                 sync_entity_name(ent),
                  !page->data ? "\"data\" array" : "\"total\"");
         kv_page_free(page);
         return;
@@ -216,7 +227,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (page->total > MAX_CATALOGUE) {
         sync_fail(r, "KiotViet reports a %s total of %" PRId64 ", more than any catalogue holds "
                     "(%d): not trusted",
-                 ent == WRITER_PRODUCTS ? "products" : "categories", page->total, MAX_CATALOGUE);
+                 sync_entity_name(ent), page->total, MAX_CATALOGUE);
         kv_page_free(page);
         return;
     }
@@ -227,7 +238,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
          * are not stored or counted twice. */
         rlog_info(&r->lctx, "KiotViet serves at most %d %s per page (asked for %d): paging at "
                             "that size",
-                  page->effective_page_size, ent == WRITER_PRODUCTS ? "products" : "categories",
+                  page->effective_page_size, sync_entity_name(ent),
                   r->psize);
         r->psize = page->effective_page_size;
         kv_page_free(page);
@@ -251,6 +262,8 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (page->data) {
         if (ent == WRITER_PRODUCTS)
             map_products(page->data, r->env.mopts, &mp);
+        else if (ent == WRITER_STOCK)
+            map_stock(page->data, r->env.mopts, &mp);
         else
             map_categories(page->data, &mp);
     } else {
@@ -262,14 +275,14 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     if (!mp.ascending && !pg->unordered) {
         pg->unordered = true;
         rlog_warn(&r->lctx, "KiotViet did not order %s by id: gap detection is off for this run",
-                  ent == WRITER_PRODUCTS ? "products" : "categories");
+                  sync_entity_name(ent));
     }
     /* A total that grows past what we planned, when there is no total, keeps paging. */
     if (page->total < 0 && mp.nrecords >= r->psize)
         pg->total = s->offset + mp.nrecords + 1;
 
     /* removedIds (the first page carries them; accept them on any page). */
-    if (page->removed) {
+    if (page->removed && ent != WRITER_STOCK) { /* (stock has none: never a removal) */
         int n, nbad;
         int64_t *ids = map_removed_ids(page->removed, &n, &nbad);
         for (int i = 0; i < n; i++) {
@@ -289,16 +302,16 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
      * as well, and changes made since are read by the next run. Sending them again would also
      * make neighbouring pages on different connections wait for each other's commit. */
     int fresh = map_page_keep_unseen(&mp, &r->seen[ent]);
-    if (ent == WRITER_PRODUCTS) {
-        r->counts.products_synced += fresh;
+    if (sync_ent_products(ent)) {
+        *(ent == WRITER_PRODUCTS ? &r->counts.products_synced : &r->counts.stock_synced) += fresh;
         r->counts.attribute_notes += mp.nnotes;
-        r->counts.skipped += mp.nskipped;
+        if (ent == WRITER_PRODUCTS) r->counts.skipped += mp.nskipped;
         list_append(&r->notes, &r->notes_listed, &mp.notes, mp.note, mp.nnotes);
     } else {
         r->counts.categories_synced += fresh;
     }
     if (mp.nfailed) {
-        if (ent == WRITER_PRODUCTS)
+        if (sync_ent_products(ent))
             r->counts.products_failed += mp.nfailed;
         else
             r->counts.categories_failed += mp.nfailed;

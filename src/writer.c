@@ -76,7 +76,10 @@ uint64_t writer_retry_delay_ms(int lease_seconds, unsigned attempt)
 
 static const char *ent_name(enum writer_entity e)
 {
-    return e == WRITER_PRODUCTS ? "products" : e == WRITER_BRANCHES ? "branches" : "categories";
+    return e == WRITER_PRODUCTS   ? "products"
+           : e == WRITER_BRANCHES ? "branches"
+           : e == WRITER_STOCK    ? "stock"
+                                  : "categories";
 }
 
 /* ---- life of a job ---------------------------------------------------------------------- */
@@ -312,9 +315,9 @@ static void job_cb(db_result *res, void *arg)
                  res->detail ? res->detail : "");
         log_redact(f->message, sizeof f->message);
         rlog_warn(w->o.lctx, "%s %" PRId64 " not stored: %s",
-                  j->ent == WRITER_PRODUCTS   ? "product"
-                  : j->ent == WRITER_BRANCHES ? "branch"
-                                              : "category",
+                  j->ent == WRITER_PRODUCTS || j->ent == WRITER_STOCK ? "product"
+                  : j->ent == WRITER_BRANCHES                         ? "branch"
+                                                                      : "category",
                   f->id, f->message);
         j->out.nfailed = 1;
         job_report(j);
@@ -337,6 +340,7 @@ static const char *job_sql(const writer *w, const wjob *j)
         return j->kind == WRITER_PAGE ? store_branches_upsert_sql(s) : store_branches_remove_sql(s);
     switch (j->kind) {
     case WRITER_PAGE:
+        if (j->ent == WRITER_STOCK) return store_stock_update_sql(s);
         if (!j->parent && w->expect_new[j->ent])
             return prod ? store_products_insert_sql(s) : store_categories_insert_sql(s);
         return prod ? store_products_upsert_sql(s) : store_categories_upsert_sql(s);

@@ -625,6 +625,103 @@ static void test_categories(void **state)
     map_page_free(&p);
 }
 
+/* ---- stock records (GET /productOnHands) ------------------------------------------------------ */
+
+/* Maps data with o into p and parses its rows into rows. */
+static void map_stock_text(const char *data, const map_opts *o, map_page *p, kvjson_doc *rows)
+{
+    kvjson_doc in;
+    map_page_init(p);
+    parse_text(data, &in);
+    map_stock(in.root, o, p);
+    kvjson_doc_free(&in); /* the page must not borrow from the input */
+    parse_text(kvs_buf_cstr(&p->rows), rows);
+    check_rows_consistent("stock", p, rows->root);
+}
+
+static const char stock_data[] =
+    "[{\"id\":101,\"code\":\"SP101\",\"createdDate\":\"2024-01-02T10:00:00.0000000\","
+    "\"modifiedDate\":\"2025-06-17T14:34:09.0130000\",\"inventories\":["
+    "{\"branchId\":61201,\"onHand\":2.0,\"reserved\":1.0},"
+    "{\"branchId\":61202,\"onhand\":1.5,\"reserved\":0}]},"
+    "{\"id\":102,\"code\":\"SP102\",\"inventories\":[{\"branchId\":61201,\"onHand\":3,"
+    "\"cost\":1000.5},{\"branchId\":61202,\"onHand\":1,\"cost\":2000}]},"
+    "{\"id\":103,\"code\":\"SP103\"},"
+    "{\"id\":104,\"code\":\"SP104\",\"inventories\":[{\"branchId\":61201,\"onHand\":\"many\"}]},"
+    "{\"id\":101,\"code\":\"SP101\",\"inventories\":[]},"
+    "{\"code\":\"no id\",\"inventories\":[]},"
+    "{\"id\":105,\"modifiedDate\":\"0001-01-01T00:00:00\",\"createdDate\":\"2024-03-04T05:06:07\","
+    "\"inventories\":[]}]";
+
+/* Stock records: the sum over branches (onHand or the doc's onhand), every branch's figures,
+ * a value only when every counted branch states a cost, the stock's own date; no inventories:
+ * skipped; unreadable: failed; served twice: once. */
+static void test_stock(void **state)
+{
+    (void)state;
+    map_opts o = {.stock_integer = true};
+    map_page p;
+    kvjson_doc rows;
+    map_stock_text(stock_data, &o, &p, &rows);
+    assert_int_equal(p.nrecords, 7);
+    assert_int_equal(p.nrows, 3);
+    assert_int_equal(p.nskipped, 1);
+    assert_int_equal(p.nfailed, 2);
+    assert_int_equal(p.nnotes, 1); /* 3.5 into a whole-number column */
+    assert_true(p.row[0].id == 101 && p.row[1].id == 102 && p.row[2].id == 105);
+    assert_true(p.row[0].modified_us == 1750145649013000LL); /* 14:34:09.013 +07:00 */
+    assert_true(p.row[1].modified_us == 0);
+    static const fexp r101[] = {
+        {"stock", "n:3.5"}, {"inv_value", "-"},
+        {"inv", "j:[{\"b\":61201,\"q\":2,\"r\":1},{\"b\":61202,\"q\":1.5,\"r\":0}]"},
+        {"modified", "s:2025-06-17T14:34:09.013+07:00"}, {"code", "-"}, {"name", "-"}};
+    static const fexp r102[] = {
+        {"stock", "n:4"}, {"inv_value", "n:5001.5"}, {"modified", "-"},
+        {"inv", "j:[{\"b\":61201,\"q\":3},{\"b\":61202,\"q\":1}]"}};
+    static const fexp r105[] = {
+        {"stock", "n:0"}, {"inv_value", "n:0"}, {"inv", "j:[]"},
+        {"modified", "s:2024-03-04T05:06:07+07:00"}};
+    for (size_t i = 0; i < ARRAY_SIZE(r101); i++)
+        check_field("stock 101", cJSON_GetArrayItem(rows.root, 0), &r101[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(r102); i++)
+        check_field("stock 102", cJSON_GetArrayItem(rows.root, 1), &r102[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(r105); i++)
+        check_field("stock 105", cJSON_GetArrayItem(rows.root, 2), &r105[i]);
+    kvjson_doc fl;
+    parse_list(&p.failures, &fl);
+    const char *err;
+    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 0), "error", &err));
+    assert_non_null(strstr(err, "bad onHand"));
+    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 1), "error", &err));
+    assert_non_null(strstr(err, "field id: missing"));
+    assert_true(p.failure[0].id == 104 && p.failure[1].id == 0);
+    kvjson_doc_free(&fl);
+    kvjson_doc_free(&rows);
+    map_page_free(&p);
+
+    /* [mapping] branches: the sums count only 61201, whose cost is known; every branch is
+     * still listed (the per-branch table holds them all). A counted branch without a cost:
+     * no value. */
+    static const int64_t only[] = {61201};
+    o = (map_opts){.branches = only, .nbranches = 1};
+    map_stock_text("[{\"id\":102,\"inventories\":[{\"branchId\":61201,\"onHand\":3,\"cost\":1000.5},"
+                   "{\"branchId\":61202,\"onHand\":1}]},"
+                   "{\"id\":106,\"inventories\":[{\"branchId\":61201,\"onHand\":3},"
+                   "{\"branchId\":61202,\"onHand\":1,\"cost\":5}]}]",
+                   &o, &p, &rows);
+    assert_int_equal(p.nrows, 2);
+    static const fexp b102[] = {
+        {"stock", "n:3"}, {"inv_value", "n:3001.5"},
+        {"inv", "j:[{\"b\":61201,\"q\":3},{\"b\":61202,\"q\":1}]"}};
+    static const fexp b106[] = {{"stock", "n:3"}, {"inv_value", "-"}};
+    for (size_t i = 0; i < ARRAY_SIZE(b102); i++)
+        check_field("branches 102", cJSON_GetArrayItem(rows.root, 0), &b102[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(b106); i++)
+        check_field("branches 106", cJSON_GetArrayItem(rows.root, 1), &b106[i]);
+    kvjson_doc_free(&rows);
+    map_page_free(&p);
+}
+
 /* ---- removedIds ------------------------------------------------------------------------------ */
 
 static void test_removed_ids(void **state)
@@ -944,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_typed_records),
         cmocka_unit_test(test_keep_unseen),
         cmocka_unit_test(test_categories),
+        cmocka_unit_test(test_stock),
         cmocka_unit_test(test_removed_ids),
         cmocka_unit_test(test_opts_from_config),
         cmocka_unit_test(test_explain),
