@@ -11,7 +11,9 @@ synchronous_commit and full_page_writes ON, like a real server) and the KiotViet
      products table (CREATE TABLE ... (LIKE products INCLUDING ALL): same columns, defaults,
      checks and indexes), and the ratio daemon / ceiling;
   3. a second, no-change incremental sync: wall time, requests, rows written, WAL bytes
-     (pg_current_wal_lsn) and dead tuples (pg_stat_user_tables) it leaves;
+     (pg_current_wal_lsn) and dead tuples (pg_stat_user_tables) it leaves; then, without
+     webhooks, a stock-only change (a sale of 10 products, which does not touch their
+     modifiedDate) and the next incremental sync: the sales visible, its requests and rows;
   4. a full sync of 10,000 products with 150 ms latency per request against the sequential
      lower bound (requests x latency);
   5. idle cost of the daemon (daemon mode, three integrations scheduled) over 60 s: CPU and
@@ -355,6 +357,7 @@ def step_incremental(b, db, sim, cfg):
     # A real server would have autovacuumed after the full load; start from that state.
     db.sql("VACUUM (ANALYZE) public.products")
     db.sql("VACUUM (ANALYZE) public.categories")
+    db.sql("VACUUM (ANALYZE) public.kiotviet_product_stock")
     wait_backends_gone(db)
     before = table_stats(db)
     lsn0 = wal_lsn(db)
@@ -370,7 +373,7 @@ def step_incremental(b, db, sim, cfg):
     def delta(t, k):
         return after[t][k] - before[t][k]
 
-    shop = ("products", "categories")
+    shop = [t for t in SHOP_TABLES if t in after]
     res.update({
         "sync_type": lg["sync_type"],
         "requests": st["requests"],
@@ -383,6 +386,48 @@ def step_incremental(b, db, sim, cfg):
             delta(t, "ins") + delta(t, "upd") for t in ("sync_logs", "third_party_integrations")),
         "wal_bytes": wal_diff(db, lsn0, lsn1),
         "sync_log": lg,
+    })
+    return res
+
+
+SHOP_TABLES = ("products", "categories", "kiotviet_product_stock")
+
+
+def step_stock_only(b, db, sim, cfg, k=10):
+    """Without webhooks: k products sold at the counter (their stock changes, their
+    modifiedDate does not), then one incremental run; how many of the sales the shop's rows
+    show, and what the run cost."""
+    before = table_stats(db)
+    since = sim.api_json("/categories", {"pageSize": 1})["timestamp"].split("+")[0]
+    sold = sim.mutate(retailer="bench", sell=k)["sold"]
+    sim.reset_stats()
+    res = run_daemon_once(b.a.bin, cfg, b.work)
+    must_succeed(res, "incremental sync after a stock-only change")
+    wait_backends_gone(db)
+    st = sim.stats()
+    after = table_stats(db)
+    truth = {}
+    cur = 0
+    while True:  # the simulator's own stock of what changed since (after the run: not counted)
+        page = sim.api_json("/productOnHands", {"lastModifiedFrom": since, "pageSize": 100,
+                                                "currentItem": cur}, retailer="bench")["data"]
+        for r in page:
+            truth[r["id"]] = sum(float(i.get("onHand", i.get("onhand", 0)))
+                                 for i in r["inventories"])
+        if len(page) < 100:
+            break
+        cur += 100
+    rows = dict(db.sql("SELECT kiotviet_id, stock_quantity FROM public.products"
+                       " WHERE kiotviet_id = ANY(%s)", sold))
+    res.update({
+        "sold": len(sold),
+        "in_shop": len(rows),
+        "visible": sum(1 for i, q in rows.items() if q is not None and float(q) == truth[i]),
+        "requests": st["requests"],
+        "gets": st["gets"],
+        "by_path": st["by_path"],
+        "rows_written": sum(after[t]["ins"] + after[t]["upd"] - before[t]["ins"] -
+                            before[t]["upd"] for t in SHOP_TABLES if t in after),
     })
     return res
 
@@ -545,7 +590,7 @@ def fmt_n(x):
     return f"{x:,.0f}"
 
 
-def report(a, m, full, copy, inc, small, lat, idle):
+def report(a, m, full, copy, inc, small, lat, idle, so):
     t = Table()
     n = a.products
     fw = median([r["wall_s"] for r in full])
@@ -566,15 +611,21 @@ def report(a, m, full, copy, inc, small, lat, idle):
     t.row("COPY wall time", f"{median([c['seconds'] for c in copy]):.2f} s")
     t.row("COPY rows/s", fmt_n(cps))
     t.row("daemon / ceiling", f"{ratio * 100:.0f} %", ">= 50 %", ratio >= 0.5)
-    t.head("3. no-change incremental sync")
+    t.head("3. no-change incremental sync (without webhooks)")
     t.row("wall time", f"{inc['wall_s']:.3f} s", "< 1 s", inc["wall_s"] < 1.0)
     t.row("requests (GET + token)", str(inc["requests"]), "<= 3", inc["requests"] <= 3)
-    t.row("rows written (products, categories)", str(inc["rows_written"]), "0",
-          inc["rows_written"] == 0)
-    t.row("dead tuples (products, categories)", str(inc["dead_tuples"]), "0",
+    t.row("rows written (products, categories, stock by branch)", str(inc["rows_written"]),
+          "0", inc["rows_written"] == 0)
+    t.row("dead tuples (same tables)", str(inc["dead_tuples"]), "0",
           inc["dead_tuples"] == 0 and inc["dead_tuples_created"] == 0)
     t.row("WAL bytes (whole cluster)", fmt_n(inc["wal_bytes"]))
     t.row("bookkeeping rows (sync_logs, lease)", str(inc["bookkeeping_rows_written"]))
+    t.head(f"3b. without webhooks: {so['sold']} products sold (stock only), next incremental sync")
+    t.row("stock changes visible after it", f"{so['visible']}/{so['in_shop']}", "all",
+          so["visible"] == so["in_shop"] > 0)
+    t.row("wall time", f"{so['wall_s']:.3f} s")
+    t.row("requests (GET + token; by path in the JSON)", str(so["requests"]))
+    t.row("rows written (products, stock by branch)", str(so["rows_written"]))
     t.head(f"4. full sync, {fmt_n(lat['catalogue'])} products, {lat['latency_ms']} ms latency")
     t.row("wall time", f"{lat['wall_s']:.2f} s")
     t.row("sequential lower bound (requests x latency)",
@@ -627,7 +678,7 @@ def main():
         small_sim = big if a.products == small_n else b.sim(small_n)
 
         full, copy = [], []
-        inc = None
+        inc = so = None
         for i in range(a.repeat):
             log(f"full sync {i + 1}/{a.repeat} of {a.products} products")
             db, res = step_full(b, big, a.products, f"full{i}")
@@ -643,6 +694,10 @@ def main():
                 inc = step_incremental(b, db, big, res["config"])
                 log(f"  {inc['wall_s']:.3f} s, {inc['requests']} requests,"
                     f" {inc['rows_written']} rows, {inc['wal_bytes']} WAL bytes")
+                log("without webhooks: a stock-only change, then an incremental sync")
+                so = step_stock_only(b, db, big, res["config"])
+                log(f"  {so['visible']}/{so['in_shop']} visible, {so['requests']} requests,"
+                    f" {so['rows_written']} rows")
             b.drop_db(db)
 
         if small_sim is big:
@@ -663,7 +718,7 @@ def main():
 
     m = machine()
     m["loadavg_start"], m["loadavg_end"] = load_start, os.getloadavg()[0]
-    t = report(a, m, full, copy, inc, small, lat, idle)
+    t = report(a, m, full, copy, inc, small, lat, idle, so)
     print(f"\nkiotviet-syncd benchmark: {m['cpus']} cores ({m['cpu']}), {m['os']},"
           f" PostgreSQL {b.server_version} (fsync, synchronous_commit, full_page_writes on;"
           f" shared_buffers {b.shared_buffers}), loopback HTTP; load average"
@@ -692,6 +747,7 @@ def main():
         "ratio_daemon_over_ceiling": median([r["products_per_s"] for r in full]) /
         median([c["rows_per_s"] for c in copy]),
         "incremental": strip(inc),
+        "stock_only": strip(so),
         "small": strip(small),
         "latency": strip(lat),
         "idle": idle,
