@@ -315,6 +315,25 @@ static void check_field(const char *cname, const cJSON *row, const fexp *f)
     }
 }
 
+/* The n expected fields of row i of rows. */
+static void check_row(const char *cname, const cJSON *rows, int i, const fexp *f, size_t n)
+{
+    const cJSON *row = cJSON_GetArrayItem(rows, i);
+    if (!row) fail_msg("%s: no row %d", cname, i);
+    for (size_t k = 0; k < n; k++) check_field(cname, row, &f[k]);
+}
+
+/* Failure i of the page says want (a substring of its "error"). */
+static void check_failure(const map_page *p, int i, const char *want)
+{
+    kvjson_doc fl;
+    const char *err = "";
+    parse_list(&p->failures, &fl);
+    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, i), "error", &err));
+    if (!strstr(err, want)) fail_msg("failure %d '%s' lacks '%s'", i, err, want);
+    kvjson_doc_free(&fl);
+}
+
 /* Every row is valid JSON, its span in rows parses alone, and its kid is ids[i]. */
 static void check_rows_consistent(const char *cname, const map_page *p, const cJSON *rows)
 {
@@ -552,7 +571,7 @@ static void test_keep_unseen(void **state)
 static void test_categories(void **state)
 {
     (void)state;
-    kvjson_doc in, rows, fl;
+    kvjson_doc in, rows;
     map_page p;
     map_page_init(&p);
     parse_text(
@@ -612,15 +631,9 @@ static void test_categories(void **state)
         OK(kvjson_get_str(r, "status", &s));
         assert_string_equal(s, "active");
     }
-    parse_list(&p.failures, &fl);
-    const char *err;
-    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 0), "error", &err));
-    assert_non_null(strstr(err, "categoryName"));
-    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 1), "error", &err));
-    assert_non_null(strstr(err, "categoryId: missing"));
-    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 2), "error", &err));
-    assert_non_null(strstr(err, "parentId"));
-    kvjson_doc_free(&fl);
+    check_failure(&p, 0, "categoryName");
+    check_failure(&p, 1, "categoryId: missing");
+    check_failure(&p, 2, "parentId");
     kvjson_doc_free(&rows);
     map_page_free(&p);
 }
@@ -681,21 +694,12 @@ static void test_stock(void **state)
     static const fexp r105[] = {
         {"stock", "n:0"}, {"inv_value", "n:0"}, {"inv", "j:[]"},
         {"modified", "s:2024-03-04T05:06:07+07:00"}};
-    for (size_t i = 0; i < ARRAY_SIZE(r101); i++)
-        check_field("stock 101", cJSON_GetArrayItem(rows.root, 0), &r101[i]);
-    for (size_t i = 0; i < ARRAY_SIZE(r102); i++)
-        check_field("stock 102", cJSON_GetArrayItem(rows.root, 1), &r102[i]);
-    for (size_t i = 0; i < ARRAY_SIZE(r105); i++)
-        check_field("stock 105", cJSON_GetArrayItem(rows.root, 2), &r105[i]);
-    kvjson_doc fl;
-    parse_list(&p.failures, &fl);
-    const char *err;
-    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 0), "error", &err));
-    assert_non_null(strstr(err, "bad onHand"));
-    OK(kvjson_get_str(cJSON_GetArrayItem(fl.root, 1), "error", &err));
-    assert_non_null(strstr(err, "field id: missing"));
+    check_row("stock 101", rows.root, 0, r101, ARRAY_SIZE(r101));
+    check_row("stock 102", rows.root, 1, r102, ARRAY_SIZE(r102));
+    check_row("stock 105", rows.root, 2, r105, ARRAY_SIZE(r105));
+    check_failure(&p, 0, "bad onHand");
+    check_failure(&p, 1, "field id: missing");
     assert_true(p.failure[0].id == 104 && p.failure[1].id == 0);
-    kvjson_doc_free(&fl);
     kvjson_doc_free(&rows);
     map_page_free(&p);
 
@@ -714,10 +718,8 @@ static void test_stock(void **state)
         {"stock", "n:3"}, {"inv_value", "n:3001.5"},
         {"inv", "j:[{\"b\":61201,\"q\":3},{\"b\":61202,\"q\":1}]"}};
     static const fexp b106[] = {{"stock", "n:3"}, {"inv_value", "-"}};
-    for (size_t i = 0; i < ARRAY_SIZE(b102); i++)
-        check_field("branches 102", cJSON_GetArrayItem(rows.root, 0), &b102[i]);
-    for (size_t i = 0; i < ARRAY_SIZE(b106); i++)
-        check_field("branches 106", cJSON_GetArrayItem(rows.root, 1), &b106[i]);
+    check_row("branches 102", rows.root, 0, b102, ARRAY_SIZE(b102));
+    check_row("branches 106", rows.root, 1, b106, ARRAY_SIZE(b106));
     kvjson_doc_free(&rows);
     map_page_free(&p);
 }
