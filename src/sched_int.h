@@ -9,25 +9,11 @@
 #define KVS_SCHED_INT_H
 
 #include "mapping.h"
+#include "sched_plan.h"
 #include "scheduler.h"
 #include "sync.h"
 
-#define JITTER_MS 3000         /* spread of start times of integrations due together */
-#define NO_DB_RETRY_MS 30000   /* a run that could not reach the database is retried this soon
-                                  (or at the next poll interval, when that is shorter) */
-#define LEASE_MARGIN_MS 250    /* after another daemon's lease expires, try this much later */
-#define ONCE_WAIT_MS 1000      /* --once --wait: claim again this often while the lease lasts
-                                  (its holder may finish early, or die) */
 #define PRUNE_EVERY_MS (3600u * 1000u)
-/* A refused database login (wrong password, unknown user) is not retried for this long,
- * doubling per refusal up to the cap: Supabase bans an address after a few failed password
- * attempts, and retrying cannot fix a password anyway. A reload tries again at once. */
-#define AUTH_WAIT_BASE_MS (2u * 60u * 1000u)
-#define AUTH_WAIT_CAP_MS (60u * 60u * 1000u)
-/* integ.armed_due_ms for timers not set from a last sync (no computed due time equals them). */
-#define DUE_REQUEST INT64_MIN        /* run-now request: at once */
-#define DUE_NEVER (INT64_MIN + 1)    /* never synced: after its jitter */
-#define DUE_RETRY (INT64_MIN + 2)    /* retry after the database was unreachable */
 
 /* Config + discovered schema + mapping options; refcounted by the runs that use it. */
 typedef struct gen {
@@ -60,7 +46,7 @@ struct integ {
     uint64_t not_before_ms;    /* monotonic: another daemon holds the lease until about then */
     uint64_t not_before_set_ms; /* when not_before_ms was learnt (from a failed claim) */
     int64_t armed_due_ms;      /* what the running timer was set from: a monotonic due time
-                                  or DUE_* (see integ_arm) */
+                                  or SCHED_DUE_* (see integ_arm) */
     uint64_t armed_not_before_ms;
     sync_run *run;
     gen *run_gen;

@@ -27,7 +27,7 @@ bool auth_refused_wait(sched *s, const db_result *res, const char *msg)
     if (!refused || s->o.once) return false;
     if (s->auth_waiting) return true;
     s->auth_refused++;
-    uint64_t wait = backoff_interval_ms(AUTH_WAIT_BASE_MS, (int)s->auth_refused - 1, AUTH_WAIT_CAP_MS);
+    uint64_t wait = sched_auth_wait_ms(s->auth_refused);
     s->auth_waiting = true;
     uv_timer_start(&s->auth_timer, auth_timer_cb, wait, 0);
     log_err("database login refused (%u in a row): %s; check the user and password in [database] "

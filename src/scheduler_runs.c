@@ -35,7 +35,7 @@ void integ_set_last_sync(integ *it, int64_t db_last_us, int64_t db_now_us, uint6
         it->synced_mono_valid = false;
         return;
     }
-    it->synced_mono_ms = (int64_t)mono_now - (db_now_us - db_last_us) / 1000;
+    it->synced_mono_ms = sched_synced_mono_ms(db_last_us, db_now_us, mono_now);
     it->synced_mono_valid = true;
 }
 
@@ -47,15 +47,13 @@ static void integ_synced_now(integ *it)
 }
 
 /* The database could not be reached for this integration: try again soon, without backoff
- * (not the integration's fault). The timer is marked DUE_RETRY so the next successful list
- * re-arms it from the schedule instead of taking it for the due timer. Returns the delay. */
+ * (not the integration's fault). The timer is marked SCHED_DUE_RETRY so the next successful
+ * list re-arms it from the schedule instead of taking it for the due timer. Returns the delay. */
 static uint64_t integ_retry_soon(integ *it)
 {
-    uint64_t wait = NO_DB_RETRY_MS;
     const kvs_config *cfg = cfg_of(it->s);
-    if (cfg && (uint64_t)cfg->poll_interval_s * 1000 < wait)
-        wait = (uint64_t)cfg->poll_interval_s * 1000;
-    it->armed_due_ms = DUE_RETRY;
+    uint64_t wait = sched_no_db_retry_ms(cfg ? cfg->poll_interval_s : 0);
+    it->armed_due_ms = SCHED_DUE_RETRY;
     it->armed_not_before_ms = it->not_before_ms;
     uv_timer_start(&it->timer, integ_fire, wait, 0);
     return wait;
@@ -128,8 +126,8 @@ static void run_done(const sync_result *res, void *arg)
         if (it->failures > 1)
             rlog_warn(ictx(it, &lc), "%d failed runs in a row: next attempt in %" PRIu64 " min",
                       it->failures,
-                      backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
-                                          (uint64_t)cfg_of(s)->max_backoff_minutes * 60000) /
+                      sched_interval_ms(it->interval_min, it->failures,
+                                        cfg_of(s)->max_backoff_minutes) /
                           60000);
         break;
     case SYNC_SKIPPED:
@@ -157,11 +155,7 @@ static void run_done(const sync_result *res, void *arg)
             once_report(s, SCHED_REPORT_WAITING, it->name, res, 0);
         }
         it->once_waiting = true;
-        uv_timer_start(&it->timer, once_wait_cb,
-                       (uint64_t)res->held_ms + LEASE_MARGIN_MS < ONCE_WAIT_MS
-                           ? (uint64_t)res->held_ms + LEASE_MARGIN_MS
-                           : ONCE_WAIT_MS,
-                       0);
+        uv_timer_start(&it->timer, once_wait_cb, sched_once_wait_ms(res->held_ms), 0);
     } else if (s->o.once) {
         once_report(s, SCHED_REPORT_RESULT, it->name, res, ms);
         if (res->status == SYNC_FAILED || res->status == SYNC_NO_DB ||
@@ -254,7 +248,7 @@ static void claim_cb(db_result *res, void *arg)
             integ_set_last_sync(it, db_last, db_now, now);
         }
         if (lease_left > 0) {
-            it->not_before_ms = now + (uint64_t)lease_left + LEASE_MARGIN_MS;
+            it->not_before_ms = sched_not_before_ms(now, (uint64_t)lease_left);
             it->not_before_set_ms = now;
             rlog_debug(ictx(it, &lc),
                        "leased by another daemon for %" PRId64 " ms more; trying again then",
@@ -263,7 +257,7 @@ static void claim_cb(db_result *res, void *arg)
             /* Another daemon claimed it between our snapshot and our update: it holds a fresh
              * lease now, so look again when that lease would end. */
             it->not_before_ms =
-                now + (uint64_t)s->cur->cfg->lease_seconds * 1000 + LEASE_MARGIN_MS;
+                sched_not_before_ms(now, (uint64_t)s->cur->cfg->lease_seconds * 1000);
             it->not_before_set_ms = now;
             rlog_debug(ictx(it, &lc), "claimed by another daemon just now; looking again in %d s",
                        s->cur->cfg->lease_seconds);
@@ -338,14 +332,6 @@ static void integ_fire(uv_timer_t *t)
     status_update(s);
 }
 
-/* Stable per-integration jitter, so re-arming on every poll does not keep postponing it. */
-static uint64_t jitter_of(const char *id)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h % JITTER_MS;
-}
-
 void integ_arm(integ *it)
 {
     sched *s = it->s;
@@ -356,25 +342,16 @@ void integ_arm(integ *it)
         return;
     }
     const kvs_config *cfg = cfg_of(s);
-    /* When it is due (monotonic ms, before jitter), or DUE_REQUEST / DUE_NEVER. */
-    int64_t due_ms;
-    if (it->requested_us > it->handled_request_us) {
-        due_ms = DUE_REQUEST;
-    } else if (!it->synced_mono_valid) {
-        due_ms = DUE_NEVER;
-    } else {
-        uint64_t interval = backoff_interval_ms((uint64_t)it->interval_min * 60000, it->failures,
-                                                (uint64_t)cfg->max_backoff_minutes * 60000);
-        due_ms = it->synced_mono_ms + (int64_t)interval;
-    }
+    /* When it is due (monotonic ms, before jitter), or SCHED_DUE_REQUEST / SCHED_DUE_NEVER. */
+    int64_t due_ms = sched_due_ms(it->requested_us > it->handled_request_us, it->synced_mono_valid,
+                                  it->synced_mono_ms, it->interval_min, it->failures,
+                                  cfg->max_backoff_minutes);
     uint64_t now = kvs_now_mono_ms();
     if (it->queued) {
         /* Waiting for a run slot: it stays in the queue while it is still due. A list that
          * shows it synced meanwhile (by another daemon) takes it out, or the claim that takes
          * the next slot would succeed against the newer last_sync_at and run it again. */
-        bool due = (due_ms == DUE_REQUEST || due_ms == DUE_NEVER || due_ms <= (int64_t)now) &&
-                   it->not_before_ms <= now;
-        if (due) return;
+        if (sched_is_due(due_ms, it->not_before_ms, now)) return;
         it->queued = false;
     }
     /* Every poll re-arms every integration: a timer already set for the same moment keeps
@@ -385,11 +362,6 @@ void integ_arm(integ *it)
         return;
     it->armed_due_ms = due_ms;
     it->armed_not_before_ms = it->not_before_ms;
-    uint64_t delay = 0;
-    if (due_ms == DUE_NEVER)
-        delay = jitter_of(it->id);
-    else if (due_ms != DUE_REQUEST)
-        delay = (due_ms > (int64_t)now ? (uint64_t)(due_ms - (int64_t)now) : 0) + jitter_of(it->id);
-    if (it->not_before_ms > now && it->not_before_ms - now > delay) delay = it->not_before_ms - now;
+    uint64_t delay = sched_delay_ms(due_ms, sched_jitter_ms(it->id), it->not_before_ms, now);
     uv_timer_start(&it->timer, integ_fire, delay, 0);
 }
