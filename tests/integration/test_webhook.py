@@ -318,3 +318,36 @@ def test_listener_without_migration_004_stops_the_daemon(fresh_db, workdir):
         rc = d.stop()
     assert rc == 78
     assert "apply db/migrations/004_webhooks.sql" in d.log()
+
+
+def test_connection_cap_and_idle_timeout(db, hooked):
+    d, port, _ = hooked
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(64)]
+    try:
+        # With 64 connections open the 65th waits (MHD stops accepting); it is served once the
+        # server has closed idle ones (no request line within the 10 s timeout). Order of events,
+        # not a time window: when its answer arrives, some idle one has been closed already.
+        extra = socket.create_connection(("127.0.0.1", port), timeout=120)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert extra.recv(65536).startswith(b"HTTP/1.1 200 ")
+        extra.close()
+        closed = 0
+        for s in idle:
+            s.setblocking(False)
+            try:
+                closed += s.recv(65536) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 1
+        for s in idle:       # and every idle one is closed by the server in the end
+            s.settimeout(60)
+            try:
+                assert s.recv(65536) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for s in idle:
+            s.close()
+    assert request(port, "GET", "/healthz") == (200, "ok\n")
