@@ -64,6 +64,14 @@ def listen_port(d, which="webhook"):
     return int(m.group(1))
 
 
+def connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
 def metric(text, line_start):
     """The value of the sample whose line starts with line_start (0 when absent)."""
     for line in text.splitlines():
@@ -271,6 +279,18 @@ def test_separate_metrics_listener_and_reload(db, workdir, make_sim):
         body = envelope()
         assert post(hook, body, sign(body))[0] == 200
         taken.close()
+        # A reload to a free address moves the listener there (the old port stops answering).
+        free = socket.socket()
+        free.bind(("127.0.0.1", 0))
+        new_port = free.getsockname()[1]
+        free.close()
+        write_config(workdir / "k.conf", db.dsn, webhook={"listen": f"127.0.0.1:{new_port}"},
+                     metrics={"listen": "127.0.0.1:0"})
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: f"(port {new_port})" in d.log(), timeout=30, what="the new listener")
+        body = envelope()
+        assert post(new_port, body, sign(body))[0] == 200
+        wait_until(lambda: not connects(hook), timeout=30, what="the old listener to close")
         assert d.proc.poll() is None
     finally:
         d.stop()
