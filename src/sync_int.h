@@ -1,7 +1,7 @@
-/* The inside of a sync run, shared by its two files (not a public interface: see sync.h):
- * sync.c (the phases, the run's connection, the counts and the end of the run) and
+/* The inside of a sync run, shared by its three files (not a public interface: see sync.h):
+ * sync.c (the phases, the run's connection, the lease and token, the end of the run),
  * sync_pager.c (the pager: which pages to fetch, gap checks, handing mapped pages to the
- * writer). One run is one sync_run, owned by itself from sync_run_start to its done callback. */
+ * writer) and sync_written.c (what the writer reports: counts, failures, progress). One run is one sync_run, owned by itself from sync_run_start to its done callback. */
 #ifndef KVS_SYNC_INT_H
 #define KVS_SYNC_INT_H
 
@@ -126,8 +126,18 @@ static inline bool sync_stopping(const sync_run *r) { return r->failing || r->ca
 /* Moves the run to its next phase (or to its end, when stopping and nothing is pending). */
 void sync_phase_next(sync_run *r);
 
-/* Writes the run's counts to its sync_logs row, unless it did less than PROGRESS_MS ago. */
+/* sync.c: the run's counts as the sync_logs count columns' JSON object (appended to b). */
+void counts_json(const sync_run *r, kvs_buf *b);
+/* sync.c: the end of the run: records it (sync_logs, cursors, lease) once pending jobs drain. */
+void run_finish(sync_run *r);
+
+/* sync_written.c: writes the run's counts to its sync_logs row, unless it did less than
+ * PROGRESS_MS ago. */
 void sync_progress_send(sync_run *r);
+/* sync_written.c: every asynchronous database job of a run ends here: it moves the run on. */
+void jobs_dec(sync_run *r);
+/* sync_written.c: the writer's report of one piece of work (writer_opts.cb; arg the run). */
+void written_cb(const writer_outcome *o, void *arg);
 
 /* Pages of ent write product rows (products, or their stock): their counts and failures are
  * the products'. */
