@@ -1,7 +1,9 @@
 /* Jewellery attribute mapping: KiotViet has no jewellery fields, so shops keep them in free-text
  * product attributes ({attributeName, attributeValue}, often upper-case Vietnamese), in the
  * product name, in `weight` and in serials. This module turns such text into the shop's columns.
- * Pure functions, no I/O, no logging; thread-safe (a jewel_map is read-only after set-up).
+ * No I/O, no logging; a jewel_map is read-only after set-up, and results are the caller's.
+ * Not thread-safe: jewel.c keeps one process-wide table, the fold of each Latin code point,
+ * filled on first use (the daemon calls this module from its loop's thread only).
  *
  * Text handling (libunistring, no hand-written Unicode tables):
  *   - Attribute NAMES are compared as "keys" (jewel_key_normalize): NFD, Unicode case folding,

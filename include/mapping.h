@@ -10,7 +10,12 @@
  * left out, counted, and described in the page's failures; one whose jewellery attributes cannot
  * be understood is kept (those columns NULL) and described in its notes. A record whose id was
  * already handled in the page is dropped; duplicates are found with a hash set, so mapping is
- * linear in the page's records (kiotviet.c refuses pages of over KV_PAGE_MAX_RECORDS). */
+ * linear in the page's records (kiotviet.c refuses pages of over KV_PAGE_MAX_RECORDS).
+ *
+ * Rooms: mapping.c (records to rows), mapping_stock.c (stock by branch, serials, branches),
+ * mapping_page.c (the page's buffers and records, the keep-unseen filter), mapping_explain.c
+ * (--explain-product's account), mapping_opts.c ([mapping] options). Mapping borrows the parsed JSON and map_opts; everything it writes is
+ * the page's (map_page_free). */
 #ifndef KVS_MAPPING_H
 #define KVS_MAPPING_H
 

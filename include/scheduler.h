@@ -28,7 +28,11 @@
  * Config, discovered schema and mapping form a "generation": runs keep the generation they
  * started with, and a reload swaps in a new one only when it was built completely.
  * The scheduler holds no SQL: its statements are store.h's (ST_LIST_NOW, ST_CLAIM_DUE,
- * ST_LISTEN, ...). */
+ * ST_LISTEN, ...). Rooms (src/sched_int.h): scheduler.c (generations, status, start, reload,
+ * stop), scheduler_runs.c (claims, runs, due timers), scheduler_poll.c (the control
+ * connection's reads, refused logins); the arithmetic of due times and waits is sched_plan.c
+ * (include/sched_plan.h), pure and unit-tested. The sched owns its integrations, timers and
+ * generations; sched_free frees it after the done callback. */
 #ifndef KVS_SCHEDULER_H
 #define KVS_SCHEDULER_H
 

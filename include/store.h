@@ -1,10 +1,16 @@
 /* store: every SQL statement the daemon and its CLI send, and the discovery of the shop's
- * tables. One room per subject: store.c (discovery, the catalogue's page upserts, removals,
- * reconciliation, relinks), store_lease.c (integrations, claims, leases, tokens, run-now
- * requests, integ_row), store_status.c (sync_logs, the status and sync subcommands' reports),
- * store_sql.c (the statement table and the one schema substitution; identifiers are quoted by
- * db_quote_ident). Callers hold no SQL text; they pick a statement and send it through db.c
- * (the daemon) or blocking libpq (ctl.c, explain.c). All values are parameters.
+ * tables. One room per subject: store.c (discovery: the shop's columns chosen for the mapped
+ * fields), store_gen.c (the catalogue's page upserts, removals, reconciliation, relinks, stock
+ * updates, generated from that choice; store_cat.h their shared types), store_depth.c
+ * (migration 005's branches, stock by branch, serials), store_lease.c (integrations, claims,
+ * leases, tokens, run-now requests, integ_row), store_status.c (sync_logs, the status and sync
+ * subcommands' reports), store_webhook.c (the webhook inbox), store_sql.c (the statement table
+ * and the one schema substitution; identifiers are quoted by db_quote_ident). Callers hold no
+ * SQL text; they pick a statement and send it through db.c (the daemon) or blocking libpq
+ * (ctl*.c, explain.c). All values are parameters.
+ * Ownership: a store owns every statement text it hands out (store_sql and the store_*_sql
+ * getters return borrowed pointers, valid until store_free); store_sql_build's result and
+ * integ_row_parse's row are the caller's to free.
  *
  * The shop's `products` and `categories` are not ours: at start the daemon reads their columns
  * from pg_catalog (store_discover_sql), decides which logical fields land in which column

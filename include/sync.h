@@ -6,13 +6,14 @@
  *   claim lease -> sync_logs 'running' -> token -> categories pages -> relink -> products pages
  *   -> removals -> (full runs: reconcile) -> finish sync_logs + cursors + release lease
  *
- * The run lives in two files sharing src/sync_int.h: sync.c (phases, the run's connection, the
- * counts, the end of the run) and sync_pager.c (the pager). One page of products, top-down:
- * sync_pager.c asks kiotviet.c for it (kv_page), mapping.c turns its records into typed rows
- * (map_page), map_page_keep_unseen drops the rows this run already stored, writer.c stores the
- * rest in one transaction carrying the lease check (store.c's SQL over db.c), and its outcome
- * (written_cb in sync.c) lands in the run's counts, failures and cursor floor, which the run
- * writes to sync_logs (progress at most every 200 ms, and at the end).
+ * The run lives in three files sharing src/sync_int.h: sync.c (phases, the run's connection,
+ * the lease and token, the end of the run), sync_pager.c (the pager) and sync_written.c (what
+ * the writer reports). One page of products, top-down: sync_pager.c asks kiotviet.c for it
+ * (kv_page), mapping.c turns its records into typed rows (map_page), map_page_keep_unseen
+ * (mapping_page.c) drops the rows this run already stored, writer.c stores the rest in one
+ * transaction carrying the lease check (store_gen.c's SQL over db.c), and its outcome
+ * (written_cb in sync_written.c) lands in the run's counts, failures and cursor floor, which
+ * the run writes to sync_logs (progress at most every 200 ms, and at the end: sync.c).
  *
  * Pages are fetched pages_in_flight at a time, ordered by id, with an overlap of a few rows
  * between neighbours so that a catalogue that shrinks while we page is noticed (a neighbour
