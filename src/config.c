@@ -19,6 +19,7 @@
 #include "db.h"
 #include "httpd.h"
 #include "jewel.h"
+#include "config_int.h"
 #include "log.h"
 
 enum key_type { K_STR, K_INT, K_LEVEL, K_RATIO }; /* K_RATIO: a double, 0 to 1 */
@@ -104,9 +105,6 @@ typedef struct parse_state {
     int failed;
     int key_line[ARRAY_SIZE(keys)]; /* line that last set each key, 0 = default */
 } parse_state;
-
-/* Largest configuration accepted; real ones are a few KB. */
-#define CONFIG_MAX_BYTES (1024 * 1024)
 
 static const key_def *key_find(const char *section, const char *name)
 {
@@ -368,73 +366,6 @@ syntax:
     return -EINVAL;
 }
 
-/* Who besides root and us could change the file at fd: anyone (mode o+w) is refused, since
- * whoever edits it chooses the database the daemon writes to (and the credential, its URL);
- * another user owning it, or a group other than root's with write access, gets *warning (a
- * new string, caller frees). */
-static int file_mode_check(const char *path, int fd, char **warning, kvs_err *err)
-{
-    struct stat st;
-    if (fstat(fd, &st)) {
-        int rc = -errno;
-        kvs_err_set(err, rc, "%s: cannot stat: %s", path, strerror(errno));
-        return rc;
-    }
-    if (st.st_mode & S_IWOTH) {
-        kvs_err_set(err, -EPERM,
-                    "%s: writable by every user (mode %04o): refused; chmod o-w %s", path,
-                    (unsigned)(st.st_mode & 07777), path);
-        return -EPERM;
-    }
-    bool foreign_owner = st.st_uid != 0 && st.st_uid != geteuid();
-    bool group_write = (st.st_mode & S_IWGRP) && st.st_gid != 0;
-    if ((foreign_owner || group_write) && warning && !*warning) {
-        char w[1024];
-        snprintf(w, sizeof w,
-                 "%s can be changed by %s (owner uid %u, group gid %u, mode %04o): make it "
-                 "root-owned and not group-writable (chown root %s; chmod g-w %s)",
-                 path, foreign_owner ? "another user" : "its group", (unsigned)st.st_uid,
-                 (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777), path, path);
-        *warning = kvs_strdup(w);
-    }
-    return 0;
-}
-
-/* Reads the whole file (at most CONFIG_MAX_BYTES) into a new NUL-terminated buffer. */
-static int file_read(const char *path, char **out, size_t *outlen, char **warning, kvs_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int rc = -errno;
-        kvs_err_set(err, rc, "%s: cannot open: %s", path, strerror(errno));
-        return rc;
-    }
-    int rc = file_mode_check(path, fileno(f), warning, err);
-    if (rc) {
-        fclose(f);
-        return rc;
-    }
-    char *buf = kvs_xmalloc(CONFIG_MAX_BYTES + 2); /* owned; handed to the caller */
-    size_t n = fread(buf, 1, CONFIG_MAX_BYTES + 1, f);
-    if (ferror(f)) {
-        rc = -EIO;
-        kvs_err_set(err, rc, "%s: cannot read", path);
-    } else if (n > CONFIG_MAX_BYTES) {
-        rc = -EFBIG;
-        kvs_err_set(err, rc, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
-    }
-    fclose(f);
-    if (rc) {
-        explicit_bzero(buf, n); /* it may hold the database password */
-        free(buf);
-        return rc;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *outlen = n;
-    return 0;
-}
-
 static void defaults_apply(kvs_config *c)
 {
     char why[256];
@@ -506,7 +437,7 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
         }
         /* Whoever can change the bundle chooses which servers are KiotViet (it replaces the
          * system store): refused when anyone can, warned when another user or group can. */
-        int rc = file_mode_check(c->ca_file, fileno(f), &c->warning, err);
+        int rc = config_file_mode_check(c->ca_file, fileno(f), &c->warning, err);
         fclose(f);
         if (rc) return rc;
     }
@@ -566,7 +497,7 @@ kvs_config *config_load_with_url(const char *path, const char *fallback_url, kvs
     char *text = NULL;
     size_t len = 0;
     char *warning = NULL;
-    if (path && file_read(path, &text, &len, &warning, err)) return NULL;
+    if (path && config_file_read(path, &text, &len, &warning, err)) return NULL;
     kvs_config *c = config_build(text, len, path ? path : "(defaults)", fallback_url, err);
     if (c && path) c->path = kvs_strdup(path);
     if (c && !c->warning) /* (validate may have set the ca_file's) */
@@ -654,88 +585,6 @@ void config_print(const kvs_config *c)
         if (c->mapping[i])
             printf("%s %s= %s\n", config_mapping_keys[i], c->mapping_append[i] ? "+" : "",
                    c->mapping[i]);
-}
-
-int config_secret_file_read(const char *path, char **out, kvs_err *err)
-{
-    *out = NULL;
-    char *buf;
-    size_t n;
-    int rc = file_read(path, &buf, &n, NULL, err); /* the same open, mode check and limits */
-    if (rc == -ENOENT) {
-        kvs_err_clear(err); /* no credential file: the URL comes from elsewhere */
-        return 0;
-    }
-    if (rc) return rc;
-    size_t len = n;
-    while (len > 0 && strchr("\r\n\t ", buf[len - 1])) buf[--len] = '\0';
-    *out = len ? kvs_strdup(buf) : NULL;
-    explicit_bzero(buf, n);
-    free(buf);
-    return 0;
-}
-
-const char *config_default_path(void)
-{
-    return access(KVS_DEFAULT_CONFIG, F_OK) == 0 ? KVS_DEFAULT_CONFIG : NULL;
-}
-
-char *config_credential_path(const char *config_path)
-{
-    const char *path = config_path ? config_path : KVS_DEFAULT_CONFIG;
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-    const char *base = path + dirlen;
-    size_t stem = strlen(base);
-    if (stem > 5 && !strcmp(base + stem - 5, ".conf")) stem -= 5;
-    kvs_buf b;
-    kvs_buf_init(&b);
-    REQUIRE(kvs_buf_append(&b, path, dirlen) == 0);
-    /* The plain unit's credential is "database-url"; an instance NAME.conf has its own. */
-    if (!(stem == strlen("kiotviet-sync") && !strncmp(base, "kiotviet-sync", stem)))
-        REQUIRE(kvs_buf_append(&b, base, stem) == 0 && kvs_buf_puts(&b, ".") == 0);
-    REQUIRE(kvs_buf_puts(&b, "database-url") == 0);
-    return kvs_buf_steal(&b);
-}
-
-int config_credential_read(const char *config_path, char **url, kvs_err *err)
-{
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    char *path;
-    if (dir && *dir) {
-        size_t n = strlen(dir) + sizeof "/database-url";
-        path = kvs_xmalloc(n);
-        snprintf(path, n, "%s/database-url", dir);
-    } else {
-        path = config_credential_path(config_path);
-    }
-    int rc = config_secret_file_read(path, url, err);
-    free(path);
-    return rc;
-}
-
-kvs_config *config_load_service(const char *path, kvs_err *err)
-{
-    if (!path) path = config_default_path();
-    const char *env = getenv("DATABASE_URL");
-    char *url = NULL;
-    /* The credential matters only without DATABASE_URL; an unreadable one (the CLI run by a
-     * user who may not read root's file) only counts when nothing else gives the URL. */
-    kvs_err cred_err;
-    kvs_err_clear(&cred_err);
-    int cred_rc = env && *env ? 0 : config_credential_read(path, &url, &cred_err);
-    kvs_config *c = config_load_with_url(path, url, err);
-    if (url) {
-        explicit_bzero(url, strlen(url));
-        free(url);
-    }
-    if (!c && cred_rc == -EPERM) {
-        *err = cred_err; /* a world-writable credential is refused like the file */
-    } else if (!c && cred_rc && strstr(err->msg, "[database] url: not set")) {
-        size_t n = strlen(err->msg);
-        snprintf(err->msg + n, sizeof err->msg - n, "; and %s", cred_err.msg);
-    }
-    return c;
 }
 
 /* Text of a key's range for --print-keys. */
