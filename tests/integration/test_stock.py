@@ -144,3 +144,26 @@ def test_full_run_reads_no_stock_endpoint(db, make_sim, workdir):
     assert kvsd.run_once(cfg).rc == 0
     assert kvsd.last_log(db)["sync_type"] == "full"
     assert "/productOnHands" not in sim.stats("demoshop")["by_path"]
+
+
+def test_a_sale_is_caught_by_the_daemons_next_poll(db, make_sim, workdir):
+    """The same in daemon mode, without webhooks: the run an operator asks for (`sync NAME`, as
+    the schedule would) stores a sale that touched nothing but the stock."""
+    sim = make_sim(products=80, seed=12)
+    kvsd.setup_integration(db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn, sync={"poll_interval": 1})
+    assert kvsd.run_once(cfg).rc == 0
+    (p,) = sellable(sim.catalog(), 1)
+    d = kvsd.Daemon(cfg)
+    try:
+        kvsd.wait_until(lambda: "ready:" in d.log(), timeout=30, what="daemon ready")
+        sim.mutate(sell=[p["id"]])
+        want = stock_of(products_by_id(sim)[p["id"]])
+        r = kvsd.ctl("sync", "kiotviet", "-c", str(cfg), "--timeout", "60", timeout=90)
+        assert r.rc == 0, r
+        got = db.value("SELECT stock_quantity FROM public.products WHERE kiotviet_id = %s",
+                       p["id"])
+        assert got == want and want == stock_of(p) - 1, (got, want)
+        assert kvsd.last_log(db)["sync_type"] == "incremental"
+    finally:
+        assert d.stop() == 0
