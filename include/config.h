@@ -46,6 +46,7 @@ typedef struct kvs_config {
     int grace_period_s;         /* on SIGTERM, in-flight runs get this long */
     int log_retention_days;     /* sync_logs older than this are deleted; 0 = keep */
     int max_backoff_minutes;    /* cap for a failing integration's growing interval */
+    int webhook_retention_days; /* processed kiotviet_webhook_events older than this go */
     double max_delete_ratio;    /* a full run's reconciliation marking more than this share of
                                    the integration's live products deleted is not applied */
     /* [kiotviet] */

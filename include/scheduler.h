@@ -88,6 +88,10 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
  * and are named in a warning. Either way the integration list is re-read, then READY=1 is
  * sent. Runs in flight keep the generation they started with. */
 void sched_reload(sched *s, kvs_config *cfg);
+/* Webhook events of integration_id were stored (the listener's on_event): an inbox run of it
+ * starts now, or when its run in flight ends (see sync_run_start_inbox). Events are also looked
+ * for after every read of the integrations, so a lost kick delays them by a poll at most. */
+void scheduler_inbox_kick(sched *s, const char *integration_id);
 /* Re-reads the integration list now (SIGHUP without a config change, NOTIFY). */
 void sched_poll_now(sched *s);
 /* Graceful stop: no new runs; in-flight runs get grace_s, then are cancelled. done is called

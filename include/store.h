@@ -55,6 +55,8 @@ const char *store_describe(const store *s);
 /* The schema as quoted in this store's statements (borrowed from s). */
 const char *store_schema_quoted(const store *s);
 bool store_products_have_is_active(const store *s);
+/* The webhook inbox kiotviet_webhook_events exists (db/migrations/004_webhooks.sql applied). */
+bool store_has_inbox(const store *s);
 /* The column stock lands in holds whole numbers (smallint, integer, bigint). */
 bool store_products_stock_integer(const store *s);
 
@@ -156,7 +158,14 @@ void integ_row_hold_secrets(integ_row *r);
  * ST_WEBHOOK_STORE   $1 integration id, $2 event id, $3 attempt, $4 types, $5 body -> the new
  *                    inbox row's id, or no row when that event id is stored already
  * ST_WEBHOOK_CHECK   $1 schema name -> (inbox table exists, webhook_secret column exists)
- * ST_HEALTH          -> one row: the database answers */
+ * ST_HEALTH          -> one row: the database answers
+ * The webhook inbox's (src/store_inbox.c; kiotviet_webhook_events, see store_has_inbox):
+ * ST_INBOX_READ      $1 id, $2 limit -> (id, body) of its unprocessed events, oldest first
+ * ST_INBOX_VERSIONS  $1 bigint[] product kiotviet ids -> (kiotviet_id, kiotviet_modified_at us)
+ * ST_INBOX_MARK      $1 id, $2 json [{"id","result"}], $3 lease owner: marks them processed
+ * ST_INBOX_PRUNE     $1 id, $2 days: deletes processed events older than that -> count
+ * ST_INBOX_PENDING   -> integration ids with unprocessed events
+ * ST_CTL_WEBHOOK_SECRET $1 id, $2 secret: sets third_party_integrations.webhook_secret */
 enum store_stmt {
     ST_LIST,
     ST_CLAIM,
@@ -190,6 +199,12 @@ enum store_stmt {
     ST_WEBHOOK_STORE,
     ST_WEBHOOK_CHECK,
     ST_HEALTH,
+    ST_INBOX_READ,
+    ST_INBOX_VERSIONS,
+    ST_INBOX_MARK,
+    ST_INBOX_PRUNE,
+    ST_INBOX_PENDING,
+    ST_CTL_WEBHOOK_SECRET,
     ST__COUNT
 };
 /* The statement for this store's schema: built with the store (store_new), borrowed from it,

@@ -86,6 +86,7 @@ typedef struct sync_result {
     bool full;               /* a full (non-incremental) read */
     int64_t held_ms;         /* SYNC_SKIPPED: another live daemon's lease lasts this much
                                 longer (at least 1); 0: not held (the integration is gone) */
+    bool inbox_more;         /* an inbox run read a full batch: more events may wait */
 } sync_result;
 
 /* Called once when the run is over; the run is freed right after it returns. */
@@ -95,6 +96,13 @@ typedef void (*sync_done_cb)(const sync_result *res, void *arg);
  * integration's hourly GET budget (borrowed). */
 sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
                          kv_budget *budget, sync_done_cb cb, void *arg);
+/* Starts an inbox run of integration `id`: claims it as a poll does (a live holder makes it
+ * SYNC_SKIPPED with held_ms), writes a sync_logs row of sync_type 'webhook', applies the
+ * unprocessed kiotviet_webhook_events through the writer and marks them processed, then
+ * releases the lease without touching the schedule (last_sync_at, cursors, failures). See
+ * src/inbox.c. budget: for the refetches of stock changes. */
+sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
+                               kv_budget *budget, sync_done_cb cb, void *arg);
 /* Asks the run to stop: in-flight page transactions finish, nothing new starts, the log row
  * says 'cancelled', the lease is released; cb is still called. */
 void sync_run_cancel(sync_run *r);

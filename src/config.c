@@ -93,6 +93,8 @@ static const key_def keys[] = {
      "address of KiotViet's webhook receiver (and of /metrics, /healthz); unset: none"},
     {"metrics", "listen", K_STR, OFF(metrics_listen), NULL, 0, 0, 0,
      "separate address for /metrics and /healthz; unset: the webhook listener's"},
+    {"webhook", "retention_days", K_INT, OFF(webhook_retention_days), "7", 1, 3650, 0,
+     "processed webhook events are kept this long"},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, 0, "error|warning|notice|info|debug"},
     {"mapping", "branches", K_STR, OFF(branches), NULL, 0, 0, 0, "branch ids, comma-separated"},
 };

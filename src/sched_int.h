@@ -53,6 +53,8 @@ struct integ {
     int64_t run_request_us;    /* the request this run serves (0 = none) */
     uint64_t run_started_ms;
     kv_budget budget;
+    bool inbox_pending;        /* webhook events wait: an inbox run starts when it is free */
+    bool inbox_run;            /* run is an inbox run (sync_run_start_inbox) */
 };
 
 struct sched {
@@ -119,6 +121,12 @@ void integ_arm(integ *it);
 void integ_start(integ *it);
 bool integ_busy(const integ *it);
 void runs_start_queued(sched *s);
+void integ_run_start(integ *it, bool inbox);
+
+/* scheduler_inbox.c: inbox runs (webhook events) */
+void inbox_maybe_start(integ *it);
+void inbox_run_done(integ *it, const sync_result *res);
+void inbox_pending_check(sched *s);
 
 /* scheduler_poll.c */
 bool auth_refused_wait(sched *s, const db_result *res, const char *msg);

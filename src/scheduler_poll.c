@@ -207,6 +207,7 @@ static void list_cb(db_result *res, void *arg)
         notify_ready();
     }
     runs_start_queued(s);
+    inbox_pending_check(s);
     status_update(s);
     /* One line per read (debug only): tests wait for it as the sign that a poll has passed,
      * rather than sleeping through a window in which something must not happen. */

@@ -112,6 +112,12 @@ static void run_done(const sync_result *res, void *arg)
     s->running--;
     gen_unref(it->run_gen);
     it->run_gen = NULL;
+    if (it->inbox_run) {
+        inbox_run_done(it, res);
+        if (it->removed) integ_unlink_close(it);
+        slot_freed(s);
+        return;
+    }
     switch (res->status) {
     case SYNC_SUCCESS:
     case SYNC_PARTIAL:
@@ -174,12 +180,14 @@ static void run_done(const sync_result *res, void *arg)
             integ_retry_soon(it);
         else
             integ_arm(it);
+        inbox_maybe_start(it);
     }
     slot_freed(s);
 }
 
-/* Starts the sync run itself; the caller has taken the run slot (s->running). */
-static void run_start(integ *it)
+/* Starts the sync run itself, or an inbox run (scheduler_inbox.c); the caller has taken the
+ * run slot (s->running). */
+void integ_run_start(integ *it, bool inbox)
 {
     sched *s = it->s;
     it->run_gen = s->cur;
@@ -196,7 +204,9 @@ static void run_start(integ *it)
     bool full = (s->o.once && s->o.full) || (it->run_request_us && it->request_full);
     env.force_deletes = s->o.once && s->o.full && s->o.force_deletes;
     it->run_started_ms = kvs_now_mono_ms();
-    it->run = sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
+    it->inbox_run = inbox;
+    it->run = inbox ? sync_run_start_inbox(&env, it->id, it->name, &it->budget, run_done, it)
+                    : sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
 }
 
 static void claim_cb(db_result *res, void *arg)
@@ -217,7 +227,7 @@ static void claim_cb(db_result *res, void *arg)
         return;
     }
     if (claimed) {
-        run_start(it);
+        integ_run_start(it, false);
         status_update(s);
         return;
     }
@@ -263,6 +273,7 @@ static void claim_cb(db_result *res, void *arg)
                        s->cur->cfg->lease_seconds);
         }
         integ_arm(it);
+        inbox_maybe_start(it);
     }
     slot_freed(s);
 }
@@ -287,7 +298,7 @@ void integ_start(integ *it)
     it->queued = false;
     s->running++;
     if (s->o.once) {
-        run_start(it);
+        integ_run_start(it, false);
         return;
     }
     char secs[16], last[32], pid[16];

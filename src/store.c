@@ -23,7 +23,8 @@ const char store_discover_sql[] =
     " LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
     " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')"
     "   AND c.relname IN ('products', 'categories', 'third_party_integrations', 'sync_logs',"
-    "                     'kiotviet_branches', 'kiotviet_product_stock', 'kiotviet_product_serials')"
+    "                     'kiotviet_branches', 'kiotviet_product_stock', 'kiotviet_product_serials',"
+    "                     'kiotviet_webhook_events')"
     "   AND a.attnum > 0 AND NOT a.attisdropped"
     " ORDER BY c.relname, a.attnum";
 
@@ -129,6 +130,7 @@ static table *table_of(store *s, const char *relname)
     if (!strcmp(relname, "categories")) return &s->categories;
     if (!strcmp(relname, "third_party_integrations")) return &s->integrations;
     if (!strcmp(relname, "sync_logs")) return &s->logs;
+    if (!strcmp(relname, "kiotviet_webhook_events")) return &s->inbox;
     return NULL;
 }
 
@@ -161,6 +163,7 @@ void store_free(store *s)
     for (int i = 0; i < 3; i++) table_free(&s->depth[i]);
     free(s->branches_upsert);
     free(s->branches_remove);
+    table_free(&s->inbox);
     free(s->schema_q);
     free(s->products_upsert);
     free(s->categories_upsert);
@@ -426,6 +429,8 @@ fail:
 
 const char *store_schema_quoted(const store *s) { return s->schema_q; }
 const char *store_describe(const store *s) { return s->describe.data ? s->describe.data : ""; }
+bool store_has_inbox(const store *s) { return s->inbox.ncols > 0; }
+
 bool store_products_have_is_active(const store *s) { return s->products_is_active; }
 bool store_products_stock_integer(const store *s) { return s->stock_integer; }
 const char *store_products_upsert_sql(const store *s) { return s->products_upsert; }

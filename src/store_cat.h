@@ -43,6 +43,7 @@ struct store {
     char *schema_q;      /* quoted schema name */
     table products, categories, integrations, logs;
     table depth[3];      /* migration 005's tables, in depth_tables' order */
+    table inbox;         /* kiotviet_webhook_events: no columns when 004 is not applied */
     char *products_upsert, *categories_upsert;
     char *products_insert, *categories_insert; /* the same without the prefilter */
     char *products_remove, *categories_remove, *products_reconcile;

@@ -39,6 +39,12 @@ static const char *const templates[ST__COUNT] = {
     [ST_WEBHOOK_STORE] = store_t_webhook_store,
     [ST_WEBHOOK_CHECK] = store_t_webhook_check,
     [ST_HEALTH] = store_t_health,
+    [ST_INBOX_READ] = store_t_inbox_read,
+    [ST_INBOX_VERSIONS] = store_t_inbox_versions,
+    [ST_INBOX_MARK] = store_t_inbox_mark,
+    [ST_INBOX_PRUNE] = store_t_inbox_prune,
+    [ST_INBOX_PENDING] = store_t_inbox_pending,
+    [ST_CTL_WEBHOOK_SECRET] = store_t_webhook_secret_set,
 };
 
 char *store_sql_subst(const char *tmpl, const char *schema_q)

@@ -126,6 +126,9 @@ static void handle_closed(uv_handle_t *h)
     res.counts = r->counts;
     res.full = r->full;
     snprintf(res.log_id, sizeof res.log_id, "%s", r->log_id);
+    res.inbox_more = inbox_more(r->inbox) && (r->res.status == SYNC_SUCCESS ||
+                                              r->res.status == SYNC_PARTIAL);
+    inbox_free(r->inbox);
     sync_done_cb cb = r->cb;
     void *arg = r->cb_arg;
     run_metrics(r, res.status);
@@ -247,7 +250,7 @@ static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ]
 static void finish_submit(sync_run *r)
 {
     static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
-                                     "stock", "reconcile", "finish", "closing"};
+                                     "stock", "reconcile", "inbox", "finish", "closing"};
     kvs_buf counts, details;
     kvs_buf_init(&counts);
     kvs_buf_init(&details);
@@ -256,7 +259,7 @@ static void finish_submit(sync_run *r)
     kvs_utf8_clean(r->res.message);
     counts_json(r, &counts);
     REQUIRE(kvs_buf_printf(&details, "{\"sync_type\":\"%s\",\"failures_total\":%d,",
-                           r->full ? "full" : "incremental",
+                           r->inbox ? "webhook" : r->full ? "full" : "incremental",
                            r->counts.products_failed + r->counts.categories_failed) == 0);
     REQUIRE(kvs_buf_printf(&details, "\"failures\":[%s],\"attribute_notes_total\":%d,",
                            kvs_buf_cstr(&r->failures), r->counts.attribute_notes) == 0);
@@ -290,6 +293,7 @@ static void finish_submit(sync_run *r)
     if (r->finish_attempt)
         REQUIRE(kvs_buf_printf(&details, ",\"recorded_after_retries\":%d", r->finish_attempt) ==
                 0);
+    if (r->inbox) inbox_details(r, &details);
     REQUIRE(kvs_buf_puts(&details, "}") == 0);
     /* No redaction of the serialised JSON: a secret such as "null" or "1234" would turn a
      * value or a count into "***" and make error_details invalid. Every text in it was
@@ -302,7 +306,12 @@ static void finish_submit(sync_run *r)
                          details.data};
     db_batch_add(b, store_sql(r->env.store, ST_LOG_FINISH), 5, lp);
     bool ok = r->res.status == SYNC_SUCCESS || r->res.status == SYNC_PARTIAL;
-    if (ok) {
+    if (r->inbox) {
+        /* An inbox run leaves the schedule alone (last_sync_at, cursors, failures): the polls
+         * stay the safety net, due as before. */
+        const char *fp[2] = {r->row->id, r->env.daemon_id};
+        db_batch_add(b, store_sql(r->env.store, ST_RELEASE), 2, fp);
+    } else if (ok) {
         char pc[KVTIME_BUFSZ], cc[KVTIME_BUFSZ];
         const char *fp[5];
         fp[0] = r->row->id;
@@ -466,7 +475,8 @@ static void log_start_cb(db_result *res, void *arg)
         rlog_notice(&r->lctx, "closed %ld abandoned sync_logs row(s) as failed", closed);
     snprintf(r->log_id, sizeof r->log_id, "%s", PQgetvalue(res->results[1], 0, 0));
     r->lctx.run = r->log_id;
-    rlog_notice(&r->lctx, "%s sync started", r->full ? "full" : "incremental");
+    rlog_notice(&r->lctx, "%s sync started",
+                r->inbox ? "webhook" : r->full ? "full" : "incremental");
     if (r->cancelled) {
         run_finish(r);
         return;
@@ -518,15 +528,16 @@ static void claim_cb(db_result *res, void *arg)
     bool reconcile_due = cfg->reconcile_hours > 0 && r->row->last_full_us &&
                          r->db_start_us - r->row->last_full_us >=
                              (int64_t)cfg->reconcile_hours * 3600 * 1000000;
-    r->full = r->force_full || !r->row->products_cursor_us || !r->row->categories_cursor_us ||
-              reconcile_due;
+    r->full = !r->inbox && (r->force_full || !r->row->products_cursor_us ||
+                            !r->row->categories_cursor_us || reconcile_due);
     r->reconcile_ok = r->full;
     /* The first renewal at once: it makes the lease name this run's own session (the
      * scheduler's claim named its control connection), the one that writes the run's end, so
      * a claimant never takes the lease for dead while that session may still write. */
     uv_timer_start(&r->lease_timer, lease_timer_cb, 0, (uint64_t)cfg->lease_seconds * 1000 / 3);
-    const char *p[3] = {r->row->id, r->full ? (reconcile_due && !r->force_full ? "reconcile" : "full")
-                                            : "incremental",
+    const char *p[3] = {r->row->id, r->inbox  ? "webhook"
+                                    : r->full ? (reconcile_due && !r->force_full ? "reconcile" : "full")
+                                              : "incremental",
                         r->env.daemon_id};
     r->phase = PH_START;
     /* Our claim took the lease from whoever held it: a 'running' row left by a daemon that died
@@ -550,6 +561,11 @@ void sync_phase_next(sync_run *r)
     }
     switch (r->phase) {
     case PH_START:
+        if (r->inbox) {
+            r->phase = PH_INBOX;
+            if (inbox_next(r)) run_finish(r);
+            break;
+        }
         r->phase = PH_CATEGORIES;
         sync_pager_begin(r, WRITER_CATEGORIES);
         break;
@@ -602,15 +618,19 @@ void sync_phase_next(sync_run *r)
     case PH_RECONCILE:
         run_finish(r);
         break;
+    case PH_INBOX:
+        if (inbox_next(r)) run_finish(r);
+        break;
     default:
         break;
     }
 }
 
-sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
-                         kv_budget *budget, sync_done_cb cb, void *arg)
+static sync_run *run_start(const sync_env *env, const char *id, const char *name, bool force_full,
+                           kv_budget *budget, sync_done_cb cb, void *arg, inbox *ib)
 {
     sync_run *r = kvs_xcalloc(1, sizeof *r);
+    r->inbox = ib;
     r->env = *env;
     r->id = kvs_strdup(id);
     r->name = kvs_strdup(name);
@@ -662,6 +682,18 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
     db_batch_add(b, store_sql(env->store, ST_LEASE_HOLDER), 1, p);
     db_submit(r->db, b, claim_cb, r);
     return r;
+}
+
+sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
+                         kv_budget *budget, sync_done_cb cb, void *arg)
+{
+    return run_start(env, id, name, force_full, budget, cb, arg, NULL);
+}
+
+sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
+                               kv_budget *budget, sync_done_cb cb, void *arg)
+{
+    return run_start(env, id, name, false, budget, cb, arg, inbox_new());
 }
 
 void sync_run_cancel(sync_run *r)

@@ -18,9 +18,12 @@
 #define MAX_CATALOGUE 2000000
 #define PROGRESS_MS 200 /* the least time between two progress updates of a run's sync_logs row */
 
-/* PH_STOCK: incremental runs only (sync.c, sync_phase_next, says why). */
+/* PH_STOCK: incremental runs only (sync.c, sync_phase_next, says why). PH_INBOX: inbox runs
+ * only (src/inbox.c). */
 enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_STOCK, PH_RECONCILE,
-             PH_FINISH, PH_CLOSING };
+             PH_INBOX, PH_FINISH, PH_CLOSING };
+
+typedef struct inbox inbox;
 
 typedef struct slot {
     int64_t offset;
@@ -113,6 +116,8 @@ struct sync_run {
     bool deletes_held;
     long held_would, held_live;
 
+    inbox *inbox;           /* owned: an inbox run's state (src/inbox.c); NULL for a poll */
+
     sync_counts counts;
     int failures_listed, notes_listed;
     kvs_buf failures, notes;
@@ -147,6 +152,18 @@ static inline bool sync_ent_products(enum writer_entity ent)
 }
 /* "products", "categories", "stock": for messages. */
 const char *sync_entity_name(enum writer_entity ent);
+/* inbox.c: the inbox run's stages (a run started by sync_run_start_inbox). */
+inbox *inbox_new(void);
+void inbox_free(inbox *ib);
+/* Hands out the next stage's work; true when the run is over (nothing pending, all done). */
+bool inbox_next(sync_run *r);
+/* The writer's report, for the events whose rows the database refused. */
+void inbox_written(sync_run *r, const writer_outcome *o);
+/* Appends ,"webhook_events":n,"webhook_results":{...} to the run's error_details. */
+void inbox_details(const sync_run *r, kvs_buf *out);
+/* The run read a full batch: more events may wait. */
+bool inbox_more(const inbox *ib);
+
 /* sync_pager.c: starts paging ent from offset 0 (the phase's first page). */
 void sync_pager_begin(sync_run *r, enum writer_entity ent);
 /* Issues pages while there is room, and decides when the entity is complete. */

@@ -111,6 +111,7 @@ void written_cb(const writer_outcome *o, void *arg)
     sync_run *r = arg;
     bool prod = sync_ent_products(o->ent); /* a stock page updates product rows */
     sync_counts *c = &r->counts;
+    if (r->inbox) inbox_written(r, o);
     switch (o->kind) {
     case WRITER_PAGE:
         *(prod ? &c->products_created : &c->categories_created) += o->inserted;

@@ -1,0 +1,318 @@
+/* The inbox run: a sync run (sync.c: claim, lease, sync_logs row, writer, end) whose input is
+ * the integration's unprocessed webhook events instead of KiotViet's pages.
+ *
+ *   read events (ST_INBOX_READ, up to INBOX_BATCH, oldest first) -> stored versions of their
+ *   products (ST_INBOX_VERSIONS) -> categories page -> relink -> products page and removals
+ *   -> stock.update: a refetch of each named product (GET /products/{id}, at most
+ *   INBOX_REFETCH_MAX per run) -> mark every event read processed with its result, and delete
+ *   processed events past [webhook] retention_days (ST_INBOX_MARK, ST_INBOX_PRUNE).
+ *
+ * Every write goes through the run's writer (mapping_webhook.c builds its pages through
+ * mapping.c): the same transactions, lease checks and retries as a poll. Events are marked only
+ * after their writes reported, in the same run: a run that fails, is cancelled or dies (kill -9)
+ * leaves them unprocessed, and the next inbox run applies them. The scheduler starts inbox runs
+ * (scheduler_inbox_kick, and after each read of the integrations when events wait). */
+#include "sync_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mapping_webhook.h"
+
+#define INBOX_BATCH 500       /* events one run reads; a full batch asks for another run */
+#define INBOX_REFETCH_MAX 50  /* stock.update refetches per run (GET budget); the rest are
+                                 marked as errors and left to the polls */
+
+enum ib_stage { IB_READ, IB_VERSIONS, IB_CATEGORIES, IB_RELINK, IB_PRODUCTS, IB_STOCK, IB_MARK,
+                IB_DONE };
+
+struct inbox {
+    enum ib_stage stage;
+    wh_batch b;
+    map_page products;        /* mapped at IB_CATEGORIES, written at IB_PRODUCTS */
+    bool mapped;
+    int results[WH_ERROR + 1]; /* events by result, once marked */
+};
+
+typedef struct refetch {
+    sync_run *run;
+    int64_t id;
+} refetch;
+
+inbox *inbox_new(void)
+{
+    inbox *ib = kvs_xcalloc(1, sizeof *ib);
+    wh_batch_init(&ib->b);
+    map_page_init(&ib->products);
+    return ib;
+}
+
+void inbox_free(inbox *ib)
+{
+    if (!ib) return;
+    wh_batch_free(&ib->b);
+    map_page_free(&ib->products);
+    free(ib);
+}
+
+bool inbox_more(const inbox *ib) { return ib && ib->b.nev >= INBOX_BATCH; }
+
+void inbox_details(const sync_run *r, kvs_buf *out)
+{
+    const inbox *ib = r->inbox;
+    REQUIRE(kvs_buf_printf(out, ",\"webhook_events\":%d", ib->b.nev) == 0);
+    REQUIRE(kvs_buf_puts(out, ",\"webhook_results\":{") == 0);
+    for (int i = 0; i <= WH_ERROR; i++)
+        REQUIRE(kvs_buf_printf(out, "%s\"%s\":%d", i ? "," : "", wh_result_name(i),
+                               ib->results[i]) == 0);
+    REQUIRE(kvs_buf_puts(out, "}") == 0);
+}
+
+static bool db_failed(sync_run *r, const char *what, const db_result *res)
+{
+    if (res->status == DB_OK) return false;
+    if (writer_db_transient(res)) r->db_down = true;
+    sync_fail(r, "%s: %s", what, res->message ? res->message : "database error");
+    return true;
+}
+
+static void read_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    inbox *ib = r->inbox;
+    if (!db_failed(r, "could not read the webhook inbox", res)) {
+        PGresult *pr = res->results[0];
+        for (int i = 0; i < PQntuples(pr); i++)
+            wh_batch_add(&ib->b, strtoll(PQgetvalue(pr, i, 0), NULL, 10), PQgetvalue(pr, i, 1),
+                         (size_t)PQgetlength(pr, i, 1));
+        rlog_info(&r->lctx, "%d webhook event(s) to apply", ib->b.nev);
+        ib->stage = IB_VERSIONS;
+    }
+    jobs_dec(r);
+}
+
+static void versions_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    inbox *ib = r->inbox;
+    if (!db_failed(r, "could not read the stored product versions", res)) {
+        PGresult *pr = res->results[0];
+        int n = PQntuples(pr);
+        int64_t *ids = kvs_xmalloc((size_t)(n + 1) * sizeof *ids);
+        int64_t *us = kvs_xmalloc((size_t)(n + 1) * sizeof *us);
+        for (int i = 0; i < n; i++) {
+            ids[i] = strtoll(PQgetvalue(pr, i, 0), NULL, 10);
+            us[i] = strtoll(PQgetvalue(pr, i, 1), NULL, 10);
+        }
+        wh_batch_versions(&ib->b, ids, us, n);
+        free(ids);
+        free(us);
+        ib->stage = IB_CATEGORIES;
+    }
+    jobs_dec(r);
+}
+
+static void mark_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    inbox *ib = r->inbox;
+    if (!db_failed(r, "could not mark the webhook events processed", res)) {
+        rlog_notice(&r->lctx,
+                    "webhook events: %d applied, %d duplicate, %d stale, %d ignored, %d error",
+                    ib->results[WH_APPLIED], ib->results[WH_DUPLICATE], ib->results[WH_STALE],
+                    ib->results[WH_IGNORED], ib->results[WH_ERROR]);
+        long pruned = PQntuples(res->results[1]) ? 0 : atol(PQcmdTuples(res->results[1]));
+        if (pruned) rlog_info(&r->lctx, "deleted %ld processed webhook event(s)", pruned);
+        ib->stage = IB_DONE;
+    }
+    jobs_dec(r);
+}
+
+/* "{1,2,3}" of a list's ids. */
+static void ids_text(const wh_items *l, kvs_buf *out)
+{
+    REQUIRE(kvs_buf_puts(out, "{") == 0);
+    for (int i = 0; i < l->n; i++)
+        REQUIRE(kvs_buf_printf(out, "%s%" PRId64, i ? "," : "", l->v[i].id) == 0);
+    REQUIRE(kvs_buf_puts(out, "}") == 0);
+}
+
+static void put_page(sync_run *r, enum writer_entity ent, map_page *p)
+{
+    if (!p->nrows) return;
+    *(ent == WRITER_PRODUCTS ? &r->counts.products_synced : &r->counts.categories_synced) +=
+        p->nrows;
+    r->jobs++;
+    writer_put_page(r->w, ent, p);
+}
+
+static void put_removed(sync_run *r, enum writer_entity ent, const wh_items *l)
+{
+    if (!l->n) return;
+    int64_t *ids = kvs_xmalloc((size_t)l->n * sizeof *ids);
+    for (int i = 0; i < l->n; i++) ids[i] = l->v[i].id;
+    r->jobs++;
+    writer_put_ids(r->w, WRITER_REMOVE, ent, ids, l->n);
+    free(ids);
+}
+
+static void refetch_cb(int rc, kv_page *page, const char *error, void *arg)
+{
+    refetch *f = arg;
+    sync_run *r = f->run;
+    inbox *ib = r->inbox;
+    if (rc == KV_OK && cJSON_IsObject(page->doc.root)) {
+        cJSON *arr = cJSON_CreateArray();
+        REQUIRE(arr && cJSON_AddItemReferenceToArray(arr, page->doc.root));
+        map_page p;
+        map_page_init(&p);
+        map_products(arr, r->env.mopts, &p);
+        cJSON_Delete(arr);
+        if (!sync_stopping(r)) put_page(r, WRITER_PRODUCTS, &p);
+        if (p.nfailed) wh_batch_fail_id(&ib->b, &ib->b.stock, f->id, "could not map the product");
+        map_page_free(&p);
+    } else if (rc != KV_E_CANCELLED && !(rc == KV_E_HTTP && error && strstr(error, "404"))) {
+        /* A 404: the product is gone, and its product.delete says so. */
+        char msg[160];
+        snprintf(msg, sizeof msg, "could not refetch the product: %s", error ? error : "?");
+        wh_batch_fail_id(&ib->b, &ib->b.stock, f->id, msg);
+    }
+    if (page) kv_page_free(page);
+    free(f);
+    jobs_dec(r);
+}
+
+static void stage_stock(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    for (int i = 0; i < ib->b.stock.n; i++) {
+        int64_t id = ib->b.stock.v[i].id;
+        if (i >= INBOX_REFETCH_MAX) {
+            wh_batch_fail_id(&ib->b, &ib->b.stock, id,
+                             "too many stock changes in one run: left to the next poll");
+            continue;
+        }
+        ib->b.ev[ib->b.stock.v[i].ev].applied++;
+        char path[64];
+        snprintf(path, sizeof path, "/products/%" PRId64, id);
+        refetch *f = kvs_xcalloc(1, sizeof *f);
+        f->run = r;
+        f->id = id;
+        r->jobs++;
+        kv_get(r->kv, path, refetch_cb, f);
+    }
+}
+
+static void stage_mark(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    kvs_buf j;
+    kvs_buf_init(&j);
+    REQUIRE(kvs_buf_puts(&j, "[") == 0);
+    for (int i = 0; i < ib->b.nev; i++) {
+        const wh_event *e = &ib->b.ev[i];
+        char buf[200];
+        const char *text = wh_event_result_text(e, buf, sizeof buf);
+        kvs_utf8_clean(buf);
+        ib->results[wh_event_result(e)]++;
+        REQUIRE(kvs_buf_printf(&j, "%s{\"id\":%" PRId64 ",\"result\":", i ? "," : "",
+                               e->row_id) == 0);
+        REQUIRE(kvs_buf_json_str(&j, text) == 0);
+        REQUIRE(kvs_buf_puts(&j, "}") == 0);
+    }
+    REQUIRE(kvs_buf_puts(&j, "]") == 0);
+    char days[16];
+    snprintf(days, sizeof days, "%d", r->env.cfg->webhook_retention_days);
+    const char *mp[3] = {r->row->id, j.data, r->env.daemon_id};
+    const char *pp[2] = {r->row->id, days};
+    db_batch *b = db_batch_new();
+    db_batch_add(b, store_sql(r->env.store, ST_INBOX_MARK), 3, mp);
+    db_batch_add(b, store_sql(r->env.store, ST_INBOX_PRUNE), 2, pp);
+    r->jobs++;
+    db_submit(r->db, b, mark_cb, r);
+    kvs_buf_free(&j);
+}
+
+void inbox_written(sync_run *r, const writer_outcome *o)
+{
+    inbox *ib = r->inbox;
+    const wh_items *l = o->ent == WRITER_PRODUCTS ? &ib->b.products : &ib->b.categories;
+    for (int i = 0; i < o->nfailed; i++) {
+        wh_batch_fail_id(&ib->b, l, o->failed[i].id, o->failed[i].message);
+        if (o->ent == WRITER_PRODUCTS)
+            wh_batch_fail_id(&ib->b, &ib->b.stock, o->failed[i].id, o->failed[i].message);
+    }
+}
+
+/* Moves the inbox run on while nothing is pending; true when it is over (the caller ends the
+ * run). Each stage either hands out work (jobs) and returns, or has none and falls through. */
+bool inbox_next(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    while (r->jobs == 0 && !sync_stopping(r)) {
+        switch (ib->stage) {
+        case IB_READ: {
+            const char *p[2] = {r->row->id, NULL};
+            char lim[16];
+            snprintf(lim, sizeof lim, "%d", INBOX_BATCH);
+            p[1] = lim;
+            r->jobs++;
+            db_exec(r->db, store_sql(r->env.store, ST_INBOX_READ), 2, p, read_cb, r);
+            break;
+        }
+        case IB_VERSIONS:
+            if (ib->b.nev == 0) return true; /* another run took them: nothing to log */
+            ib->stage = IB_CATEGORIES;
+            if (ib->b.products.n) {
+                kvs_buf ids;
+                kvs_buf_init(&ids);
+                ids_text(&ib->b.products, &ids);
+                const char *p[1] = {ids.data};
+                r->jobs++;
+                db_exec(r->db, store_sql(r->env.store, ST_INBOX_VERSIONS), 1, p, versions_cb, r);
+                kvs_buf_free(&ids);
+            }
+            break;
+        case IB_CATEGORIES: {
+            map_page cats;
+            map_page_init(&cats);
+            wh_batch_pages(&ib->b, r->env.mopts, &cats, &ib->products);
+            ib->stage = IB_RELINK;
+            put_page(r, WRITER_CATEGORIES, &cats);
+            map_page_free(&cats);
+            break;
+        }
+        case IB_RELINK:
+            ib->stage = IB_PRODUCTS;
+            if (r->counts.categories_created || r->counts.categories_updated) {
+                if (store_categories_relink_sql(r->env.store)) {
+                    r->jobs++;
+                    writer_put_relink(r->w, WRITER_CATEGORIES);
+                }
+                if (store_products_relink_sql(r->env.store)) {
+                    r->jobs++;
+                    writer_put_relink(r->w, WRITER_PRODUCTS);
+                }
+            }
+            break;
+        case IB_PRODUCTS:
+            ib->stage = IB_STOCK;
+            put_page(r, WRITER_PRODUCTS, &ib->products);
+            put_removed(r, WRITER_PRODUCTS, &ib->b.removed[WRITER_PRODUCTS]);
+            put_removed(r, WRITER_CATEGORIES, &ib->b.removed[WRITER_CATEGORIES]);
+            break;
+        case IB_STOCK:
+            ib->stage = IB_MARK;
+            stage_stock(r);
+            break;
+        case IB_MARK:
+            stage_mark(r);
+            break;
+        case IB_DONE:
+            return true;
+        }
+    }
+    return false;
+}
