@@ -289,6 +289,7 @@ class Catalog:
         self.retailer = retailer
         self.retailer_id = retailer_id
         self.lock = threading.RLock()
+        self.listener = None        # webhooks: listener(kind, id) after each change, lock held
         self.version = 0
         self.rng = random.Random(seed * 7919 + 17)  # mutations
         self._last_mutation = 0
@@ -776,6 +777,10 @@ class Catalog:
             self._json_inv.pop(pid, None)
             self._json_ser.pop(pid, None)
 
+    def _emit(self, kind, ident):
+        if self.listener is not None:
+            self.listener(kind, ident)
+
     def _touch(self, pid, t=None):
         if t is None:
             t = self._stamp()
@@ -783,6 +788,7 @@ class Catalog:
         p = self.products[pid]
         p["modifiedDate"] = fmt_ticks(t)
         self._changed(pid)
+        self._emit("product.update", pid)
 
     def _pick(self, k, pool):
         """k ids, or the given explicit list of ids (validated)."""
@@ -836,6 +842,7 @@ class Catalog:
                 pid = self._gen_product(self.rng, leaf, t, never_modified=True)
                 out.append(pid)
                 self._changed(pid)
+                self._emit("product.update", pid)
             return out
 
     def delete_products(self, k, ids=None, silent=False):
@@ -853,6 +860,8 @@ class Catalog:
                 if not silent:
                     self.removed_products[pid] = t
                 self._changed(pid)
+                if not silent:
+                    self._emit("product.delete", pid)
             return list(ids)
 
     def purge_products(self, k):
@@ -907,6 +916,7 @@ class Catalog:
                 if v is not None:
                     self._max_ticks = max(self._max_ticks, self.modified[pid])
                 self._changed(pid)
+                self._emit("product.update", pid)
             else:
                 self._touch(pid)
             return pid
@@ -923,6 +933,7 @@ class Catalog:
                 c["modifiedDate"] = fmt_ticks(t)
             c[k2] = v
         self.version += 1
+        self._emit("category.update", cid)
 
     def edit_categories(self, k):
         with self.lock:
@@ -962,6 +973,7 @@ class Catalog:
                 self.leaves.append(cid)
                 out.append(cid)
                 self.version += 1
+                self._emit("category.update", cid)
             return out
 
     def delete_categories(self, k):
@@ -983,6 +995,7 @@ class Catalog:
                     self.leaves.remove(cid)
                 self.removed_categories[cid] = t
                 self.version += 1
+                self._emit("category.delete", cid)
                 if parent is not None:
                     if not any(d.get("parentId") == parent for d in self.categories.values()):
                         self.categories[parent]["hasChild"] = False
@@ -1011,6 +1024,7 @@ class Catalog:
                 v = fields["modifiedDate"]
                 self.cat_modified[cid] = None if v is None else parse_datetime(v)
                 self.version += 1
+                self._emit("category.update", cid)
             else:
                 self._touch_cat(cid)
             return cid
@@ -1075,6 +1089,7 @@ class Catalog:
     def _stock_changed(self, pid):
         self.stock_modified[pid] = self._stamp()
         self._changed(pid)
+        self._emit("stock.update", pid)
 
     def mutate(self, spec):
         """Apply a /_sim/mutate body (without 'retailer'); returns what changed."""

@@ -163,6 +163,21 @@ class Sim:
                        params={"retailer": retailer or self.retailers[0]})
         return c["client_id"], c["client_secret"]
 
+    # webhooks (tests/kvsim/webhooks.py)
+    def webhooks(self, retailer=None):
+        """The retailer's registered hooks, secrets included."""
+        return self._call("GET", "/_sim/webhooks",
+                          params={"retailer": retailer or self.retailers[0]})
+
+    def webhook_config(self, **kw):
+        return self._call("POST", "/_sim/webhooks/config", kw)
+
+    def webhook_log(self):
+        return self._call("GET", "/_sim/webhooks/log")
+
+    def webhook_flush(self):
+        return self._call("POST", "/_sim/webhooks/flush", {})
+
     # ---- KiotViet API convenience (for tests) ---------------------------------------------
 
     def connection(self, timeout=30):
@@ -204,6 +219,19 @@ class Sim:
         finally:
             if own:
                 c.close()
+
+    def api_call(self, method, path, body=None, retailer=None):
+        """An authenticated API call with a JSON body; returns (status, parsed body)."""
+        retailer = retailer or self.retailers[0]
+        h = {"Retailer": retailer, "Authorization": "Bearer " + self.token(retailer),
+             "Content-Type": "application/json"}
+        c = self.connection()
+        try:
+            c.request(method, path, body=None if body is None else json.dumps(body), headers=h)
+            r = c.getresponse()
+            return r.status, json.loads(r.read() or b"null")
+        finally:
+            c.close()
 
     def api_json(self, path, params=None, retailer=None, **kw):
         status, _, body = self.api_get(path, params, retailer, **kw)

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import catalog as catmod  # noqa: E402  (sibling module, script-relative import)
 import depth  # noqa: E402  (branches, serial sales, price books: issue 16)
+import webhooks  # noqa: E402
 
 REMOVED_KEYS = ("removedIds", "removeIds", "removedId", "removeId")
 FAULT_KINDS = ("status", "reset", "stall", "delay", "malformed", "truncate", "bad_record",
@@ -72,6 +73,7 @@ class Retailer:
         self.budget_lock = threading.Lock()
         self.window = collections.deque()
         self.stats = _new_stats()
+        self.hook_sink = None  # webhooks.Hooks.on_change, set by State
         self.regenerate()
 
     def default_credentials(self):
@@ -85,6 +87,8 @@ class Retailer:
         self.catalog = catmod.Catalog(seed=self.seed, products=self.products,
                                       retailer=self.name, retailer_id=self.retailer_id,
                                       index=self.index)
+        self.catalog.listener = lambda kind, ident: (
+            self.hook_sink and self.hook_sink(self, kind, ident))
         self.prewarm_stop = threading.Event()
         if self.prewarm == "sync":
             self.catalog.prewarm()
@@ -112,6 +116,9 @@ class State:
                 sys.exit("kvsim: duplicate retailer %r" % n)
             self.retailers[n.lower()] = Retailer(n, i, args.seed + i, args.products,
                                                  args.prewarm)
+        self.hooks = webhooks.Hooks()
+        for r in self.retailers.values():
+            r.hook_sink = self.hooks.on_change
         self.tokens = {}  # token -> (retailer key, expiry in monotonic seconds)
         self.faults = []
         self.reset_config()
@@ -470,6 +477,8 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             raise ApiError(404, "NotFound", "Handler for Request not found: %s %s"
                            % (method, path))
+        if route.startswith("/webhooks"):
+            return self._webhooks(method, route, arg, ret, rname, body)
         if method != "GET":
             raise ApiError(405, "NotSupported", "Method %s not allowed on %s" % (method, path))
         if not rname:
@@ -496,10 +505,39 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(200, out, content_fault)
         return ret
 
+    def _webhooks(self, method, route, arg, ret, rname, body):
+        """The webhook management API (webhooks.Hooks), authenticated like the rest."""
+        if not rname or ret is None:
+            raise ApiError(400, "RetailerException", "Missing or unknown 'Retailer' header")
+        self._check_token(ret)
+        hooks = self.server.state.hooks
+        if route == "/webhooks" and method == "POST":
+            try:
+                req = json.loads(body.decode() or "null")
+            except ValueError:
+                raise ApiError(400, "SerializationException", "body is not JSON") from None
+            status, out = hooks.register(ret, req)
+        elif route == "/webhooks" and method == "GET":
+            status, out = hooks.list(ret)
+        elif route == "/webhooks/{id}" and method in ("GET", "DELETE"):
+            try:
+                hid = int(arg)
+            except ValueError:
+                raise ApiError(400, "RequestBindingException", "id is not a number") from None
+            status, out = (hooks.get if method == "GET" else hooks.delete)(ret, hid)
+        else:
+            raise ApiError(405, "NotSupported", "Method %s not allowed" % method)
+        self._send_obj(status, out)
+        return ret
+
     @staticmethod
     def _route(path, lpath):
         parts = [p for p in path.split("/") if p]
         lparts = [p for p in lpath.split("/") if p]
+        if lparts == ["webhooks"]:
+            return "/webhooks", None
+        if len(lparts) == 2 and lparts[0] == "webhooks":
+            return "/webhooks/{id}", parts[1]
         if lparts == ["products"]:
             return "/products", None
         if lparts == ["categories"]:
@@ -911,6 +949,20 @@ class Handler(BaseHTTPRequestHandler):
                 self._set_config(req or {})
             cfg = dict(state.config)
             return self._send_obj(200, cfg)
+        if op == "webhooks" and method == "GET":
+            return self._send_obj(200, state.hooks.secrets(state.retailer(name)))
+        if op == "webhooks/config":
+            try:
+                cfg = state.hooks.set_config(req) if method == "POST" else \
+                    dict(state.hooks.config)
+            except ValueError as e:
+                raise ApiError(400, "BadRequest", str(e)) from None
+            return self._send_obj(200, cfg)
+        if op == "webhooks/log" and method == "GET":
+            return self._send_obj(200, state.hooks.log_view())
+        if op == "webhooks/flush" and method == "POST":
+            state.hooks.flush()
+            return self._send_obj(200, {"ok": True})
         if op == "tokens/expire" and method == "POST":
             with state.lock:
                 state.tokens = {t: (r, 0.0) for t, (r, _) in state.tokens.items()}
@@ -922,6 +974,7 @@ class Handler(BaseHTTPRequestHandler):
                     r.default_credentials()
             with state.lock:
                 state.faults = []
+            state.hooks.reset()
             state.reset_config()
             state.reset_stats()
             return self._send_obj(200, {"ok": True})
