@@ -255,7 +255,8 @@ CREATE TABLE IF NOT EXISTS public.sync_logs (
     CONSTRAINT sync_logs_pkey PRIMARY KEY (id),
     CONSTRAINT sync_logs_integration_id_fkey FOREIGN KEY (integration_id)
         REFERENCES public.third_party_integrations (id) ON DELETE CASCADE,
-    CONSTRAINT sync_logs_sync_type_check CHECK (sync_type IN ('full', 'incremental', 'reconcile')),
+    CONSTRAINT sync_logs_sync_type_check
+        CHECK (sync_type IN ('full', 'incremental', 'reconcile', 'webhook')),
     CONSTRAINT sync_logs_status_check
         CHECK (status IN ('running', 'success', 'partial', 'failed', 'cancelled'))
 );
