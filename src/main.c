@@ -262,6 +262,13 @@ static void webhook_fatal(const char *msg, void *arg)
     sched_stop(a->sched);
 }
 
+/* A notification was stored: the scheduler applies it (an inbox run) now. */
+static void webhook_event(void *arg, const char *integration_id)
+{
+    app *a = arg;
+    if (a->sched) scheduler_inbox_kick(a->sched, integration_id);
+}
+
 static void daemon_id_make(char *out, size_t cap)
 {
     char host[128] = "host";
@@ -476,10 +483,10 @@ int main(int argc, char **argv)
     a.metrics = metrics_new();
     so.metrics = a.metrics;
     if (!once) {
-        /* The applying side's wake-up (scheduler_inbox_kick) is not there yet: the inbox is
-         * read by it at start and after each poll. */
-        webhook_opts wo = {.loop = a.loop, .metrics = a.metrics, .on_event = NULL,
-                           .fatal = webhook_fatal, .fatal_arg = &a};
+        /* Stored notifications wake the scheduler (scheduler_inbox_kick); it also reads the
+         * inbox at start and after each poll, so none is lost before it exists. */
+        webhook_opts wo = {.loop = a.loop, .metrics = a.metrics, .on_event = webhook_event,
+                           .on_event_arg = &a, .fatal = webhook_fatal, .fatal_arg = &a};
         if (webhook_start(&a.web, &wo, cfg, &err)) {
             log_err("cannot start: %s", err.msg);
             config_free(cfg);

@@ -187,6 +187,14 @@ class Daemon:
         self.logf.close()
 
 
+def listen_port(d, which="webhook"):
+    """The port a daemon's listener (webhook or metrics) bound, from its log line."""
+    import re
+    m = wait_until(lambda: re.search(rf"{which} listener listening on \S+ \(port (\d+)\)", d.log()),
+                   timeout=30, what=f"the {which} listener")
+    return int(m.group(1))
+
+
 def wait_until(pred, timeout=30, interval=0.1, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
