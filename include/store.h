@@ -160,7 +160,8 @@ void integ_row_hold_secrets(integ_row *r);
  * ST_WEBHOOK_CHECK   $1 schema name -> (inbox table exists, webhook_secret column exists)
  * ST_HEALTH          -> one row: the database answers
  * The webhook inbox's (src/store_inbox.c; kiotviet_webhook_events, see store_has_inbox):
- * ST_INBOX_READ      $1 id, $2 limit -> (id, body) of its unprocessed events, oldest first
+ * ST_INBOX_READ      $1 id, $2 limit -> (id, body, types, received_at us) of its unprocessed
+ *                    events, oldest first
  * ST_INBOX_VERSIONS  $1 bigint[] product kiotviet ids -> (kiotviet_id, kiotviet_modified_at us)
  * ST_INBOX_MARK      $1 id, $2 json [{"id","result"}], $3 lease owner: marks them processed
  * ST_INBOX_PRUNE     $1 id, $2 days: deletes processed events older than that -> count

@@ -3,8 +3,11 @@
  *
  *   read events (ST_INBOX_READ, up to INBOX_BATCH, oldest first) -> stored versions of their
  *   products (ST_INBOX_VERSIONS) -> categories page -> relink -> products page and removals
- *   -> stock.update: a refetch of each named product (GET /products/{id}, at most
- *   INBOX_REFETCH_MAX per run) -> mark every event read processed with its result, and delete
+ *   -> stock.update: GET /productOnHands since a little before the oldest stock event (one GET
+ *   per 100 products whose stock changed: every branch of each, which a notification naming one
+ *   branch cannot give), written as a poll's stock pages (WRITER_STOCK); a product it did not
+ *   list is refetched alone (GET /products/{id}, at most INBOX_REFETCH_MAX per run)
+ *   -> mark every event read processed with its result, and delete
  *   processed events past [webhook] retention_days (ST_INBOX_MARK, ST_INBOX_PRUNE).
  *
  * Every write goes through the run's writer (mapping_webhook.c builds its pages through
@@ -19,21 +22,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kvtime.h"
 #include "mapping_webhook.h"
 
 #define INBOX_BATCH 500       /* events one run reads; a full batch asks for another run */
 #define INBOX_REFETCH_MAX 50  /* stock.update refetches per run (GET budget); the rest are
                                  marked as errors and left to the polls */
+#define STOCK_OVERLAP_S 120   /* /productOnHands from this long before the oldest stock event:
+                                 KiotViet's clock against the database's */
+#define STOCK_PAGE 100
+#define STOCK_PAGES_MAX 50    /* a burst of 5,000 stock changes in one run, at most */
 
-enum ib_stage { IB_READ, IB_VERSIONS, IB_CATEGORIES, IB_RELINK, IB_PRODUCTS, IB_STOCK, IB_MARK,
-                IB_DONE };
+enum ib_stage { IB_READ, IB_VERSIONS, IB_CATEGORIES, IB_RELINK, IB_PRODUCTS, IB_STOCK,
+                IB_REFETCH, IB_MARK, IB_DONE };
 
 struct inbox {
     enum ib_stage stage;
     wh_batch b;
     map_page products;        /* mapped at IB_CATEGORIES, written at IB_PRODUCTS */
-    bool mapped;
     int results[WH_ERROR + 1]; /* events by result, once marked */
+    int64_t stock_from_us;    /* the oldest stock.update event's arrival, 0 when none */
+    int stock_pages;          /* /productOnHands pages read */
+    kvs_idset stock_seen;     /* products those pages listed */
 };
 
 typedef struct refetch {
@@ -54,6 +64,7 @@ void inbox_free(inbox *ib)
     if (!ib) return;
     wh_batch_free(&ib->b);
     map_page_free(&ib->products);
+    kvs_idset_free(&ib->stock_seen);
     free(ib);
 }
 
@@ -84,9 +95,14 @@ static void read_cb(db_result *res, void *arg)
     inbox *ib = r->inbox;
     if (!db_failed(r, "could not read the webhook inbox", res)) {
         PGresult *pr = res->results[0];
-        for (int i = 0; i < PQntuples(pr); i++)
+        for (int i = 0; i < PQntuples(pr); i++) {
             wh_batch_add(&ib->b, strtoll(PQgetvalue(pr, i, 0), NULL, 10), PQgetvalue(pr, i, 1),
                          (size_t)PQgetlength(pr, i, 1));
+            int64_t at = strtoll(PQgetvalue(pr, i, 3), NULL, 10);
+            if (strstr(PQgetvalue(pr, i, 2), "stock.update") &&
+                (!ib->stock_from_us || at < ib->stock_from_us))
+                ib->stock_from_us = at;
+        }
         rlog_info(&r->lctx, "%d webhook event(s) to apply", ib->b.nev);
         ib->stage = IB_VERSIONS;
     }
@@ -142,7 +158,7 @@ static void ids_text(const wh_items *l, kvs_buf *out)
 static void put_page(sync_run *r, enum writer_entity ent, map_page *p)
 {
     if (!p->nrows) return;
-    *(ent == WRITER_PRODUCTS ? &r->counts.products_synced : &r->counts.categories_synced) +=
+    *(sync_ent_products(ent) ? &r->counts.products_synced : &r->counts.categories_synced) +=
         p->nrows;
     r->jobs++;
     writer_put_page(r->w, ent, p);
@@ -184,17 +200,20 @@ static void refetch_cb(int rc, kv_page *page, const char *error, void *arg)
     jobs_dec(r);
 }
 
-static void stage_stock(sync_run *r)
+/* Products of stock.update events /productOnHands did not list (or all of them, when there was
+ * no arrival time to read from): one GET each, up to INBOX_REFETCH_MAX. */
+static void stage_refetch(sync_run *r)
 {
     inbox *ib = r->inbox;
+    int n = 0;
     for (int i = 0; i < ib->b.stock.n; i++) {
         int64_t id = ib->b.stock.v[i].id;
-        if (i >= INBOX_REFETCH_MAX) {
+        if (kvs_idset_has(&ib->stock_seen, id)) continue;
+        if (n++ >= INBOX_REFETCH_MAX) {
             wh_batch_fail_id(&ib->b, &ib->b.stock, id,
                              "too many stock changes in one run: left to the next poll");
             continue;
         }
-        ib->b.ev[ib->b.stock.v[i].ev].applied++;
         char path[64];
         snprintf(path, sizeof path, "/products/%" PRId64, id);
         refetch *f = kvs_xcalloc(1, sizeof *f);
@@ -203,6 +222,52 @@ static void stage_stock(sync_run *r)
         r->jobs++;
         kv_get(r->kv, path, refetch_cb, f);
     }
+}
+
+static void onhands_get(sync_run *r);
+
+static void onhands_cb(int rc, kv_page *page, const char *error, void *arg)
+{
+    sync_run *r = arg;
+    inbox *ib = r->inbox;
+    if (rc == KV_OK && page->data) {
+        map_page p;
+        map_page_init(&p);
+        map_stock(page->data, r->env.mopts, &p);
+        for (int i = 0; i < p.nrows; i++) kvs_idset_add(&ib->stock_seen, p.row[i].id);
+        if (!sync_stopping(r)) put_page(r, WRITER_STOCK, &p);
+        map_page_free(&p);
+        if (cJSON_GetArraySize(page->data) >= STOCK_PAGE && ib->stock_pages < STOCK_PAGES_MAX &&
+            !sync_stopping(r))
+            onhands_get(r);
+    } else if (rc != KV_E_CANCELLED) {
+        /* Not fatal: the products are refetched one by one, and the polls read stock too. */
+        rlog_warn(&r->lctx, "could not read /productOnHands for the stock changes: %s",
+                  error ? error : "?");
+    }
+    if (page) kv_page_free(page);
+    jobs_dec(r);
+}
+
+static void onhands_get(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    char from[KVTIME_BUFSZ], q[256];
+    kvtime_format_vn_local(ib->stock_from_us - (int64_t)STOCK_OVERLAP_S * 1000000, from);
+    snprintf(q, sizeof q,
+             "/productOnHands?pageSize=%d&currentItem=%d&orderBy=id&orderDirection=Asc"
+             "&lastModifiedFrom=%s",
+             STOCK_PAGE, ib->stock_pages * STOCK_PAGE, from);
+    ib->stock_pages++;
+    r->jobs++;
+    kv_get(r->kv, q, onhands_cb, r);
+}
+
+static void stage_stock(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    for (int i = 0; i < ib->b.stock.n; i++) ib->b.ev[ib->b.stock.v[i].ev].applied++;
+    if (ib->b.stock.n && ib->stock_from_us) onhands_get(r);
 }
 
 static void stage_mark(sync_run *r)
@@ -238,11 +303,14 @@ static void stage_mark(sync_run *r)
 void inbox_written(sync_run *r, const writer_outcome *o)
 {
     inbox *ib = r->inbox;
-    const wh_items *l = o->ent == WRITER_PRODUCTS ? &ib->b.products : &ib->b.categories;
     for (int i = 0; i < o->nfailed; i++) {
-        wh_batch_fail_id(&ib->b, l, o->failed[i].id, o->failed[i].message);
+        const char *msg = o->failed[i].message;
+        if (o->ent == WRITER_CATEGORIES)
+            wh_batch_fail_id(&ib->b, &ib->b.categories, o->failed[i].id, msg);
         if (o->ent == WRITER_PRODUCTS)
-            wh_batch_fail_id(&ib->b, &ib->b.stock, o->failed[i].id, o->failed[i].message);
+            wh_batch_fail_id(&ib->b, &ib->b.products, o->failed[i].id, msg);
+        if (o->ent == WRITER_PRODUCTS || o->ent == WRITER_STOCK)
+            wh_batch_fail_id(&ib->b, &ib->b.stock, o->failed[i].id, msg);
     }
 }
 
@@ -304,8 +372,12 @@ bool inbox_next(sync_run *r)
             put_removed(r, WRITER_CATEGORIES, &ib->b.removed[WRITER_CATEGORIES]);
             break;
         case IB_STOCK:
-            ib->stage = IB_MARK;
+            ib->stage = IB_REFETCH;
             stage_stock(r);
+            break;
+        case IB_REFETCH:
+            ib->stage = IB_MARK;
+            stage_refetch(r);
             break;
         case IB_MARK:
             stage_mark(r);

@@ -7,7 +7,8 @@
 /* Oldest first, so that a burst's later versions are the ones that win. Only under the run's
  * lease (the caller holds it): no two runs read the same integration's events at once. */
 const char store_t_inbox_read[] =
-    "SELECT \"id\", \"body\" FROM @.\"kiotviet_webhook_events\" WHERE \"integration_id\" ="
+    "SELECT \"id\", \"body\", \"types\", (extract(epoch from \"received_at\") * 1000000)::bigint"
+    " FROM @.\"kiotviet_webhook_events\" WHERE \"integration_id\" ="
     " $1::uuid AND \"processed_at\" IS NULL ORDER BY \"id\" LIMIT $2::int";
 
 /* kiotviet_modified_at in microseconds since the epoch. */
