@@ -1,4 +1,4 @@
-/* Inside the mapping room (mapping.c, mapping_page.c, mapping_explain.c, mapping_opts.c); not
+/* Inside the mapping room (mapping.c, mapping_page.c, mapping_stock.c, mapping_explain.c); not
  * for other modules, which use mapping.h. mapping_page.c owns a page's buffers and records (what
  * map_page_free frees); mapping.c turns records into rows; mapping_explain.c describes one
  * product's mapping for --explain-product with the same functions. */

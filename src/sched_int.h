@@ -1,4 +1,5 @@
-/* Inside the scheduler (scheduler.c, scheduler_runs.c, scheduler_poll.c); other modules use
+/* Inside the scheduler (scheduler.c, scheduler_runs.c, scheduler_poll.c, scheduler_inbox.c, the
+ * inbox runs; the arithmetic is include/sched_plan.h); other modules use
  * scheduler.h. The sched owns its control connection, its timers, the integ list and the
  * current generation; each integ owns its timer (freed in the timer's close callback,
  * integ_unlink_close) and its budget; a run holds a reference on the generation it started

@@ -1,7 +1,9 @@
-/* The inside of a sync run, shared by its three files (not a public interface: see sync.h):
- * sync.c (the phases, the run's connection, the lease and token, the end of the run),
- * sync_pager.c (the pager: which pages to fetch, gap checks, handing mapped pages to the
- * writer) and sync_written.c (what the writer reports: counts, failures, progress). One run is one sync_run, owned by itself from sync_run_start to its done callback. */
+/* The inside of a sync run, shared by its files (not a public interface: see sync.h): sync.c
+ * (the phases, the run's connection, the lease and token, the end of the run), sync_pager.c
+ * (the pager: which pages to fetch, gap checks, handing mapped pages to the writer),
+ * sync_written.c (what the writer reports: counts, failures, progress) and inbox.c (a run whose
+ * input is the webhook inbox). One run is one sync_run, owned by itself from sync_run_start to
+ * its done callback. */
 #ifndef KVS_SYNC_INT_H
 #define KVS_SYNC_INT_H
 
