@@ -93,6 +93,8 @@ const field_spec product_fields[PF__COUNT] = {
     [PF_BRANCH_STOCK] = {"inv", "json"},   [PF_SERIALS] = {"ser", "json"},
 };
 
+/* SF_BRANCHES is a products page's PF_BRANCH_STOCK under the same key: map_branch_stock writes
+ * both, store_depth_stock_ctes reads both (test_mapping checks the two keys agree). */
 const field_spec stock_fields[SF__COUNT] = {
     [SF_KID] = {"kid", "bigint"},          [SF_STOCK] = {"stock", "numeric"},
     [SF_INV_VALUE] = {"inv_value", "numeric"}, [SF_BRANCHES] = {"inv", "json"},

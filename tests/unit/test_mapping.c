@@ -675,6 +675,8 @@ static void test_stock(void **state)
     map_opts o = {.stock_integer = true};
     map_page p;
     kvjson_doc rows;
+    /* the per-branch list is a products page's, under the same key (store_depth's SQL) */
+    assert_string_equal(stock_fields[SF_BRANCHES].key, product_fields[PF_BRANCH_STOCK].key);
     map_stock_text(stock_data, &o, &p, &rows);
     assert_int_equal(p.nrecords, 7);
     assert_int_equal(p.nrows, 3);
