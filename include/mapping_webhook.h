@@ -87,6 +87,8 @@ void wh_batch_versions(wh_batch *b, const int64_t *ids, const int64_t *modified_
  * records handed on as applied and records that cannot be mapped as their events' errors. */
 void wh_batch_pages(wh_batch *b, const map_opts *o, map_page *categories, map_page *products);
 
+/* A product.delete of the batch names product id. */
+bool wh_batch_removed(const wh_batch *b, int64_t id);
 /* Marks the event holding record or id `id` of the given list as failed with msg. */
 void wh_batch_fail_id(wh_batch *b, const wh_items *list, int64_t id, const char *msg);
 

@@ -432,6 +432,115 @@ def step_stock_only(b, db, sim, cfg, k=10):
     return res
 
 
+WEBHOOK_TYPES = ("product.update", "product.delete", "stock.update", "category.update",
+                 "category.delete")
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(q * len(xs) + 0.5)) - 1))] if xs else None
+
+
+def step_freshness(b, products=3000, changes=1000, burst=50, pause_s=0.3):
+    """With webhooks (issue 14): the daemon runs with its listener; the simulator changes
+    `changes` products in bursts of `burst` (edits, stock changes, deletes: a third each) and
+    delivers its signed notifications to the listener. A change's latency is its row written
+    minus the change made in the simulator (both this host's clock): "row written" is
+    kiotviet_webhook_events.processed_at, set in the run that applied it just after its writes
+    committed (an upper bound). Also the GETs the daemon spent on them."""
+    sim = b.sim(products, retailers=("fresh",))
+    db = b.new_db()
+    integ = b.add_integration(db, sim, "fresh", "kiotviet_fresh")
+    secret = "YmVuY2gtd2ViaG9vay1zZWNyZXQ="
+    db.sql("UPDATE public.third_party_integrations SET webhook_secret = %s WHERE id = %s",
+           secret, integ)
+    cfg = write_config(os.path.join(b.work, "fresh.conf"), db.dsn)
+    with open(cfg, "a") as f:
+        f.write("[webhook]\nlisten = 127.0.0.1:0\n")
+    must_succeed(run_daemon_once(b.a.bin, cfg, b.work), "freshness: first full sync")
+    logpath = os.path.join(b.work, "fresh.log")
+    logf = open(logpath, "w")
+    d = subprocess.Popen(daemon_args(b.a.bin) + ["-c", cfg], stdout=logf,
+                         stderr=subprocess.STDOUT, env=clean_env())
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None:
+            m = re.search(r"webhook listener listening on \S+ \(port (\d+)\)",
+                          Path(logpath).read_text())
+            if m:
+                port = int(m.group(1))
+            elif time.monotonic() > deadline or d.poll() is not None:
+                raise SystemExit("bench: freshness: the daemon's listener did not start:\n" +
+                                 Path(logpath).read_text()[-3000:])
+            else:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/webhooks/kiotviet_fresh?noecho"
+        for t in WEBHOOK_TYPES:
+            st, out = sim.api_call("POST", "/webhooks", {"Webhook": {
+                "Type": t, "Url": url, "IsActive": True, "Secret": secret}}, retailer="fresh")
+            if st != 200:
+                raise SystemExit(f"bench: freshness: cannot register {t}: {out}")
+        sim.reset_stats()
+        t0 = time.monotonic()
+        made = 0
+        while made < changes:
+            k = min(burst, changes - made)
+            e, s_, dl = k // 3, k // 3, k - 2 * (k // 3)
+            sim.mutate(retailer="fresh", edit=e, sell=s_, delete=dl)
+            made += k
+            time.sleep(pause_s)
+        deadline = time.monotonic() + 300
+        while True:
+            lg = sim.webhook_log()
+            ids = {n["id"]: n for n in lg["notifications"]}
+            done = db.value("SELECT count(*) FROM public.kiotviet_webhook_events"
+                            " WHERE processed_at IS NOT NULL")
+            if not lg["pending"] and done >= len(ids):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: freshness: {done}/{len(ids)} applied after 300 s")
+            time.sleep(0.2)
+        wall = time.monotonic() - t0
+        rows = db.sql("SELECT event_id, extract(epoch from processed_at)::float8, result"
+                      " FROM public.kiotviet_webhook_events WHERE processed_at IS NOT NULL")
+        lat = [p - ids[e]["changed_at"] for e, p, _ in rows if e in ids]
+        # the answer to the first delivery: what the listener's store took, apart from applying
+        answered = [n["attempts"][0]["at"] - n["changed_at"] for n in ids.values()
+                    if n["attempts"]]
+        results = {}
+        for _, _, r in rows:
+            results[r] = results.get(r, 0) + 1
+        st = sim.stats("fresh")
+        runs = db.value("SELECT count(*) FROM public.sync_logs WHERE sync_type = 'webhook'")
+    finally:
+        d.send_signal(signal.SIGTERM)
+        try:
+            d.wait(60)
+        except subprocess.TimeoutExpired:
+            d.kill()
+        logf.close()
+        sim.close()
+    b.drop_db(db)
+    return {"changes": made, "notifications": len(ids), "wall_s": wall,
+            "p50_s": percentile(lat, 0.50), "p99_s": percentile(lat, 0.99),
+            "max_s": max(lat) if lat else None, "answered_p50_s": percentile(answered, 0.5),
+            "answered_p99_s": percentile(answered, 0.99), "gets": st["gets"], "by_path": st["by_path"],
+            "results": results, "webhook_runs": runs}
+
+
+def report_freshness(t, fr):
+    t.head(f"7. freshness with webhooks: {fr['changes']} products changed in bursts (edits, stock,"
+           f" deletes), {fr['notifications']} notifications")
+    t.row("change -> row written, p50", f"{fr['p50_s']:.3f} s", "<= 0.5 s", fr["p50_s"] <= 0.5)
+    t.row("change -> row written, p99", f"{fr['p99_s']:.3f} s", "<= 2 s", fr["p99_s"] <= 2.0)
+    t.row("change -> notification answered (stored), p50 / p99",
+          f"{fr['answered_p50_s']:.3f} / {fr['answered_p99_s']:.3f} s")
+    t.row("KiotViet GETs spent", str(fr["gets"]), "<= 50", fr["gets"] <= 50)
+    t.row("inbox runs (sync_logs rows)", str(fr["webhook_runs"]))
+    t.row("results", ", ".join(f"{k} {v}" for k, v in sorted(fr["results"].items())))
+
+
 def step_latency(b, sim, latency_ms):
     db = b.new_db()
     b.add_integration(db, sim, "bench", "kiotviet-bench")
@@ -661,6 +770,8 @@ def main():
     ap.add_argument("--latency-products", type=int, default=10000)
     ap.add_argument("--json", default=str(ROOT / "build" / "bench.json"))
     ap.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
+    ap.add_argument("--freshness-only", action="store_true",
+                    help="only the webhook freshness figures (section 7)")
     a = ap.parse_args()
     if not os.path.isabs(a.bin) or not os.access(a.bin, os.X_OK):
         ap.error("--bin must be the absolute path of an executable kiotviet-syncd")
@@ -672,6 +783,19 @@ def main():
     b = Bench(a)
     t_start = time.monotonic()
     load_start = os.getloadavg()[0]
+    if a.freshness_only:
+        try:
+            b.start_pg()
+            log("freshness with webhooks")
+            fr = step_freshness(b)
+        finally:
+            b.close()
+        t = Table()
+        report_freshness(t, fr)
+        t.print()
+        print(f"(load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end;"
+              f" GETs by path: {fr['by_path']})")
+        return 0 if all(ok for _, ok in t.checks) or a.no_check else 1
     try:
         b.start_pg()
         big = b.sim(a.products)
@@ -713,12 +837,16 @@ def main():
         if big is not small_sim:
             big.close()
         idle = step_idle(b, a.idle_seconds)
+        log("freshness with webhooks")
+        fr = step_freshness(b)
+        log(f"  p50 {fr['p50_s']:.3f} s, p99 {fr['p99_s']:.3f} s, {fr['gets']} GETs")
     finally:
         b.close()
 
     m = machine()
     m["loadavg_start"], m["loadavg_end"] = load_start, os.getloadavg()[0]
     t = report(a, m, full, copy, inc, small, lat, idle, so)
+    report_freshness(t, fr)
     print(f"\nkiotviet-syncd benchmark: {m['cpus']} cores ({m['cpu']}), {m['os']},"
           f" PostgreSQL {b.server_version} (fsync, synchronous_commit, full_page_writes on;"
           f" shared_buffers {b.shared_buffers}), loopback HTTP; load average"
@@ -751,6 +879,7 @@ def main():
         "small": strip(small),
         "latency": strip(lat),
         "idle": idle,
+        "freshness": fr,
         "targets": {name: ok for name, ok in t.checks},
         "all_met": not missed,
     }

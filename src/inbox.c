@@ -28,8 +28,9 @@
 #define INBOX_BATCH 500       /* events one run reads; a full batch asks for another run */
 #define INBOX_REFETCH_MAX 50  /* stock.update refetches per run (GET budget); the rest are
                                  marked as errors and left to the polls */
-#define STOCK_OVERLAP_S 120   /* /productOnHands from this long before the oldest stock event:
-                                 KiotViet's clock against the database's */
+#define STOCK_OVERLAP_S 15    /* /productOnHands from this long before the oldest stock event
+                                 arrived: the change happened before it, on KiotViet's clock
+                                 (NTP-synchronised servers: well under a second apart) */
 #define STOCK_PAGE 100
 #define STOCK_PAGES_MAX 50    /* a burst of 5,000 stock changes in one run, at most */
 
@@ -209,6 +210,7 @@ static void stage_refetch(sync_run *r)
     for (int i = 0; i < ib->b.stock.n; i++) {
         int64_t id = ib->b.stock.v[i].id;
         if (kvs_idset_has(&ib->stock_seen, id)) continue;
+        if (wh_batch_removed(&ib->b, id)) continue; /* deleted since: nothing to refetch */
         if (n++ >= INBOX_REFETCH_MAX) {
             wh_batch_fail_id(&ib->b, &ib->b.stock, id,
                              "too many stock changes in one run: left to the next poll");

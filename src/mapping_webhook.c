@@ -313,6 +313,11 @@ void wh_batch_pages(wh_batch *b, const map_opts *o, map_page *categories, map_pa
     }
 }
 
+bool wh_batch_removed(const wh_batch *b, int64_t id)
+{
+    return items_find(&b->removed[1], id) >= 0;
+}
+
 void wh_batch_fail_id(wh_batch *b, const wh_items *list, int64_t id, const char *msg)
 {
     int i = items_find(list, id);

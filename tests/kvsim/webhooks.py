@@ -44,6 +44,7 @@ TYPE_HINT = {
 STOP_STATUSES = (400, 401, 403, 404, 405)
 DEFAULTS = {"delay_ms": 0, "duplicates": False, "out_of_order": False, "batch": 2,
             "retries": 3, "retry_delay_ms": 200, "paused": False}
+WORKERS = 4  # deliveries in parallel, as a sender that does not wait for each answer
 
 
 def pascal(obj):
@@ -104,7 +105,7 @@ class Hooks:
         self.queue = []      # pending deliveries: dict(due, hook id, body obj, entry)
         self.held = []       # out_of_order: notifications waiting for their batch
         self.log = []        # one entry per notification
-        self.worker = None
+        self.workers = []
         self.stop = threading.Event()
 
     # ---- management API ------------------------------------------------------------------
@@ -218,9 +219,10 @@ class Hooks:
             self.queue.append(dict(item))
 
     def _ensure_worker(self):
-        if self.worker is None:
-            self.worker = threading.Thread(target=self._run, daemon=True)
-            self.worker.start()
+        while len(self.workers) < WORKERS:
+            t = threading.Thread(target=self._run, daemon=True)
+            self.workers.append(t)
+            t.start()
 
     def flush(self):
         """Delivers notifications held back for out-of-order delivery."""
