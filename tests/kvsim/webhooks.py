@@ -220,7 +220,7 @@ class Hooks:
 
     def _ensure_worker(self):
         while len(self.workers) < WORKERS:
-            t = threading.Thread(target=self._run, daemon=True)
+            t = threading.Thread(target=self._run, args=(len(self.workers),), daemon=True)
             self.workers.append(t)
             t.start()
 
@@ -230,12 +230,14 @@ class Hooks:
             self._release_held()
             self.lock.notify_all()
 
-    def _run(self):
+    def _run(self, index):
         while not self.stop.is_set():
             with self.lock:
                 now = time.monotonic()
                 ready = [i for i in self.queue if i["due"] <= now]
-                if self.config["paused"] or not ready:
+                # out_of_order promises an order of arrival: one worker delivers then
+                idle = index > 0 and self.config["out_of_order"]
+                if self.config["paused"] or not ready or idle:
                     wait = 0.5
                     if self.queue and not self.config["paused"]:
                         wait = max(0.001, min(i["due"] for i in self.queue) - now)
