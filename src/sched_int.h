@@ -1,11 +1,12 @@
-/* Inside the scheduler (scheduler.c, scheduler_runs.c, scheduler_poll.c, scheduler_inbox.c, the
- * inbox runs; the arithmetic is include/sched_plan.h); other modules use
- * scheduler.h. The sched owns its control connection, its timers, the integ list and the
- * current generation; each integ owns its timer (freed in the timer's close callback,
- * integ_unlink_close) and its budget; a run holds a reference on the generation it started
- * with (gen_unref). scheduler.c: generations, status, control writes, start/reload/stop;
- * scheduler_runs.c: claims, runs and due timers; scheduler_poll.c: the control connection's
- * reads (discovery, the integrations list, prune, abandoned rows, LISTEN) and refused logins. */
+/* Inside the scheduler (scheduler.c, scheduler_runs.c, scheduler_poll.c, scheduler_inbox.c;
+ * the arithmetic is include/sched_plan.h); other modules use scheduler.h. The sched owns its
+ * control connection, its timers, the integ list and the current generation; each integ owns
+ * its timer (freed in the timer's close callback, integ_unlink_close) and its budget; a run
+ * holds a reference on the generation it started with (gen_unref). scheduler.c: generations,
+ * status, control writes, start/reload/stop; scheduler_runs.c: claims, runs and due timers;
+ * scheduler_poll.c: the control connection's reads (discovery, the integrations list, prune,
+ * abandoned rows, LISTEN) and refused logins; scheduler_inbox.c: the runs that apply webhook
+ * events. */
 #ifndef KVS_SCHED_INT_H
 #define KVS_SCHED_INT_H
 
