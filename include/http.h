@@ -69,6 +69,10 @@ http_req *http_get(http_client *c, const char *url, const char *const *headers, 
 /* Starts a POST of an application/x-www-form-urlencoded body (copied). */
 http_req *http_post_form(http_client *c, const char *url, const char *body,
                          const char *const *headers, http_done_cb cb, void *arg, kvs_err *err);
+/* Starts a request of another method (the CLI's POST / DELETE of KiotViet's webhooks): body
+ * (copied; NULL: none) is sent as it is, so headers name its Content-Type. */
+http_req *http_send(http_client *c, const char *method, const char *url, const char *body,
+                    const char *const *headers, http_done_cb cb, void *arg, kvs_err *err);
 /* Stops a request in flight; its callback will not be called. */
 void http_req_cancel(http_req *r);
 

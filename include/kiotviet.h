@@ -103,6 +103,10 @@ typedef void (*kv_raw_cb)(int rc, long status, char *body, size_t len, const cha
 /* The same transport (token, headers, budget, retries, the 401 refresh) for a GET whose 200
  * answer is not a page (--explain-product's /products/code/{code}). */
 kv_req *kv_get_raw(kv_client *c, const char *path_query, kv_raw_cb cb, void *arg);
+/* The same transport for another method with a JSON body (NULL: none): the CLI's POST and
+ * DELETE of /webhooks. Not counted by kv_client_gets. */
+kv_req *kv_send_raw(kv_client *c, const char *method, const char *path, const char *json,
+                    kv_raw_cb cb, void *arg);
 /* Cancels one request (no callback). */
 void kv_req_cancel(kv_req *r);
 

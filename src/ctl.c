@@ -216,12 +216,13 @@ void run_log_print_line(FILE *f, const char *name, const run_log *l)
 
 bool ctl_is_command(const char *arg)
 {
-    return arg && (!strcmp(arg, "status") || !strcmp(arg, "sync"));
+    return arg && (!strcmp(arg, "status") || !strcmp(arg, "sync") || !strcmp(arg, "webhooks"));
 }
 
 int ctl_main(int argc, char **argv)
 {
     REQUIRE(argc >= 1 && ctl_is_command(argv[0]));
+    if (!strcmp(argv[0], "webhooks")) return ctl_webhooks(argc, argv);
     return !strcmp(argv[0], "status") ? ctl_status(argc, argv) : ctl_sync(argc, argv);
 }
 
@@ -245,6 +246,7 @@ static const struct {
     {"status", "kiotviet-syncd [-c FILE] status [--json] (the subcommand comes first, after -c)"},
     {"sync", "kiotviet-syncd [-c FILE] sync NAME [--full] [--timeout S] (the subcommand comes "
              "first, after -c)"},
+    {"--url", "kiotviet-syncd [-c FILE] webhooks register NAME --url https://HOST/webhooks/NAME"},
 };
 
 int cli_usage_error(const char *cmd, const char *arg, bool missing_value)

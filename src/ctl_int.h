@@ -69,5 +69,6 @@ void run_log_print_line(FILE *f, const char *name, const run_log *l);
 /* the subcommands */
 int ctl_status(int argc, char **argv);
 int ctl_sync(int argc, char **argv);
+int ctl_webhooks(int argc, char **argv); /* ctl_webhooks.c */
 
 #endif

@@ -622,7 +622,7 @@ void http_client_close(http_client *c)
     for (sock_ctx *s = c->socks; s; s = s->next) sock_close(s);
 }
 
-static http_req *req_start(http_client *c, const char *url, const char *form,
+static http_req *req_start(http_client *c, const char *method, const char *url, const char *form,
                            const char *const *headers, http_done_cb cb, void *arg, kvs_err *err)
 {
     http_req *r = NULL;
@@ -726,6 +726,7 @@ static http_req *req_start(http_client *c, const char *url, const char *form,
                  CURLE_OK &&
              curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, form) == CURLE_OK;
     }
+    if (ok && method) ok = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK;
     if (!ok) {
         rc = -EINVAL;
         kvs_err_set(err, rc, "http: cannot configure the transfer");
@@ -755,13 +756,19 @@ cleanup:
 http_req *http_get(http_client *c, const char *url, const char *const *headers, http_done_cb cb,
                    void *arg, kvs_err *err)
 {
-    return req_start(c, url, NULL, headers, cb, arg, err);
+    return req_start(c, NULL, url, NULL, headers, cb, arg, err);
 }
 
 http_req *http_post_form(http_client *c, const char *url, const char *body,
                          const char *const *headers, http_done_cb cb, void *arg, kvs_err *err)
 {
-    return req_start(c, url, body ? body : "", headers, cb, arg, err);
+    return req_start(c, NULL, url, body ? body : "", headers, cb, arg, err);
+}
+
+http_req *http_send(http_client *c, const char *method, const char *url, const char *body,
+                    const char *const *headers, http_done_cb cb, void *arg, kvs_err *err)
+{
+    return req_start(c, method, url, body, headers, cb, arg, err);
 }
 
 void http_req_cancel(http_req *r)

@@ -34,6 +34,7 @@ struct kv_req {
     bool auth_retried;
     unsigned attempt;
     char *token_used;           /* owned copy of the token this attempt sent */
+    char *method, *body;        /* owned: kv_send_raw's; NULL for a GET */
 };
 
 struct kv_client {
@@ -145,6 +146,8 @@ static void req_close_cb(uv_handle_t *h)
 {
     kv_req *r = h->data;
     free(r->url);
+    free(r->method);
+    free(r->body);
     secret_free(r->token_used);
     free(r);
 }
@@ -406,14 +409,20 @@ static void req_send(kv_req *r)
     r->token_used = kvs_strdup(c->token);
     kvs_err e;
     kvs_err_clear(&e);
-    c->gets++;
-    r->http = http_get(c->http, r->url, headers, req_http_cb, r, &e);
+    if (r->method) {
+        const char *jh[] = {auth, retailer, "Accept: application/json",
+                            "Content-Type: application/json", NULL};
+        r->http = http_send(c->http, r->method, r->url, r->body, jh, req_http_cb, r, &e);
+    } else {
+        c->gets++;
+        r->http = http_get(c->http, r->url, headers, req_http_cb, r, &e);
+    }
     memset(auth, 0, sizeof auth);
     if (!r->http) req_finish(r, KV_E_HTTP, NULL, e.msg);
 }
 
-static kv_req *req_start(kv_client *c, const char *path_query, req_accept_fn accept,
-                         kv_get_cb cb, kv_raw_cb raw_cb, void *arg)
+static kv_req *req_start_deferred(kv_client *c, const char *path_query, req_accept_fn accept,
+                                  kv_get_cb cb, kv_raw_cb raw_cb, void *arg)
 {
     kv_req *r = kvs_xcalloc(1, sizeof *r);
     size_t n = strlen(c->api_url) + strlen(path_query) + 2;
@@ -432,6 +441,13 @@ static kv_req *req_start(kv_client *c, const char *path_query, req_accept_fn acc
     r->next = c->reqs;
     if (c->reqs) c->reqs->prev = r;
     c->reqs = r;
+    return r;
+}
+
+static kv_req *req_start(kv_client *c, const char *path_query, req_accept_fn accept,
+                         kv_get_cb cb, kv_raw_cb raw_cb, void *arg)
+{
+    kv_req *r = req_start_deferred(c, path_query, accept, cb, raw_cb, arg);
     req_send(r);
     return r;
 }
@@ -444,6 +460,17 @@ kv_req *kv_get(kv_client *c, const char *path_query, kv_get_cb cb, void *arg)
 kv_req *kv_get_raw(kv_client *c, const char *path_query, kv_raw_cb cb, void *arg)
 {
     return req_start(c, path_query, raw_accept, NULL, cb, arg);
+}
+
+kv_req *kv_send_raw(kv_client *c, const char *method, const char *path, const char *json,
+                    kv_raw_cb cb, void *arg)
+{
+    /* Set before the first send: req_start sends at once (or waits for a token). */
+    kv_req *r = req_start_deferred(c, path, raw_accept, NULL, cb, arg);
+    r->method = kvs_strdup(method);
+    r->body = json ? kvs_strdup(json) : NULL;
+    req_send(r);
+    return r;
 }
 
 void kv_req_cancel(kv_req *r)

@@ -162,3 +162,35 @@ def test_notification_answered_then_daemon_killed_is_applied_on_restart(shop):
     rows = wait_until(lambda: all_processed(db, 1), what="applied after the restart")
     assert rows[0][3] == "applied"
     assert product(db, pid)["name"] == "stored, then killed"
+
+
+def test_webhooks_register_list_unregister_against_the_simulator(db, make_sim, workdir):
+    sim = make_sim(products=5)
+    integ = kvsd.setup_integration(db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", db.dsn)
+    url = "https://shop.example/webhooks/kiotviet"
+    # A hook of a handled type registered before (by hand, or an older registration) is
+    # replaced; one of a type the daemon does not apply is left alone.
+    for t in ("product.update", "order.update"):
+        assert sim.api_call("POST", "/webhooks", {"Webhook": {"Type": t, "Url": "https://old/x",
+                                                              "Secret": "old"}})[0] == 200
+    res = kvsd.ctl("webhooks", "register", "kiotviet", "--url", url, "-c", cfg)
+    assert res.rc == 0, res
+    secret = db.value("SELECT webhook_secret FROM public.third_party_integrations WHERE id = %s",
+                      integ)
+    assert secret and len(secret) >= 32
+    assert secret not in res.out + res.err  # never printed in full
+    hooks = sim.webhooks()
+    ours = sorted((h["type"], h["url"], h["secret"]) for h in hooks if h["url"] != "https://old/x")
+    assert ours == sorted((t, url + "?noecho", secret) for t in TYPES)
+    assert [h["type"] for h in hooks if h["url"] == "https://old/x"] == ["order.update"]
+    assert res.out.count("registered ") == len(TYPES) and "deleted webhook" in res.out
+    listed = kvsd.ctl("webhooks", "list", "kiotviet", "-c", cfg)
+    assert listed.rc == 0 and listed.out.count(url + "?noecho") == len(TYPES), listed
+    gone = kvsd.ctl("webhooks", "unregister", "kiotviet", "-c", cfg)
+    assert gone.rc == 0, gone
+    assert [h["type"] for h in sim.webhooks()] == ["order.update"]
+    assert db.value("SELECT webhook_secret FROM public.third_party_integrations WHERE id = %s",
+                    integ) is None
+    assert kvsd.ctl("webhooks", "list", "nosuch", "-c", cfg).rc == 1
+    assert kvsd.ctl("webhooks", "register", "kiotviet", "-c", cfg).rc == 64  # --url missing
