@@ -132,8 +132,10 @@ void integ_row_hold_secrets(integ_row *r);
  * ST_REQUEST_CLEAR   $1 id, $2 requested_at seen (epoch us text): clears a run-now request
  * ST_ANY_PRODUCTS    -> true when any product row has a kiotviet_id (else a full run's
  *                    reconciliation has nothing to mark: every such row is one it wrote)
- * ST_BRANCHES_SINCE  $1 id -> the newest kiotviet_branches.kiotviet_modified_at the
- *                    integration stored (epoch us), NULL when none: the branches' cursor
+ * ST_BRANCHES_SINCE  $1 id, $2 minutes -> (the newest kiotviet_branches.kiotviet_modified_at
+ *                    the integration stored (epoch us, NULL: none): the branches' cursor,
+ *                    whether its branches_read_at is $2 minutes old or NULL)
+ * ST_BRANCHES_READ   $1 id, $2 lease owner: branches_read_at = now()
  * The scheduler's:
  * ST_LIST_NOW        ST_LIST with the database's now() (epoch us) as a last column
  * ST_CLAIM_DUE       $1 id, $2 owner, $3 lease seconds, $4 last_sync_at seen (epoch us), $5 our
@@ -184,6 +186,7 @@ enum store_stmt {
     ST_REQUEST_CLEAR,
     ST_ANY_PRODUCTS,
     ST_BRANCHES_SINCE,
+    ST_BRANCHES_READ,
     ST_LIST_NOW,
     ST_CLAIM_DUE,
     ST_LISTEN,

@@ -244,6 +244,8 @@ static const char *const integ_required[] = {
     "categories_cursor", "last_full_sync_at", "consecutive_failures", "sync_requested_at",
     "sync_request_full", "token_credentials_hash",
 };
+/* Migration 005's column of third_party_integrations. */
+static const char *const integ_required_005[] = {"branches_read_at"};
 
 store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *err)
 {
@@ -286,6 +288,15 @@ store *store_new(const char *schema, PGresult *res, char **warnings, kvs_err *er
                         "third_party_integrations.%s is missing: apply the migrations in "
                         "db/migrations (in order)",
                         integ_required[i]);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(integ_required_005); i++) {
+        if (!col_find(&s->integrations, integ_required_005[i])) {
+            kvs_err_set(err, -ENOENT,
+                        "third_party_integrations.%s is missing: apply "
+                        "db/migrations/005_branches_stock_serials.sql",
+                        integ_required_005[i]);
             goto fail;
         }
     }

@@ -121,7 +121,15 @@ char *store_depth_branches_remove(const char *schema_q)
     return kvs_buf_steal(&b);
 }
 
-/* The incremental read's start: the newest branch modification this integration stored. */
+/* $1 integration, $2 minutes -> (the newest branch change it stored (epoch us, NULL: none),
+ * whether its last read of /branches is $2 minutes old or never happened). */
 const char store_t_branches_since[] =
-    "SELECT (EXTRACT(EPOCH FROM max(\"kiotviet_modified_at\")) * 1000000)::bigint FROM"
-    " @.\"kiotviet_branches\" WHERE \"kiotviet_integration_id\" = $1::uuid";
+    "SELECT (SELECT (EXTRACT(EPOCH FROM max(b.\"kiotviet_modified_at\")) * 1000000)::bigint FROM"
+    " @.\"kiotviet_branches\" b WHERE b.\"kiotviet_integration_id\" = $1::uuid),"
+    " coalesce(i.\"branches_read_at\" <= now() - $2::int * interval '1 minute', true)"
+    " FROM @.\"third_party_integrations\" i WHERE i.\"id\" = $1::uuid";
+
+/* $1 integration, $2 lease owner: a complete read of /branches happened now. */
+const char store_t_branches_read[] =
+    "UPDATE @.\"third_party_integrations\" SET \"branches_read_at\" = now() WHERE \"id\" ="
+    " $1::uuid AND \"sync_lease_owner\" = $2";

@@ -57,6 +57,6 @@ void store_depth_stock_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
 void store_depth_serial_ctes(kvs_buf *b, const char *schema_q, bool prefilter);
 char *store_depth_branches_upsert(const char *schema_q);
 char *store_depth_branches_remove(const char *schema_q);
-extern const char store_t_branches_since[];
+extern const char store_t_branches_since[], store_t_branches_read[];
 
 #endif

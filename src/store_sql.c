@@ -23,6 +23,7 @@ static const char *const templates[ST__COUNT] = {
     [ST_REQUEST_CLEAR] = store_t_request_clear,
     [ST_ANY_PRODUCTS] = store_t_any_products,
     [ST_BRANCHES_SINCE] = store_t_branches_since,
+    [ST_BRANCHES_READ] = store_t_branches_read,
     [ST_LIST_NOW] = store_t_list_now,
     [ST_CLAIM_DUE] = store_t_claim_due,
     [ST_LISTEN] = store_t_listen,

@@ -249,8 +249,10 @@ static const char *cursor_param(const sync_run *r, int e, char buf[KVTIME_BUFSZ]
 
 static void finish_submit(sync_run *r)
 {
-    static const char *const ph[] = {"claim", "start", "categories", "relink", "products",
-                                     "stock", "reconcile", "inbox", "finish", "closing"};
+    static const char *const ph[] = {"claim",    "start",  "branches",  "categories",
+                                     "relink",   "products", "stock",   "reconcile",
+                                     "inbox",    "finish", "closing"};
+    _Static_assert(ARRAY_SIZE(ph) == PH_CLOSING + 1, "a name for every phase");
     kvs_buf counts, details;
     kvs_buf_init(&counts);
     kvs_buf_init(&details);
@@ -567,6 +569,7 @@ void sync_phase_next(sync_run *r)
             break;
         }
         r->phase = PH_CATEGORIES;
+        sync_branches_end(r);
         sync_pager_begin(r, WRITER_CATEGORIES);
         break;
     case PH_CATEGORIES:
@@ -728,6 +731,6 @@ void sync_run_progress(const sync_run *r, char *buf, size_t cap)
                                             : r->counts.categories_synced,
                  pg->total < 0 ? (int64_t)0 : pg->total);
     } else {
-        snprintf(buf, cap, "%s", r->phase <= PH_START ? "starting" : "finishing");
+        snprintf(buf, cap, "%s", r->phase <= PH_BRANCHES ? "starting" : "finishing");
     }
 }

@@ -22,10 +22,22 @@
 
 /* PH_STOCK: incremental runs only (sync.c, sync_phase_next, says why). PH_INBOX: inbox runs
  * only (src/inbox.c). */
-enum phase { PH_CLAIM, PH_START, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_STOCK, PH_RECONCILE,
-             PH_INBOX, PH_FINISH, PH_CLOSING };
+enum phase { PH_CLAIM, PH_START, PH_BRANCHES, PH_CATEGORIES, PH_RELINK, PH_PRODUCTS, PH_STOCK,
+             PH_RECONCILE, PH_INBOX, PH_FINISH, PH_CLOSING };
 
 typedef struct inbox inbox;
+
+/* An incremental run reads /branches when the integration's last read is older than this. */
+#define SYNC_BRANCHES_EVERY_MIN 60
+
+/* The branches phase's state (sync_branches.c). */
+typedef struct branches_read {
+    int64_t since_us;       /* newest branch change stored, 0 none: no lastModifiedFrom */
+    int offset, pages;
+    bool read;              /* this run reads /branches */
+    bool done;              /* every page handed to the writer (or none to read) */
+    bool incomplete;        /* a record or row was refused: the read is not recorded */
+} branches_read;
 
 typedef struct slot {
     int64_t offset;
@@ -93,6 +105,7 @@ struct sync_run {
     bool stock_read;        /* the run reads /productOnHands (PH_STOCK) */
     bool reconcile_ok;      /* full read whose every record had an id */
     pager pg;
+    branches_read br;
     fetch *fetches;
     int jobs;               /* database work not yet done: writer work, token, lease, progress */
     kvs_idset seen[WRITER__ENTITIES]; /* ids stored per entity */
@@ -165,6 +178,14 @@ void inbox_written(sync_run *r, const writer_outcome *o);
 void inbox_details(const sync_run *r, kvs_buf *out);
 /* The run read a full batch: more events may wait. */
 bool inbox_more(const inbox *ib);
+
+
+/* sync_branches.c: the branches phase. begin reads the cursor and, when due, the pages; end
+ * (at the phase's end, nothing pending) records the read when it was complete and returns
+ * whether it sent that; written takes the writer's reports about branches. */
+void sync_branches_begin(sync_run *r);
+bool sync_branches_end(sync_run *r);
+void sync_branches_written(sync_run *r, const writer_outcome *o);
 
 /* sync_pager.c: starts paging ent from offset 0 (the phase's first page). */
 void sync_pager_begin(sync_run *r, enum writer_entity ent);

@@ -24,7 +24,10 @@ static void list_append(kvs_buf *dst, int *listed, const kvs_buf *text, const ma
 
 const char *sync_entity_name(enum writer_entity ent)
 {
-    return ent == WRITER_PRODUCTS ? "products" : ent == WRITER_STOCK ? "stock" : "categories";
+    return ent == WRITER_PRODUCTS   ? "products"
+           : ent == WRITER_STOCK    ? "stock"
+           : ent == WRITER_BRANCHES ? "branches"
+                                    : "categories";
 }
 
 /* ---- paging -------------------------------------------------------------------------------- */

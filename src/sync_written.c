@@ -22,6 +22,8 @@ void jobs_dec(sync_run *r)
     if ((r->phase == PH_CATEGORIES || r->phase == PH_PRODUCTS || r->phase == PH_STOCK) &&
         !r->pg.done)
         sync_pager_pump(r);
+    else if (r->phase == PH_BRANCHES && !r->br.done)
+        return; /* its pages call the next phase */
     else if (r->jobs == 0 && r->phase > PH_START)
         sync_phase_next(r);
 }
@@ -112,7 +114,9 @@ void written_cb(const writer_outcome *o, void *arg)
     bool prod = sync_ent_products(o->ent); /* a stock page updates product rows */
     sync_counts *c = &r->counts;
     if (r->inbox) inbox_written(r, o);
-    switch (o->kind) {
+    if (o->ent == WRITER_BRANCHES)
+        sync_branches_written(r, o);
+    else switch (o->kind) {
     case WRITER_PAGE:
         *(prod ? &c->products_created : &c->categories_created) += o->inserted;
         *(prod ? &c->products_updated : &c->categories_updated) += o->updated;

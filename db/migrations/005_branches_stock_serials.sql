@@ -6,7 +6,8 @@
 -- refuses to start without these tables, exit status 78, and names this file). Idempotent: run
 -- it any number of times; a re-run changes nothing (and keeps grants and policies you added).
 --
--- What it does (only ADDS three tables of the daemon's; never touches a shop table):
+-- What it does (only ADDS: three tables of the daemon's and one column of its integrations;
+-- never touches a shop table):
 --   * kiotviet_branches: one row per KiotViet branch (store), from GET /branches. A branch
 --     KiotViet lists in removedIds (made inactive) keeps its row with is_active = false.
 --   * kiotviet_product_stock: one row per (product, branch): on_hand and reserved, from the
@@ -22,6 +23,9 @@
 --   per-row reference checks. kiotviet_integration_id is the third_party_integrations.id that
 --   last wrote the row (several KiotViet shops may sync into one database).
 --   The daemon writes each row only when a value changed (updated_at / last_synced_at say when).
+--   * third_party_integrations.branches_read_at: when the daemon last read GET /branches
+--     completely for the integration (an incremental run reads it again an hour later; a full
+--     run always does).
 --   * Row level security ON with no policy, and (on Supabase) nothing granted to anon or
 --     authenticated: availability by store may be something a shop publishes, but that is its
 --     choice; README "Publishing stock by store" gives the opt-in SQL.
@@ -41,6 +45,9 @@ CREATE TEMP TABLE kvs_005_new ON COMMIT DROP AS
 SELECT t AS name FROM unnest(ARRAY['kiotviet_branches', 'kiotviet_product_stock',
                                    'kiotviet_product_serials']) AS t
  WHERE pg_catalog.to_regclass('public.' || t) IS NULL;
+
+ALTER TABLE public.third_party_integrations
+    ADD COLUMN IF NOT EXISTS branches_read_at timestamptz;   -- last complete read of /branches
 
 CREATE TABLE IF NOT EXISTS public.kiotviet_branches (
     kiotviet_id             bigint      NOT NULL,   -- branch id (branchId in inventories)

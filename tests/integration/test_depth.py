@@ -99,3 +99,44 @@ def test_missing_migration_005_is_named(shop_db, workdir):
     assert res.rc == 78, res
     assert "kiotviet_product_serials not found: apply db/migrations/005_branches_stock_serials.sql" \
         in res.err, res
+
+
+BRANCH_Q = ("SELECT kiotviet_id, name, code, address, is_active, kiotviet_modified_at IS NOT NULL,"
+            " xmin::text::bigint FROM public.kiotviet_branches ORDER BY 1")
+
+
+def branch_gets(sim):
+    return sim.stats("demoshop")["by_path"].get("/branches", 0)
+
+
+def test_branches_stored_closed_and_read_when_due(synced):
+    db, sim, cfg = synced
+    rows = db.sql(BRANCH_Q)
+    assert [r[:6] for r in rows] == [
+        (61201, "Chi nhánh trung tâm", "CN01", "12 Hàng Bạc, Hoàn Kiếm, Hà Nội", True, True),
+        (61202, "Chi nhánh Hà Đông", "CN02", "88 Quang Trung, Hà Đông, Hà Nội", True, True)]
+    assert db.value("SELECT branches_read_at IS NOT NULL FROM public.third_party_integrations"
+                    " WHERE name = 'kiotviet'")
+    # A store closes and another opens; an incremental run within the hour does not read them
+    # (an unchanged incremental run stays at its GETs), the next one due does.
+    sim.mutate(close_branch=[61202])
+    sim.mutate(set_branch={"id": 61203, "fields": {"branchName": "Chi nhánh Cầu Giấy",
+                                                   "address": "1 Xuân Thủy"}})
+    before = branch_gets(sim)
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    assert branch_gets(sim) == before and db.sql(BRANCH_Q) == rows
+    db.sql("UPDATE public.third_party_integrations SET branches_read_at = now() - interval '61 min'")
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    assert kvsd.last_log(db)["sync_type"] == "incremental"
+    assert branch_gets(sim) == before + 1
+    after = db.sql(BRANCH_Q)
+    assert [r[:5] for r in after] == [
+        (61201, "Chi nhánh trung tâm", "CN01", "12 Hàng Bạc, Hoàn Kiếm, Hà Nội", True),
+        (61202, "Chi nhánh Hà Đông", "CN02", "88 Quang Trung, Hà Đông, Hà Nội", False),
+        (61203, "Chi nhánh Cầu Giấy", "CN61203", "1 Xuân Thủy", True)]
+    assert after[0][6] == rows[0][6]  # unchanged: not rewritten
+    # The closed store's stock rows stay (the storefront's policy hides inactive stores).
+    assert db.value("SELECT count(*) FROM public.kiotviet_product_stock WHERE branch_kiotviet_id"
+                    " = 61202") > 0

@@ -1,0 +1,146 @@
+/* The branches phase of a sync run (issue 16, see sync_int.h): GET /branches into
+ * kiotviet_branches through the writer. Branches change rarely and every GET counts against
+ * the hourly budget (an unchanged incremental run costs at most 3 GETs, issue 14): a full run
+ * always reads them, an incremental one when the integration's last read is more than
+ * SYNC_BRANCHES_EVERY_MIN old, from the newest branch change stored minus overlap_minutes.
+ * A branch in removedIds was made inactive: its row stays, is_active false. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvtime.h"
+#include "sync_int.h"
+
+#define BRANCH_PAGES_MAX 50 /* more pages of branches than any shop has stores: stop there */
+
+static void fetch_branches(sync_run *r);
+
+static void page_cb(int rc, kv_page *page, const char *err, void *arg)
+{
+    fetch *f = arg;
+    sync_run *r = f->run;
+    if (f->prev) f->prev->next = f->next;
+    else r->fetches = f->next;
+    if (f->next) f->next->prev = f->prev;
+    free(f);
+    if (rc != KV_OK) {
+        sync_fail(r, "branches page at offset %d: %s", r->br.offset, err ? err : "error");
+        return;
+    }
+    if (sync_stopping(r)) {
+        kv_page_free(page);
+        return;
+    }
+    map_page mp;
+    map_page_init(&mp);
+    if (page->data) map_branches(page->data, &mp);
+    if (mp.nfailed) {
+        r->br.incomplete = true;
+        rlog_warn(&r->lctx, "%d branch record(s) could not be mapped", mp.nfailed);
+    }
+    if (mp.nrows) {
+        r->jobs++;
+        writer_put_page(r->w, WRITER_BRANCHES, &mp); /* takes the rows */
+    }
+    if (page->removed && r->br.offset == 0) {
+        int n, nbad;
+        int64_t *ids = map_removed_ids(page->removed, &n, &nbad);
+        if (n) {
+            r->jobs++;
+            writer_put_ids(r->w, WRITER_REMOVE, WRITER_BRANCHES, ids, n);
+        }
+        free(ids);
+    }
+    int got = page->data ? cJSON_GetArraySize(page->data) : 0;
+    kv_page_free(page);
+    map_page_free(&mp);
+    r->br.pages++;
+    if (got >= r->psize && r->br.pages < BRANCH_PAGES_MAX) {
+        r->br.offset += got;
+        fetch_branches(r);
+        return;
+    }
+    r->br.done = true;
+    if (r->jobs == 0) sync_phase_next(r);
+}
+
+static void fetch_branches(sync_run *r)
+{
+    char q[256], from[KVTIME_BUFSZ + 24] = "";
+    if (!r->full && r->br.since_us) {
+        char t[KVTIME_BUFSZ];
+        kvtime_format_vn_local(r->br.since_us - (int64_t)r->env.cfg->overlap_minutes * 60 * 1000000,
+                               t);
+        snprintf(from, sizeof from, "&lastModifiedFrom=%s", t);
+    }
+    snprintf(q, sizeof q,
+             "/branches?pageSize=%d&currentItem=%d&orderBy=id&orderDirection=Asc"
+             "&includeRemoveIds=true%s",
+             r->psize, r->br.offset, from);
+    fetch *f = kvs_xcalloc(1, sizeof *f);
+    f->run = r;
+    f->ent = WRITER_BRANCHES;
+    f->next = r->fetches;
+    if (r->fetches) r->fetches->prev = f;
+    r->fetches = f;
+    f->req = kv_get(r->kv, q, page_cb, f);
+}
+
+static void since_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK || PQntuples(res->results[0]) != 1) {
+        sync_fail(r, "reading kiotviet_branches: %s", res->message ? res->message : "no row");
+    } else if (!sync_stopping(r)) {
+        PGresult *pr = res->results[0];
+        r->br.since_us = PQgetisnull(pr, 0, 0) ? 0 : strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
+        bool due = PQgetvalue(pr, 0, 1)[0] == 't';
+        if (r->full || due) {
+            r->br.read = true;
+            fetch_branches(r);
+        } else {
+            r->br.done = true;
+        }
+    }
+    jobs_dec(r);
+}
+
+void sync_branches_begin(sync_run *r)
+{
+    memset(&r->br, 0, sizeof r->br);
+    char every[16];
+    snprintf(every, sizeof every, "%d", SYNC_BRANCHES_EVERY_MIN);
+    const char *p[2] = {r->row->id, every};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_BRANCHES_SINCE), 2, p, since_cb, r);
+}
+
+static void recorded_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    if (res->status != DB_OK)
+        rlog_warn(&r->lctx, "could not record the branches' read (read again next run): %s",
+                  res->message ? res->message : "error");
+    jobs_dec(r);
+}
+
+bool sync_branches_end(sync_run *r)
+{
+    if (!r->br.read || r->br.incomplete) return false;
+    const char *p[2] = {r->row->id, r->env.daemon_id};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_BRANCHES_READ), 2, p, recorded_cb, r);
+    return true;
+}
+
+void sync_branches_written(sync_run *r, const writer_outcome *o)
+{
+    for (int i = 0; i < o->nfailed; i++)
+        rlog_warn(&r->lctx, "branch %" PRId64 " not stored: %s", o->failed[i].id,
+                  o->failed[i].message);
+    if (o->nfailed || o->unsent) r->br.incomplete = true;
+    if (o->inserted || o->updated || o->marked)
+        rlog_info(&r->lctx, "branches: %d new, %d changed, %d made inactive", o->inserted,
+                  o->updated, o->marked);
+}
