@@ -70,6 +70,8 @@ typedef struct kvs_config {
     int mapping_line[KVS_MAPPING_KEYS];    /* line that set it (0 = not set), for messages */
     char *branches;
     int branches_line;
+    char *price_book;     /* [mapping] price_book: an id (digits) or a name; NULL = basePrice */
+    char *product_types;  /* [mapping] product_types: "2", "1,2"; NULL = every type */
     /* Set when others than root and this user could change the file (see config_load);
      * the caller logs it. */
     char *warning;

@@ -94,6 +94,14 @@ typedef struct map_opts {
     bool name_scan;          /* fall back to scanning product names for size/purity */
     bool stock_integer;      /* the shop's stock column is an integer type: a fractional
                                 quantity (rounded by PostgreSQL) gets a note */
+    /* [mapping] price_book: products.price is the book's price when the product has an
+     * active entry in it (isActive, now_us within startDate..endDate), else basePrice. By id,
+     * or (book_id 0) by the entries' priceBookName; neither: basePrice. now_us: the run's
+     * clock (the database's), 0 = this host's. */
+    int64_t book_id;
+    const char *book_name;   /* borrowed */
+    int64_t now_us;
+    unsigned types;          /* [mapping] product_types: bit t for type t; 0 = every type */
 } map_opts;
 
 /* One mapped row: typed, so nothing downstream parses the text again. */
@@ -117,7 +125,10 @@ typedef struct map_page {
     map_row *row;         /* nrows entries, in page order */
     int nrows;            /* records mapped (after dropping in-page duplicates) */
     int nfailed;          /* records that could not be mapped */
-    int nskipped;         /* records deliberately not synced (non-base units) */
+    int nskipped;         /* records deliberately not synced (non-base units, other types) */
+    int64_t *out_of_scope; /* ids of records of a type [mapping] product_types leaves out:
+                              their rows are marked as removed ones are (nout entries) */
+    int nout, out_cap;
     int nnotes;           /* attribute values not understood */
     kvs_buf failures;     /* JSON array text: [{"id":..,"code":..,"error":..}] (without []) */
     map_item *failure;    /* nfailed entries */
@@ -160,6 +171,10 @@ void map_stock(const cJSON *data, const map_opts *o, map_page *out);
 /* Parses a removedIds-style array; returns a malloc'd array (caller frees) and count; invalid
  * entries are skipped and counted in *nbad. */
 int64_t *map_removed_ids(const cJSON *arr, int *n, int *nbad);
+
+/* The price products.price gets (exact text, borrowed from product; NULL: none) and why, in
+ * words for --explain-product (why may be NULL). */
+const char *map_price(const cJSON *product, const map_opts *o, char *why, size_t whycap);
 
 /* For --explain-product: writes a human-readable account of how one product maps. */
 void map_explain_product(const cJSON *product, const map_opts *o, kvs_buf *out);

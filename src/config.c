@@ -97,6 +97,10 @@ static const key_def keys[] = {
      "processed webhook events are kept this long"},
     {"log", "level", K_LEVEL, OFF(log_level), "info", 0, 0, 0, "error|warning|notice|info|debug"},
     {"mapping", "branches", K_STR, OFF(branches), NULL, 0, 0, 0, "branch ids, comma-separated"},
+    {"mapping", "price_book", K_STR, OFF(price_book), NULL, 0, 0, 0,
+     "price book id or name for products.price; unset: basePrice"},
+    {"mapping", "product_types", K_STR, OFF(product_types), NULL, 0, 0, 0,
+     "KiotViet product types synced (1 combo, 2 goods, 3 service), comma-separated; unset: all"},
 };
 
 typedef struct parse_state {
@@ -453,6 +457,30 @@ static int validate(kvs_config *c, const char *shown, const parse_state *st, kvs
         }
     }
     if (st) c->branches_line = key_line_of(st, "mapping", "branches");
+    if (c->product_types) {
+        bool any = false;
+        for (const char *p = c->product_types; *p; p++) {
+            if (!strchr("123, ", *p)) {
+                key_where(st, shown, "mapping", "product_types", at, sizeof at);
+                kvs_err_set(err, -EINVAL,
+                            "%s: not a comma-separated list of product types (1 combo, 2 goods, "
+                            "3 service)",
+                            at);
+                return -EINVAL;
+            }
+            any = any || (*p >= '1' && *p <= '3');
+            if (*p >= '1' && *p <= '3' && p[1] >= '0' && p[1] <= '9') {
+                key_where(st, shown, "mapping", "product_types", at, sizeof at);
+                kvs_err_set(err, -EINVAL, "%s: product types are 1, 2 or 3", at);
+                return -EINVAL;
+            }
+        }
+        if (!any) { /* "product_types =" would sync nothing: leave it unset instead */
+            key_where(st, shown, "mapping", "product_types", at, sizeof at);
+            kvs_err_set(err, -EINVAL, "%s: names no type (leave the key out for all)", at);
+            return -EINVAL;
+        }
+    }
     /* "schema =" sets it to NULL (found by tests/fuzz/fuzz_config: this loop then crashed). */
     key_where(st, shown, "database", "schema", at, sizeof at);
     if (!c->db_schema) {

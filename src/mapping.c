@@ -337,8 +337,8 @@ static const int jf_to_pf[JF_COUNT] = {
     [JF_SERIAL_NUMBER] = PF_SERIAL,
 };
 
-/* Maps one product into b (an object). Returns 0, 1 (deliberately skipped) or -EINVAL.
- * jc (caller-owned, may be NULL) receives the jewellery resolution, for --explain-product. */
+/* Maps one product into b (an object). Returns 0, 1 (skipped), 2 (out of scope) or -EINVAL
+ * (see mapping_int.h). jc (caller-owned, may be NULL) receives the jewellery resolution, for --explain-product. */
 int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
                 int64_t id, const char *code, rec_err *e, jcols *jc_out,
                 int64_t *modified_out)
@@ -352,6 +352,10 @@ int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
      * stock: only base units sync, so nothing else about it matters. */
     if (opt_int64(rec, "masterUnitId", &has_unit_master, &unit_master, e)) return -EINVAL;
     if (has_unit_master && unit_master != 0) return 1; /* 0: no master unit, a base unit */
+    int64_t type;
+    if (o->types && kvjson_get_int64(rec, "type", &type) == 0 &&
+        (type < 1 || type > 3 || !(o->types & (1u << type))))
+        return 2; /* a type [mapping] product_types leaves out */
     if ((rc = kvjson_get_str(rec, "name", &name)) != 0)
         return fail(e, "field %s: missing or not a string", "name");
     if (opt_str(rec, "fullName", &full_name, e) || opt_str(rec, "description", &descr, e) ||
@@ -359,6 +363,7 @@ int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b,
         opt_num(rec, "weight", &weight, e) || opt_int64(rec, "categoryId", &has_cat, &cat, e) ||
         opt_int64(rec, "masterProductId", &has_master, &master, e))
         return -EINVAL;
+    if (o->book_id || o->book_name) price = map_price(rec, o, NULL, 0);
     rc = kvjson_get_bool(rec, "isActive", &active);
     if (rc == -ENOENT)
         active = true;
@@ -482,6 +487,14 @@ static void map_records(const cJSON *data, const map_opts *o, map_page *p, map_r
             map_failure_add(p, true, id, code, e.msg);
         } else if (rc == 1) {
             p->nskipped++;
+        } else if (rc == 2) {
+            p->nskipped++;
+            if (p->nout == p->out_cap) {
+                p->out_cap = p->out_cap ? 2 * p->out_cap : 16;
+                p->out_of_scope = kvs_xrealloc(p->out_of_scope,
+                                               (size_t)p->out_cap * sizeof *p->out_of_scope);
+            }
+            p->out_of_scope[p->nout++] = id;
         } else {
             if (p->nrows) B(kvs_buf_puts(&p->rows, ","));
             size_t start = p->rows.len;

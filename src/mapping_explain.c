@@ -273,6 +273,13 @@ void map_explain_product(const cJSON *rec, const map_opts *o, kvs_buf *out)
                          ex_num_field(rec, "masterUnitId")));
         goto done;
     }
+    if (rc == 2) {
+        B(kvs_buf_printf(out, "RESULT: out of scope: its type %s is not in [mapping] "
+                              "product_types; its row, if any, is marked deleted "
+                              "(kiotviet_status 'deleted', is_active false)\n",
+                         ex_num_field(rec, "type")));
+        goto done;
+    }
 
     const char *name = ex_str_field(rec, "name");
     bool active = true;
@@ -292,7 +299,15 @@ void map_explain_product(const cJSON *rec, const map_opts *o, kvs_buf *out)
     ex_field(out, "description", ex_str_field(rec, "description") ? "(text)" : NULL, false,
              "description (if the shop has it)");
     ex_field(out, "barCode", ex_str_field(rec, "barCode"), true, "barcode (if the shop has it)");
-    ex_field(out, "basePrice", ex_num_field(rec, "basePrice"), false, "price (exact)");
+    char why[240];
+    const char *price = map_price(rec, o, why, sizeof why);
+    if (o->book_id || o->book_name) {
+        ex_field(out, "basePrice", ex_num_field(rec, "basePrice"), false, NULL);
+        B(kvs_buf_printf(out, "  %-16s = %s  -> price, from %s\n", "(price chosen)",
+                         price ? price : "(none)", why));
+    } else {
+        ex_field(out, "basePrice", ex_num_field(rec, "basePrice"), false, "price (exact)");
+    }
     ex_field(out, "categoryId", ex_num_field(rec, "categoryId"), false,
              "kiotviet_category_id; category_id = the shop's category with that kiotviet_id");
     snprintf(buf, sizeof buf, "is_active = %s, kiotviet_status = %s", active ? "true" : "false",

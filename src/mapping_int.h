@@ -72,7 +72,8 @@ int map_inventory_sums(const cJSON *rec, const map_opts *o, char stock[DEC_BUFSZ
                        char value[DEC_BUFSZ], bool *present, rec_err *e);
 /* attributes[] as jewel_attr pairs (borrowed from rec), at most MAX_ATTRS. */
 size_t map_collect_attrs(const cJSON *arr, jewel_attr *attrs);
-/* Maps one product into b (an object). Returns 0, 1 (deliberately skipped) or -EINVAL.
+/* Maps one product into b (an object). Returns 0, 1 (deliberately skipped: a non-base unit),
+ * 2 (a type [mapping] product_types leaves out: its row is marked removed) or -EINVAL.
  * jc (caller-owned, may be NULL) receives the jewellery resolution, for --explain-product. */
 int map_product(const cJSON *rec, const map_opts *o, map_page *p, kvs_buf *b, int64_t id,
                 const char *code, rec_err *e, jcols *jc_out, int64_t *modified_out);

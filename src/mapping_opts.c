@@ -73,6 +73,18 @@ int map_opts_from_config(const kvs_config *cfg, map_opts *o, kvs_err *err)
         o->branches = b;
         o->nbranches = n;
     }
+    if (cfg->price_book) {
+        const char *v = cfg->price_book;
+        char *end;
+        errno = 0;
+        long long id = strtoll(v, &end, 10);
+        if (end != v && !*end && !errno && id > 0)
+            o->book_id = id;
+        else
+            o->book_name = v; /* resolved to an id by the run (GET /pricebooks) */
+    }
+    for (const char *p = cfg->product_types; p && *p; p++)
+        if (*p >= '1' && *p <= '3') o->types |= 1u << (*p - '0');
     o->jewel = m;
     return 0;
 fail:

@@ -24,6 +24,7 @@ void map_page_free(map_page *p)
     free(p->row);
     free(p->note);
     free(p->failure);
+    free(p->out_of_scope);
     memset(p, 0, sizeof *p);
 }
 

@@ -1,6 +1,6 @@
-/* Mapping of what migration 005's tables hold (issue 16): a product's stock at each branch and
- * its serial numbers, as keys of the product's row (store_depth.c writes them in the page's
- * transaction), and /branches records as rows of their own. */
+/* Jewellers' depth in mapping (issue 16): a product's stock at each branch and its serial
+ * numbers, as keys of the product's row (store_depth.c writes them to migration 005's tables in
+ * the page's transaction), /branches records as rows of their own, and the price book's price. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -183,4 +183,63 @@ void map_branches(const cJSON *data, map_page *p)
     }
     B(kvs_buf_puts(&p->rows, "]"));
     kvs_idset_free(&handled);
+}
+
+/* ---- price book ------------------------------------------------------------------------ */
+
+/* Whether entry it of priceBooks is the configured book's. */
+static bool book_entry_matches(const cJSON *it, const map_opts *o)
+{
+    int64_t id;
+    const char *name;
+    if (o->book_id) return kvjson_get_int64(it, "priceBookId", &id) == 0 && id == o->book_id;
+    return kvjson_get_str(it, "priceBookName", &name) == 0 && kvs_strcaseeq(name, o->book_name);
+}
+
+const char *map_price(const cJSON *rec, const map_opts *o, char *why, size_t whycap)
+{
+    kvs_dec d;
+    const char *base = NULL, *book = NULL;
+    char reason[200] = "";
+    if (kvjson_get_num_text(rec, "basePrice", &base) || dec_parse(base, false, &d)) base = NULL;
+    char label[160];
+    if (o->book_id)
+        snprintf(label, sizeof label, "price book %" PRId64, o->book_id);
+    else
+        snprintf(label, sizeof label, "price book '%s'", o->book_name ? o->book_name : "");
+    if (!o->book_id && !o->book_name) {
+        snprintf(reason, sizeof reason, "basePrice: no [mapping] price_book");
+    } else {
+        /* The run passes the database's clock; --explain-product this host's. */
+        int64_t now = o->now_us ? o->now_us : kvs_now_wall_ms() * 1000;
+        snprintf(reason, sizeof reason, "basePrice: the product has no entry in %s", label);
+        const cJSON *arr = kvjson_get(rec, "priceBooks"), *it;
+        if (!cJSON_IsArray(arr)) arr = NULL;
+        cJSON_ArrayForEach(it, arr)
+        {
+            if (!cJSON_IsObject(it) || !book_entry_matches(it, o)) continue;
+            bool active = true;
+            const char *price, *start = NULL, *end = NULL;
+            int64_t t;
+            if (kvjson_get_bool(it, "isActive", &active) == -EINVAL) active = false;
+            if (kvjson_get_str(it, "startDate", &start)) start = NULL; /* absent or null: open */
+            if (kvjson_get_str(it, "endDate", &end)) end = NULL;
+            if (kvjson_get_num_text(it, "price", &price) || dec_parse(price, false, &d)) {
+                snprintf(reason, sizeof reason, "basePrice: the entry in %s has no price", label);
+            } else if (!active) {
+                snprintf(reason, sizeof reason, "basePrice: %s is not active", label);
+            } else if (start && (kvtime_parse(start, &t) || now < t)) {
+                snprintf(reason, sizeof reason, "basePrice: %s starts %s", label, start);
+            } else if (end && (kvtime_parse(end, &t) || now > t)) {
+                snprintf(reason, sizeof reason, "basePrice: %s ended %s", label, end);
+            } else {
+                book = price;
+                snprintf(reason, sizeof reason, "%s (active, %s .. %s)", label,
+                         start ? start : "no start", end ? end : "no end");
+                break;
+            }
+        }
+    }
+    if (why && whycap) snprintf(why, whycap, "%s", reason);
+    return book ? book : base;
 }

@@ -15,15 +15,88 @@
 #define BRANCH_PAGES_MAX 50 /* more pages of branches than any shop has stores: stop there */
 
 static void fetch_branches(sync_run *r);
+static void fetch_books(sync_run *r);
 
-static void page_cb(int rc, kv_page *page, const char *err, void *arg)
+/* Branches read (or not due): then the price book's id, when it was given by name. */
+static void branches_finished(sync_run *r)
 {
-    fetch *f = arg;
+    if (r->mopts.book_name && !r->mopts.book_id) {
+        fetch_books(r);
+        return;
+    }
+    r->br.done = true;
+    if (r->jobs == 0) sync_phase_next(r);
+}
+
+static fetch *fetch_new(sync_run *r)
+{
+    fetch *f = kvs_xcalloc(1, sizeof *f);
+    f->run = r;
+    f->ent = WRITER_BRANCHES;
+    f->next = r->fetches;
+    if (r->fetches) r->fetches->prev = f;
+    r->fetches = f;
+    return f;
+}
+
+static void fetch_unlink(fetch *f)
+{
     sync_run *r = f->run;
     if (f->prev) f->prev->next = f->next;
     else r->fetches = f->next;
     if (f->next) f->next->prev = f->prev;
     free(f);
+}
+
+static void books_cb(int rc, kv_page *page, const char *err, void *arg)
+{
+    fetch *f = arg;
+    sync_run *r = f->run;
+    fetch_unlink(f);
+    if (rc != KV_OK) {
+        sync_fail(r, "price books page at offset %d: %s", r->br.book_offset, err ? err : "error");
+        return;
+    }
+    const cJSON *it;
+    int got = 0;
+    cJSON_ArrayForEach(it, page->data)
+    {
+        const char *name;
+        int64_t id;
+        got++;
+        if (!r->mopts.book_id && kvjson_get_str(it, "name", &name) == 0 &&
+            kvs_strcaseeq(name, r->mopts.book_name) && kvjson_get_int64(it, "id", &id) == 0)
+            r->mopts.book_id = id;
+    }
+    kv_page_free(page);
+    if (sync_stopping(r)) return;
+    if (r->mopts.book_id) {
+        rlog_info(&r->lctx, "[mapping] price_book '%s' is price book %" PRId64,
+                  r->mopts.book_name, r->mopts.book_id);
+        branches_finished(r);
+    } else if (got >= r->psize && r->br.book_offset / r->psize < BRANCH_PAGES_MAX) {
+        r->br.book_offset += got;
+        fetch_books(r);
+    } else {
+        sync_fail(r, "[mapping] price_book '%s': KiotViet has no price book of that name (GET "
+                     "/pricebooks); give its id, or fix the name",
+                  r->mopts.book_name);
+    }
+}
+
+static void fetch_books(sync_run *r)
+{
+    char q[128];
+    snprintf(q, sizeof q, "/pricebooks?pageSize=%d&currentItem=%d", r->psize, r->br.book_offset);
+    fetch *f = fetch_new(r);
+    f->req = kv_get(r->kv, q, books_cb, f);
+}
+
+static void page_cb(int rc, kv_page *page, const char *err, void *arg)
+{
+    fetch *f = arg;
+    sync_run *r = f->run;
+    fetch_unlink(f);
     if (rc != KV_OK) {
         sync_fail(r, "branches page at offset %d: %s", r->br.offset, err ? err : "error");
         return;
@@ -61,8 +134,7 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
         fetch_branches(r);
         return;
     }
-    r->br.done = true;
-    if (r->jobs == 0) sync_phase_next(r);
+    branches_finished(r);
 }
 
 static void fetch_branches(sync_run *r)
@@ -78,12 +150,7 @@ static void fetch_branches(sync_run *r)
              "/branches?pageSize=%d&currentItem=%d&orderBy=id&orderDirection=Asc"
              "&includeRemoveIds=true%s",
              r->psize, r->br.offset, from);
-    fetch *f = kvs_xcalloc(1, sizeof *f);
-    f->run = r;
-    f->ent = WRITER_BRANCHES;
-    f->next = r->fetches;
-    if (r->fetches) r->fetches->prev = f;
-    r->fetches = f;
+    fetch *f = fetch_new(r);
     f->req = kv_get(r->kv, q, page_cb, f);
 }
 
@@ -100,7 +167,7 @@ static void since_cb(db_result *res, void *arg)
             r->br.read = true;
             fetch_branches(r);
         } else {
-            r->br.done = true;
+            branches_finished(r);
         }
     }
     jobs_dec(r);
@@ -109,6 +176,8 @@ static void since_cb(db_result *res, void *arg)
 void sync_branches_begin(sync_run *r)
 {
     memset(&r->br, 0, sizeof r->br);
+    r->mopts = *r->env.mopts;
+    r->mopts.now_us = r->db_start_us; /* a price book's dates are judged by the database's clock */
     char every[16];
     snprintf(every, sizeof every, "%d", SYNC_BRANCHES_EVERY_MIN);
     const char *p[2] = {r->row->id, every};

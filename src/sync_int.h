@@ -37,6 +37,7 @@ typedef struct branches_read {
     bool read;              /* this run reads /branches */
     bool done;              /* every page handed to the writer (or none to read) */
     bool incomplete;        /* a record or row was refused: the read is not recorded */
+    int book_offset;        /* GET /pricebooks paging, when [mapping] price_book is a name */
 } branches_read;
 
 typedef struct slot {
@@ -106,6 +107,7 @@ struct sync_run {
     bool reconcile_ok;      /* full read whose every record had an id */
     pager pg;
     branches_read br;
+    map_opts mopts;         /* env's, with the run's clock and price book id (sync_branches.c) */
     fetch *fetches;
     int jobs;               /* database work not yet done: writer work, token, lease, progress */
     kvs_idset seen[WRITER__ENTITIES]; /* ids stored per entity */
@@ -180,7 +182,8 @@ void inbox_details(const sync_run *r, kvs_buf *out);
 bool inbox_more(const inbox *ib);
 
 
-/* sync_branches.c: the branches phase. begin reads the cursor and, when due, the pages; end
+/* sync_branches.c: the branches phase, which also resolves a [mapping] price_book given by
+ * name (GET /pricebooks, once per run). begin reads the cursor and, when due, the pages; end
  * (at the phase's end, nothing pending) records the read when it was complete and returns
  * whether it sent that; written takes the writer's reports about branches. */
 void sync_branches_begin(sync_run *r);

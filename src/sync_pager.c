@@ -91,8 +91,8 @@ static void fetch_start(sync_run *r, int si)
         snprintf(q, sizeof q,
                  "/products?pageSize=%d&currentItem=%" PRId64 "&orderBy=id&orderDirection=Asc"
                  "&includeInventory=true&IncludeSerials=true&includeRemoveIds=true"
-                 "&includeSoftDeletedAttribute=false%s",
-                 r->psize, s->offset, from);
+                 "&includeSoftDeletedAttribute=false%s%s",
+                 r->psize, s->offset, r->env.cfg->price_book ? "&includePricebook=true" : "", from);
     else if (pg->ent == WRITER_STOCK)
         snprintf(q, sizeof q,
                  "/productOnHands?pageSize=%d&currentItem=%" PRId64 "&orderBy=id"
@@ -264,9 +264,9 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
     map_page_init(&mp);
     if (page->data) {
         if (ent == WRITER_PRODUCTS)
-            map_products(page->data, r->env.mopts, &mp);
+            map_products(page->data, &r->mopts, &mp);
         else if (ent == WRITER_STOCK)
-            map_stock(page->data, r->env.mopts, &mp);
+            map_stock(page->data, &r->mopts, &mp);
         else
             map_categories(page->data, &mp);
     } else {
@@ -323,6 +323,10 @@ static void page_cb(int rc, kv_page *page, const char *err, void *arg)
                   s->offset);
         /* A record without an id might be one we hold: reconciliation would be unsafe. */
         if (map_page_failed_without_id(&mp)) r->reconcile_ok = false;
+    }
+    if (mp.nout) { /* [mapping] product_types leaves them out: marked as removed ones are */
+        r->jobs++;
+        writer_put_ids(r->w, WRITER_REMOVE, WRITER_PRODUCTS, mp.out_of_scope, mp.nout);
     }
     if (fresh > 0) {
         r->jobs++;

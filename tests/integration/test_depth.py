@@ -140,3 +140,104 @@ def test_branches_stored_closed_and_read_when_due(synced):
     # The closed store's stock rows stay (the storefront's policy hides inactive stores).
     assert db.value("SELECT count(*) FROM public.kiotviet_product_stock WHERE branch_kiotviet_id"
                     " = 61202") > 0
+
+
+def books_of(sim):
+    """{product id: {price book id: price}} as KiotViet lists them."""
+    out = {}
+    cur = 0
+    while True:
+        page = sim.api_json("/products", params={"pageSize": 100, "currentItem": cur,
+                                                 "orderBy": "id", "includePricebook": "true"})
+        for p in page["data"]:
+            out[p["id"]] = {e["priceBookId"]: Decimal(str(e["price"])) for e in p["priceBooks"]}
+        if len(page["data"]) < 100:
+            return out
+        cur += 100
+
+
+def prices(db):
+    return {k: Decimal(v) for k, v in db.sql(
+        "SELECT kiotviet_id, price FROM public.products WHERE kiotviet_id IS NOT NULL")}
+
+
+def test_price_book_by_name_with_dates(shop_db, make_sim, workdir):
+    """products.price is the book's price while its entry is active and today is within its
+    dates, else basePrice; a book given by name is resolved once per run."""
+    sim = make_sim(products=60, seed=5)
+    kvsd.setup_integration(shop_db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", shop_db.dsn,
+                            mapping={"price_book": "giá vip"})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    assert "[mapping] price_book 'giá vip' is price book 90002" in res.err, res.err
+    base = {p["id"]: Decimal(str(p["basePrice"])) for p in sim.catalog()["products"]}
+    books = books_of(sim)
+    vip = {i for i, b in books.items() if 90002 in b}
+    tet_only = {i for i, b in books.items() if 90003 in b and 90002 not in b}
+    assert vip and len(vip) < len(base)
+    got = prices(shop_db)
+    assert all(got[i] == books[i][90002] != base[i] for i in vip)
+    assert all(got[i] == base[i] for i in set(base) - vip)
+    assert not tet_only or all(got[i] == base[i] for i in tet_only)  # ended in 2024
+
+    # The VIP book ends: its products change (modifiedDate) and go back to basePrice.
+    sim.mutate(set_price_book={"id": 90002, "fields": {"endDate": "2025-01-01T00:00:00.0000000"}})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    assert kvsd.last_log(shop_db)["sync_type"] == "incremental"
+    assert prices(shop_db) == base
+
+    # An unknown name fails the run and says so (prices untouched).
+    cfg2 = kvsd.write_config(workdir / "kvs2.conf", shop_db.dsn, mapping={"price_book": "Sỉ"})
+    res = kvsd.run_once(cfg2)
+    assert res.rc != 0 and "KiotViet has no price book of that name" in res.out + res.err, res
+    assert prices(shop_db) == base
+
+
+def test_price_book_by_id_and_explained(shop_db, make_sim, workdir):
+    from test_jewel import explain
+    sim = make_sim(products=60, seed=5)
+    kvsd.setup_integration(shop_db, sim)
+    cfg = kvsd.write_config(workdir / "kvs.conf", shop_db.dsn, mapping={"price_book": "90001"})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
+    books = books_of(sim)
+    cat = {p["id"]: p for p in sim.catalog()["products"]}
+    got = prices(shop_db)
+    for i, p in cat.items():
+        assert got[i] == books[i].get(90001, Decimal(str(p["basePrice"]))), i
+    # No GET /pricebooks for a book given by id.
+    assert "/pricebooks" not in sim.stats("demoshop")["by_path"]
+    inb = next(i for i in cat if 90001 in books[i])
+    out = explain(cfg, "--explain-product", cat[inb]["code"])
+    assert out.rc == 0, out
+    assert "-> price, from price book 90001 (active, no start .. no end)" in out.out, out.out
+    outb = next(i for i in cat if not books[i])
+    out = explain(cfg, "--explain-product", cat[outb]["code"])
+    assert "-> price, from basePrice: the product has no entry in price book 90001" in out.out, out.out
+
+
+def test_product_types_out_of_scope_marked(shop_db, make_sim, workdir):
+    """[mapping] product_types = 2: a service and a combo are not synced, and rows of them are
+    marked as removed ones are; a product that comes back into scope is active again."""
+    sim = make_sim(products=60, seed=5)
+    kvsd.setup_integration(shop_db, sim)
+    cfg_all = kvsd.write_config(workdir / "all.conf", shop_db.dsn)
+    res = kvsd.run_once(cfg_all)
+    assert res.rc == 0, res
+    ids = [p["id"] for p in sim.catalog()["products"]][:3]
+    sim.mutate(set={"id": ids[0], "fields": {"type": 3}})
+    sim.mutate(set={"id": ids[1], "fields": {"type": 1}})
+    cfg = kvsd.write_config(workdir / "kvs.conf", shop_db.dsn, mapping={"product_types": "2"})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    st = dict(shop_db.sql("SELECT kiotviet_id, kiotviet_status FROM public.products"
+                          " WHERE kiotviet_id = ANY(%s)", ids))
+    assert st == {ids[0]: "deleted", ids[1]: "deleted", ids[2]: "active"}
+    assert kvsd.last_log(shop_db)["products_deactivated"] == 2
+    sim.mutate(set={"id": ids[0], "fields": {"type": 2}})
+    res = kvsd.run_once(cfg)
+    assert res.rc == 0, res
+    assert shop_db.value("SELECT kiotviet_status FROM public.products WHERE kiotviet_id = %s",
+                         ids[0]) == "active"

@@ -837,6 +837,14 @@ class Handler(BaseHTTPRequestHandler):
         return _json({"total": len(rows), "pageSize": size, "data": rows[cur:cur + size],
                       "timestamp": catmod.fmt_ts(catmod.now_ticks())})
 
+    @staticmethod
+    def _with_books(cat, pid, q):
+        """A product's detail, with its priceBooks when includePricebook=true."""
+        body = cat.product_json(pid, True, _q_bool(q, "includeserials"))
+        if not _q_bool(q, "includepricebook"):
+            return body
+        return body[:-1] + depth.pricebooks_json(depth.state(cat), pid) + b"}"
+
     def _detail(self, ret, route, arg, q):
         cat = ret.catalog
         with cat.lock:
@@ -844,7 +852,7 @@ class Handler(BaseHTTPRequestHandler):
                 pid = cat.code_index.get(arg.casefold())
                 if pid is None:
                     raise ApiError(404, "NotFound", "Không tìm thấy hàng hóa mã '%s'" % arg)
-                return cat.product_json(pid, True, _q_bool(q, "includeserials"))
+                return self._with_books(cat, pid, q)
             try:
                 num = int(arg)
             except ValueError:
@@ -853,7 +861,7 @@ class Handler(BaseHTTPRequestHandler):
             if route == "/products/{id}":
                 if num not in cat.products:
                     raise ApiError(404, "NotFound", "Không tìm thấy hàng hóa id %d" % num)
-                return cat.product_json(num, True, _q_bool(q, "includeserials"))
+                return self._with_books(cat, num, q)
             if num not in cat.categories:
                 raise ApiError(404, "NotFound", "Không tìm thấy nhóm hàng id %d" % num)
             return _json(cat.categories[num])
