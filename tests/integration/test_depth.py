@@ -241,3 +241,23 @@ def test_product_types_out_of_scope_marked(shop_db, make_sim, workdir):
     assert res.rc == 0, res
     assert shop_db.value("SELECT kiotviet_status FROM public.products WHERE kiotviet_id = %s",
                          ids[0]) == "active"
+
+
+def test_serial_sold_at_the_counter_caught_by_the_full_run(synced):
+    """A sale does not move modifiedDate: the reconciliation's full read marks the serial sold
+    and its branch's stock one less, writing nothing else."""
+    db, sim, cfg = synced
+    cat = sim.catalog()["products"]
+    p = next(x for x in cat if any(s["status"] == 1 for s in x.get("productSerials", [])))
+    sn = next(s for s in p["productSerials"] if s["status"] == 1)
+    stock, serials = stock_rows(db), serial_rows(db)
+    sim.mutate(sell_serial={"id": p["id"], "serialNumber": sn["serialNumber"]})
+    res = kvsd.run_once(cfg, "--full")
+    assert res.rc == 0 and "kiotviet: success" in res.out, res
+    after, safter = stock_rows(db), serial_rows(db)
+    k = (p["id"], sn["serialNumber"])
+    assert safter[k][0] is False and serials[k][0] is True
+    assert {x for x in safter if safter[x][2] != serials[x][2]} == {k}
+    moved = {x for x in after if after[x][2] != stock[x][2]}
+    inv = next(i for i in p["inventories"] if i["branchId"] == sn["branchId"])
+    assert moved == ({(p["id"], sn["branchId"])} if inv["onHand"] >= 1 else set())

@@ -210,6 +210,23 @@ def journal_run(args, env, timeout=60):
     wrapper = ["unshare", "-m", "sh", "-c",
                'mount -t tmpfs none /run && mkdir -p /run/systemd/journal && '
                'mount --bind "$0" /run/systemd/journal && exec "$@"', d]
+    datagrams, done = [], threading.Event()
+
+    def drain():
+        # Read while the daemon runs: a datagram socket queues only net.unix.max_dgram_qlen
+        # (10 here) messages, and sd_journal_send blocks once they are not read.
+        sock.settimeout(0.1)
+        while True:
+            try:
+                datagrams.append(sock.recv(1 << 20))
+            except socket.timeout:
+                if done.is_set():
+                    return
+            except OSError:
+                return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         p = subprocess.Popen(wrapper + args, stdout=w, stderr=w, env=e)
         os.close(w)
@@ -217,13 +234,8 @@ def journal_run(args, env, timeout=60):
         while chunk := os.read(r, 65536):
             out += chunk
         rc = p.wait(timeout)
-        datagrams = []
-        sock.setblocking(False)
-        while True:
-            try:
-                datagrams.append(sock.recv(1 << 20))
-            except BlockingIOError:
-                break
+        done.set()
+        reader.join(timeout)
         return rc, out, datagrams
     finally:
         os.close(r)
