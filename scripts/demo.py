@@ -9,7 +9,8 @@
 2. starts the simulator with the demo jewellery catalogue and points the `kiotviet` row at it;
 3. runs a full `--once` sync: a progress line on a terminal (read from the sync_logs row the run
    keeps current), the daemon's log lines otherwise;
-4. summarises what landed (counts, category tree, a few products with their jewellery columns,
+4. summarises what landed (counts, category tree, a few products with their jewellery columns, a
+   ring's stock by store and its certificate numbers,
    the sync_logs row);
 5. edits the catalogue, starts the daemon, asks it for a run now with `kiotviet-syncd sync
    kiotviet` and shows `kiotviet-syncd status`;
@@ -239,6 +240,36 @@ def summary(out, db, sim_total):
         out.line(" · ".join(facts), indent=19)
 
 
+def ring_by_store(out, db):
+    """Issue 16: which store has a ring, and the certificate numbers of its pieces."""
+    rows = db.sql(
+        "SELECT p.kiotviet_id, p.sku, p.name FROM public.products p WHERE p.is_active AND"
+        " EXISTS (SELECT 1 FROM public.kiotviet_product_serials s WHERE"
+        " s.product_kiotviet_id = p.kiotviet_id) ORDER BY (p.name ILIKE 'nhẫn%%') DESC,"
+        " (SELECT count(*) FROM public.kiotviet_product_serials s WHERE"
+        " s.product_kiotviet_id = p.kiotviet_id) DESC, p.kiotviet_id LIMIT 1")
+    n_branches, n_stock, n_serials = db.sql(
+        "SELECT (SELECT count(*) FROM public.kiotviet_branches), (SELECT count(*) FROM"
+        " public.kiotviet_product_stock), (SELECT count(*) FROM public.kiotviet_product_serials)")[0]
+    out.line(f"Stores and pieces: {n_branches} branches, {n_stock} stock rows (product x branch), "
+             f"{n_serials} serial numbers")
+    if not rows:
+        return
+    kid, sku, name = rows[0]
+    out.line(f"{sku} {clip(name, 58).rstrip()}: available by store", indent=8)
+    for bname, on_hand, reserved in db.sql(
+            "SELECT b.name, s.on_hand, s.reserved FROM public.kiotviet_product_stock s JOIN"
+            " public.kiotviet_branches b ON b.kiotviet_id = s.branch_kiotviet_id WHERE"
+            " s.product_kiotviet_id = %s AND b.is_active ORDER BY b.kiotviet_id", kid):
+        out.line(f"{clip(bname, 30)} {num(on_hand):>4} on hand, {num(reserved)} reserved", indent=19)
+    for serial, in_stock, bname in db.sql(
+            "SELECT s.serial_number, s.in_stock, b.name FROM public.kiotviet_product_serials s"
+            " LEFT JOIN public.kiotviet_branches b ON b.kiotviet_id = s.branch_kiotviet_id"
+            " WHERE s.product_kiotviet_id = %s ORDER BY s.in_stock DESC, s.serial_number", kid):
+        state = f"in stock at {bname}" if in_stock else "sold"
+        out.line(f"certificate {serial}: {state}", indent=19)
+
+
 def show_log_row(out, db):
     (lid, status, typ, started, secs, p, pc, pu, pf, pd, c, cc, cu, cf, cd, reqs, msg,
      details) = db.sql(
@@ -410,6 +441,8 @@ def main():
 
         out.step(4, steps, "What landed in the shop's tables")
         summary(out, db, total)
+        out.line()
+        ring_by_store(out, db)
         out.line()
         show_log_row(out, db)
 
