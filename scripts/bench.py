@@ -18,7 +18,10 @@ synchronous_commit and full_page_writes ON, like a real server) and the KiotViet
      lower bound (requests x latency);
   5. idle cost of the daemon (daemon mode, three integrations scheduled) over 60 s: CPU and
      wakeups (/proc/PID/task/*/schedstat), after their first runs are done;
-  6. peak RSS for N = 10,000 and N (not growing with N).
+  6. peak RSS for N = 10,000 and N (not growing with N);
+  8. (issue 16) a full sync of N products with 2 branches each and a third of them serialised
+     (--serial-share 0.34): every products page also writes its stock-by-branch and serial rows;
+     its throughput against step 1's (target: at least 70 %).
 
 Steps 1-3 run --repeat times (default 3), each on a fresh database copied from a template,
 interleaved with the COPY ceiling so that the machine's noise hits both alike; medians are
@@ -236,12 +239,14 @@ class Bench:
             " VALUES (%s, %s, %s, %s, %s, %s, %s, true, true, %s) RETURNING id::text",
             name, name, sim.url, sim.url + "/connect/token", cid, secret, retailer, interval)
 
-    def sim(self, products, retailers=("bench",), latency_ms=0):
+    def sim(self, products, retailers=("bench",), latency_ms=0, serial_share=None):
         log(f"starting the simulator: {products} products x {len(retailers)} retailer(s),"
             f" pre-rendered")
         extra = ["--prewarm", "sync"]
         if latency_ms:
             extra += ["--latency-ms", str(latency_ms)]
+        if serial_share is not None:
+            extra += ["--serial-share", str(serial_share)]
         s = Sim(products=products, seed=11, retailers=retailers, extra_args=extra,
                 startup_timeout=600)
         self.sims.append(s)
@@ -350,6 +355,29 @@ def step_full(b, sim, products, label):
         "config": cfg,
     })
     return db, res
+
+
+def step_depth(b, products, repeat):
+    """Issue 16: full syncs of N products, 2 branches each, a third serialised."""
+    sim = b.sim(products, serial_share=0.34)
+    runs = []
+    try:
+        for i in range(repeat):
+            log(f"full sync {i + 1}/{repeat} of {products} products, 2 branches, a third"
+                f" serialised")
+            db, res = step_full(b, sim, products, f"depth{i}")
+            res["stock_rows"], res["serial_rows"], res["serialised"] = db.sql(
+                "SELECT (SELECT count(*) FROM public.kiotviet_product_stock),"
+                " (SELECT count(*) FROM public.kiotviet_product_serials),"
+                " (SELECT count(DISTINCT product_kiotviet_id) FROM public.kiotviet_product_serials)")[0]
+            log(f"  {res['wall_s']:.2f} s, {res['products_per_s']:,.0f} products/s,"
+                f" {res['stock_rows']} stock rows, {res['serial_rows']} serial rows")
+            runs.append(res)
+            b.drop_db(db)
+    finally:
+        sim.close()
+        b.sims.remove(sim)
+    return runs
 
 
 def step_incremental(b, db, sim, cfg):
@@ -699,7 +727,7 @@ def fmt_n(x):
     return f"{x:,.0f}"
 
 
-def report(a, m, full, copy, inc, small, lat, idle, so):
+def report(a, m, full, copy, inc, small, lat, idle, so, depth):
     t = Table()
     n = a.products
     fw = median([r["wall_s"] for r in full])
@@ -756,6 +784,15 @@ def report(a, m, full, copy, inc, small, lat, idle, so):
         per = (rss_big - rss_small) * MB / (n - small_n)
         t.row("growth per extra product", f"{per:.0f} B", "<= 64 B (reconcile id set)",
               per <= 64)
+    dps = median([r["products_per_s"] for r in depth])
+    t.head(f"8. full sync, {fmt_n(n)} products, 2 branches, a third serialised (median of"
+           f" {len(depth)})")
+    t.row("wall time", f"{median([r['wall_s'] for r in depth]):.2f} s")
+    t.row("products/s", fmt_n(dps))
+    t.row("stock rows, serial rows (serialised products)",
+          f"{fmt_n(depth[-1]['stock_rows'])}, {fmt_n(depth[-1]['serial_rows'])}"
+          f" ({fmt_n(depth[-1]['serialised'])})")
+    t.row("products/s against step 1", f"{dps / fps * 100:.0f} %", ">= 70 %", dps >= 0.7 * fps)
     return t
 
 
@@ -836,6 +873,7 @@ def main():
         log(f"  {lat['wall_s']:.2f} s against {lat['sequential_lower_bound_s']:.2f} s")
         if big is not small_sim:
             big.close()
+        depth = step_depth(b, a.products, a.repeat)
         idle = step_idle(b, a.idle_seconds)
         log("freshness with webhooks")
         fr = step_freshness(b)
@@ -845,7 +883,7 @@ def main():
 
     m = machine()
     m["loadavg_start"], m["loadavg_end"] = load_start, os.getloadavg()[0]
-    t = report(a, m, full, copy, inc, small, lat, idle, so)
+    t = report(a, m, full, copy, inc, small, lat, idle, so, depth)
     report_freshness(t, fr)
     print(f"\nkiotviet-syncd benchmark: {m['cpus']} cores ({m['cpu']}), {m['os']},"
           f" PostgreSQL {b.server_version} (fsync, synchronous_commit, full_page_writes on;"
@@ -880,6 +918,7 @@ def main():
         "latency": strip(lat),
         "idle": idle,
         "freshness": fr,
+        "depth": [strip(r) for r in depth],
         "targets": {name: ok for name, ok in t.checks},
         "all_met": not missed,
     }

@@ -280,8 +280,10 @@ class Catalog:
     Callers serialise access with `lock`. `version` increases on every mutation so callers can
     key caches on it; per-product JSON fragments are cached here and dropped on change."""
 
-    def __init__(self, seed=1, products=300, retailer="demoshop", retailer_id=500712345, index=0):
+    def __init__(self, seed=1, products=300, retailer="demoshop", retailer_id=500712345, index=0,
+                 serial_share=0.1):
         self.seed = seed
+        self.serial_share = serial_share  # share of serial-tracked products (with productSerials)
         self.index = index
         self.product_base_id = PRODUCT_BASE_ID + index * PRODUCT_ID_STRIDE
         self.category_base_id = CATEGORY_BASE_ID + index * CATEGORY_ID_STRIDE
@@ -515,7 +517,7 @@ class Catalog:
         p["images"] = self._images(rng)
         p["isActive"] = rng.random() < 0.93
         p["isRewardPoint"] = True
-        lot = rng.random() < 0.1
+        lot = rng.random() < self.serial_share
         p["isLotSerialControl"] = lot
         p["isBatchExpireControl"] = False
         p["createdDate"] = fmt_ticks(created)

@@ -62,8 +62,9 @@ def _new_stats():
 
 
 class Retailer:
-    def __init__(self, name, index, seed, products, prewarm):
+    def __init__(self, name, index, seed, products, prewarm, serial_share=0.1):
         self.name = name
+        self.serial_share = serial_share
         self.index = index
         self.seed = seed
         self.products = products
@@ -86,7 +87,7 @@ class Retailer:
             old_stop.set()  # the old catalogue's background rendering is moot
         self.catalog = catmod.Catalog(seed=self.seed, products=self.products,
                                       retailer=self.name, retailer_id=self.retailer_id,
-                                      index=self.index)
+                                      index=self.index, serial_share=self.serial_share)
         self.catalog.listener = lambda kind, ident: (
             self.hook_sink and self.hook_sink(self, kind, ident))
         self.prewarm_stop = threading.Event()
@@ -115,7 +116,7 @@ class State:
             if n.lower() in self.retailers:
                 sys.exit("kvsim: duplicate retailer %r" % n)
             self.retailers[n.lower()] = Retailer(n, i, args.seed + i, args.products,
-                                                 args.prewarm)
+                                                 args.prewarm, args.serial_share)
         self.hooks = webhooks.Hooks()
         for r in self.retailers.values():
             r.hook_sink = self.hooks.on_change
@@ -1124,6 +1125,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--products", type=int, default=None)
     p.add_argument("--demo", action="store_true", help="demo preset (~3000 products)")
+    p.add_argument("--serial-share", type=float, default=0.1,
+                   help="share of serial-tracked products (issue 16's bench: 0.34)")
     p.add_argument("--latency-ms", type=float, default=0)
     p.add_argument("--budget", type=int, default=5000)
     p.add_argument("--page-cap", type=int, default=100,
