@@ -118,10 +118,9 @@ static int fetch_product(const kvs_config *cfg, const integ_row *row, const char
         char *enc = http_urlencode(code);
         kvs_buf path;
         kvs_buf_init(&path);
-        /* priceBooks too: [mapping] price_book's choice is explained from them */
-        REQUIRE(kvs_buf_printf(&path, "/products/code/%s?IncludeSerials=true&includeInventory=true"
-                                      "&includePricebook=true",
-                               enc) == 0);
+        /* priceBooks when [mapping] price_book is set: its choice is explained from them */
+        REQUIRE(kvs_buf_printf(&path, "/products/code/%s?IncludeSerials=true&includeInventory=true%s",
+                               enc, cfg->price_book ? "&includePricebook=true" : "") == 0);
         kv_get_raw(kv, kvs_buf_cstr(&path), product_cb, x);
         kvs_buf_free(&path);
         free(enc);

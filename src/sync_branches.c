@@ -157,9 +157,15 @@ static void fetch_branches(sync_run *r)
 static void since_cb(db_result *res, void *arg)
 {
     sync_run *r = arg;
-    if (res->status != DB_OK || PQntuples(res->results[0]) != 1) {
-        sync_fail(r, "reading kiotviet_branches: %s", res->message ? res->message : "no row");
-    } else if (!sync_stopping(r)) {
+    if (sync_stopping(r)) {
+        /* the run ends: nothing to read */
+    } else if (res->status != DB_OK || PQntuples(res->results[0]) != 1) {
+        /* Branches are the run's side dish: a read that fails (a pooler's hiccup, the
+         * integration row gone) leaves them for the next run, the catalogue goes on. */
+        rlog_warn(&r->lctx, "branches not read this run: reading kiotviet_branches: %s",
+                  res->message ? res->message : "no row");
+        branches_finished(r);
+    } else {
         PGresult *pr = res->results[0];
         r->br.since_us = PQgetisnull(pr, 0, 0) ? 0 : strtoll(PQgetvalue(pr, 0, 0), NULL, 10);
         bool due = PQgetvalue(pr, 0, 1)[0] == 't';

@@ -435,7 +435,8 @@ def test_persistent_5xx_fails_the_run_cleanly(db, sim, workdir):
     row = integ(db)
     assert row["products_cursor"] is None and row["categories_cursor"] is None
     assert row["consecutive_failures"] == 1 and row["lease_owner"] is None
-    assert sim.stats("demoshop")["gets"] == 1 + 1 + 3  # categories, first page, 3 tries
+    # branches, categories, first page, 3 tries
+    assert sim.stats("demoshop")["gets"] == 1 + 1 + 1 + 3
     # The fault clears: the next run completes.
     sim.clear_faults()
     res = once(cfg)

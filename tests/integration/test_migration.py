@@ -188,13 +188,14 @@ def test_kiotviet_row(shop_db):
 
 def test_integration_table_definition(shop_db):
     # shop_db has every migration: 003 adds the token's credentials hash and the endpoints'
-    # defaults (KiotViet's own), 004 the webhook secret.
+    # defaults (KiotViet's own), 004 the webhook secret, 005 when /branches was last read.
     assert columns_of(shop_db, "third_party_integrations") == {
         **INTEGRATION_COLUMNS,
         "api_url": ("text", False, "'https://public.kiotapi.com'::text"),
         "token_url": ("text", False, "'https://id.kiotviet.vn/connect/token'::text"),
         "token_credentials_hash": ("text", False, None),
         "webhook_secret": ("text", False, None),
+        "branches_read_at": (TS, False, None),
     }
     logs = columns_of(shop_db, "sync_logs")
     for c in SYNC_LOG_COUNTERS + ["requests_made"]:
