@@ -568,6 +568,10 @@ void sync_phase_next(sync_run *r)
             if (inbox_next(r)) run_finish(r);
             break;
         }
+        r->phase = PH_BRANCHES;
+        sync_branches_begin(r);
+        break;
+    case PH_BRANCHES:
         r->phase = PH_CATEGORIES;
         sync_branches_end(r);
         sync_pager_begin(r, WRITER_CATEGORIES);
