@@ -53,7 +53,10 @@ int map_branch_stock(const cJSON *rec, kvs_buf *b, bool *first, rec_err *e)
             rc = fail(e, "field inventories: bad onHand or reserved");
             break;
         }
-        if (kvjson_get_int64(it, "branchId", &branch) || !q || !kvs_idset_add(&seen, branch))
+        /* A branch id of 0 or less names no branch (fuzz_mapping: branchId 0 reached
+         * kvs_idset_add, which holds positive ids only, and aborted). */
+        if (kvjson_get_int64(it, "branchId", &branch) || branch <= 0 || !q ||
+            !kvs_idset_add(&seen, branch))
             continue;
         B(kvs_buf_printf(b, "%s{\"b\":%" PRId64 ",\"q\":", f ? "" : ",", branch));
         map_put_number(b, q);

@@ -75,6 +75,15 @@ static void test_stock_and_serials(void **state)
                          "{\"n\":\"GIA-3\",\"i\":true,\"b\":61202},{\"n\":\"IGI 5\",\"i\":true}]");
     map_page_free(&p);
 
+    /* A branch id of 0 or below names no branch: that entry is no figure (it aborted the
+     * mapping before: kvs_idset_add holds positive ids only). */
+    map_text("[{\"id\":6,\"name\":\"A\",\"inventories\":[{\"branchId\":0,\"onHand\":2},"
+             "{\"branchId\":-4,\"onHand\":1},{\"branchId\":3,\"onHand\":5}]}]",
+             &o, &p);
+    assert_int_equal(p.nrows, 1);
+    assert_contains(p.rows.data, "\"inv\":[{\"b\":3,\"q\":5}]");
+    map_page_free(&p);
+
     /* No lists sent: nothing known, no keys (the stored rows stay as they are). An empty
      * productSerials says none is in stock any more. */
     map_text("[{\"id\":8,\"name\":\"A\"},{\"id\":9,\"name\":\"B\",\"inventories\":null,"
