@@ -131,6 +131,26 @@ static void versions_cb(db_result *res, void *arg)
     jobs_dec(r);
 }
 
+/* Every event by type and result, and each product version written: its age (KiotViet's
+ * ModifiedDate to now, after its write committed) in the change-to-row histogram. */
+static void count_metrics(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    for (int i = 0; i < ib->b.nev; i++) {
+        const wh_event *e = &ib->b.ev[i];
+        const char *res = wh_result_name(wh_event_result(e));
+        if (!e->types) metrics_webhook(r->env.metrics, r->name, "", res);
+        for (int t = 0; t < WH__TYPES; t++)
+            if (e->types & (1u << t))
+                metrics_webhook(r->env.metrics, r->name, wh_type_names[t], res);
+    }
+    int64_t now_us = kvs_now_wall_ms() * 1000;
+    for (int i = 0; i < ib->b.products.n; i++)
+        if (ib->b.products.v[i].modified_us)
+            metrics_change_latency(r->env.metrics,
+                                   (double)(now_us - ib->b.products.v[i].modified_us) / 1e6);
+}
+
 static void mark_cb(db_result *res, void *arg)
 {
     sync_run *r = arg;
@@ -140,6 +160,7 @@ static void mark_cb(db_result *res, void *arg)
                     "webhook events: %d applied, %d duplicate, %d stale, %d ignored, %d error",
                     ib->results[WH_APPLIED], ib->results[WH_DUPLICATE], ib->results[WH_STALE],
                     ib->results[WH_IGNORED], ib->results[WH_ERROR]);
+        count_metrics(r);
         long pruned = PQntuples(res->results[1]) ? 0 : atol(PQcmdTuples(res->results[1]));
         if (pruned) rlog_info(&r->lctx, "deleted %ld processed webhook event(s)", pruned);
         ib->stage = IB_DONE;

@@ -8,6 +8,7 @@ time window.
 import json
 import re
 import sys
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -117,6 +118,13 @@ def test_edit_stock_delete_category_arrive_and_are_stored(shop):
     log = kvsd.last_log(db)
     assert log["sync_type"] == "webhook" and log["status"] == "success", log
     assert re.search(r"webhook events: \d+ applied", d.log())
+    # Counted: events by type and result, and the change-to-row histogram.
+    with urllib.request.urlopen(shop.url.replace("/webhooks/kiotviet", "/metrics")) as r:
+        text = r.read().decode()
+    applied = [ln for ln in text.splitlines() if ln.startswith("kiotviet_webhook_events_total{")
+               and 'type="product.update"' in ln and 'result="applied"' in ln]
+    assert applied and float(applied[0].rsplit(" ", 1)[1]) >= 1, text
+    assert re.search(r"^kiotviet_change_to_row_seconds_count(\{[^}]*\})? [1-9]", text, re.M), text
 
 
 def test_duplicate_and_older_notification_change_nothing(shop):
