@@ -22,6 +22,7 @@
 #include "config.h"
 #include "jewel.h"
 #include "kvjson.h"
+#include "jsonfx.h"
 #include "kvtime.h"
 #include "mapping.h"
 
@@ -261,18 +262,6 @@ static const pcase product_cases[] = {
 };
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static void parse_text(const char *text, kvjson_doc *doc)
-{
-    size_t n = strlen(text);
-    char *buf = kvs_xmalloc(n + 1);
-    memcpy(buf, text, n + 1);
-    kvs_err e;
-    kvs_err_clear(&e);
-    int rc = kvjson_parse(buf, n, doc, &e);
-    if (rc) fail_msg("cannot parse %s: %s", text, e.msg);
-    free(buf);
-}
 
 /* Parses "[" + body + "]" (failures and notes are kept without brackets). */
 static void parse_list(const kvs_buf *body, kvjson_doc *doc)

@@ -15,19 +15,9 @@
 #include <cmocka.h>
 
 #include "kvjson.h"
+#include "jsonfx.h"
 #include "kvtime.h"
 #include "mapping.h"
-
-static void parse_text(const char *text, kvjson_doc *doc)
-{
-    size_t n = strlen(text);
-    char *buf = kvs_xmalloc(n + 1);
-    memcpy(buf, text, n + 1);
-    kvs_err e;
-    kvs_err_clear(&e);
-    if (kvjson_parse(buf, n, doc, &e)) fail_msg("cannot parse %s: %s", text, e.msg);
-    free(buf);
-}
 
 /* Maps a "data" array of products with o into p (rows text kept in p). */
 static void map_text(const char *data, const map_opts *o, map_page *p)
