@@ -148,6 +148,10 @@ static void handle_closed(uv_handle_t *h)
 
 static void run_close(sync_run *r)
 {
+    /* Once: a second uv_close of the lease timer would be undefined. A connection's failure
+     * reports every batch in flight from one loop (db.c conn_fail), so two of the run's
+     * callbacks can each reach the end of the run in the same turn. */
+    if (r->phase == PH_CLOSING) return;
     r->phase = PH_CLOSING;
     if (r->kv) {
         r->counts.requests = kv_client_gets(r->kv);
