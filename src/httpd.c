@@ -267,10 +267,18 @@ static void server_close(httpd *h)
     uv_close((uv_handle_t *)&h->timer, handle_closed);
 }
 
+static unsigned server_connections(httpd *h)
+{
+    const union MHD_DaemonInfo *i =
+        MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return i ? i->num_connections : 0;
+}
+
 static void server_run(httpd *h)
 {
     if (!h->mhd || h->in_run) return;
     h->in_run = true;
+    unsigned before = server_connections(h);
     MHD_run(h->mhd);
     h->in_run = false;
     if (h->stopping && h->suspended == 0) {
@@ -278,7 +286,13 @@ static void server_run(httpd *h)
         return;
     }
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
+    /* At the connection cap MHD takes the listening socket out of its epoll set, and puts it
+     * back only at the start of a later MHD_run: after a run that closed connections, run
+     * again at once, or a client waiting to be accepted waits for an event that never comes
+     * (test_webhook's 65th connection did, for good, once the 64 idle ones were closed). */
+    if (server_connections(h) < before)
+        uv_timer_start(&h->timer, timer_cb, 0, 0);
+    else if (MHD_get_timeout(h->mhd, &ms) == MHD_YES)
         uv_timer_start(&h->timer, timer_cb, ms, 0);
     else
         uv_timer_stop(&h->timer);

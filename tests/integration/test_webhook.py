@@ -198,8 +198,8 @@ def test_oversize_body_and_garbage_are_refused_and_the_listener_survives(db, hoo
                  b"POST /webhooks/kiotviet HTTP/1.1\r\nHost: x\r\nContent-Len"):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
         s.sendall(junk)
-        s.shutdown(socket.SHUT_WR)
-        try:
+        try:    # the server may have closed it already, on the garbage it read
+            s.shutdown(socket.SHUT_WR)
             s.recv(65536)
         except OSError:
             pass
