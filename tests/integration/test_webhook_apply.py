@@ -115,7 +115,10 @@ def test_edit_stock_delete_category_arrive_and_are_stored(shop):
     # The edit and the category change cost no GET; the stock change one refetch.
     st = sim.stats()
     assert st["gets"] <= 1, st
-    log = kvsd.last_log(db)
+    # The events are marked applied in the run's last write; its sync_logs row is closed
+    # just after, by the run's end: wait for that, not for the events.
+    log = wait_until(lambda: (lambda l: l if l and l["status"] != "running" else None)(
+        kvsd.last_log(db)), timeout=60, what="the webhook run's end")
     assert log["sync_type"] == "webhook" and log["status"] == "success", log
     assert re.search(r"webhook events: \d+ applied", d.log())
     # Counted: events by type and result, and the change-to-row histogram.
