@@ -21,98 +21,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
-#include "http.h"
-#include "kiotviet.h"
+#include "kiotviet_cli.h"
 #include "log.h"
 #include "mapping_webhook.h"
 #include "store.h"
 
-/* One KiotViet session on a private loop. */
-typedef struct kvc {
-    uv_loop_t loop;
-    http_client *http;
-    kv_client *kv;
-    bool done;
-    int rc;
-    long status;
-    char *body;       /* owned: the last answer */
-    char err[400];
-} kvc;
-
-static void call_cb(int rc, long status, char *body, size_t len, const char *error, void *arg)
+/* Sends one request through the session (blocking: see the top). The answer's JSON (caller
+ * deletes), or NULL with k->err. */
+static cJSON *call(kv_cli *k, const char *method, const char *path, const char *json)
 {
-    kvc *k = arg;
-    (void)len;
-    k->done = true;
-    k->rc = rc;
-    k->status = status;
-    free(k->body);
-    k->body = body;
-    snprintf(k->err, sizeof k->err, "%s", error ? error : "");
-    log_redact(k->err, sizeof k->err);
-}
-
-/* Sends one request and runs the private loop until it answers (blocking: see the top). The
- * answer's JSON (caller deletes), or NULL with k->err. */
-static cJSON *call(kvc *k, const char *method, const char *path, const char *json)
-{
-    k->done = false;
-    if (method)
-        kv_send_raw(k->kv, method, path, json, call_cb, k);
-    else
-        kv_get_raw(k->kv, path, call_cb, k);
-    while (!k->done && uv_run(&k->loop, UV_RUN_ONCE)) {
-    }
-    if (!k->done) snprintf(k->err, sizeof k->err, "no answer from KiotViet");
-    if (!k->done || k->rc != KV_OK) return NULL;
+    if (kv_cli_call(k, method, path, json) != KV_OK) return NULL;
     cJSON *j = k->body ? cJSON_Parse(k->body) : NULL;
     if (!j) snprintf(k->err, sizeof k->err, "KiotViet's answer to %s is not JSON", path);
     return j;
-}
-
-static int kvc_open(kvc *k, const kvs_config *cfg, const integ_row *row, kvs_err *e)
-{
-    memset(k, 0, sizeof *k);
-    if (uv_loop_init(&k->loop)) {
-        kvs_err_set(e, -1, "cannot create an event loop");
-        return -1;
-    }
-    http_opts ho;
-    kv_http_opts_from_config(cfg, &ho);
-    if (http_client_init(&k->http, &k->loop, &ho, e)) {
-        uv_loop_close(&k->loop);
-        return -1;
-    }
-    static log_ctx lc;
-    lc.integration = row->name;
-    kv_client_opts o = {
-        .loop = &k->loop,
-        .http = k->http,
-        .lctx = &lc,
-        .api_url = row->api_url,
-        .token_url = row->token_url,
-        .client_id = row->client_id,
-        .client_secret = row->client_secret,
-        .retailer = row->retailer,
-        .allowed_hosts = cfg->allowed_hosts ? cfg->allowed_hosts : "",
-        .access_token = row->access_token,
-        .token_expires_wall_s = row->token_expires_us / 1000000,
-        .token_margin_s = 60,
-        .max_retries = 0,
-    };
-    k->kv = kv_client_new(&o, e);
-    return k->kv ? 0 : -1;
-}
-
-static void kvc_close(kvc *k)
-{
-    if (k->kv) kv_client_free(k->kv);
-    if (k->http) http_client_close(k->http);
-    uv_run(&k->loop, UV_RUN_DEFAULT); /* lets the handles close */
-    (void)uv_loop_close(&k->loop);
-    free(k->body);
 }
 
 static bool handled_type(const char *t)
@@ -123,7 +45,7 @@ static bool handled_type(const char *t)
 }
 
 /* Deletes the hooks of the types the daemon applies; prints each. -1 on a failed call. */
-static int delete_ours(kvc *k, const char *name)
+static int delete_ours(kv_cli *k, const char *name)
 {
     cJSON *list = call(k, NULL, "/webhooks", NULL);
     if (!list) return -1;
@@ -147,7 +69,7 @@ static int delete_ours(kvc *k, const char *name)
     return rc;
 }
 
-static int do_list(kvc *k, const char *name)
+static int do_list(kv_cli *k, const char *name)
 {
     cJSON *list = call(k, NULL, "/webhooks", NULL);
     if (!list) return -1;
@@ -167,7 +89,7 @@ static int do_list(kvc *k, const char *name)
     return 0;
 }
 
-static int do_register(kvc *k, const char *name, const char *url, const char *secret)
+static int do_register(kv_cli *k, const char *name, const char *url, const char *secret)
 {
     if (delete_ours(k, name)) return -1;
     for (int i = 0; i < WH__TYPES; i++) {
@@ -265,7 +187,7 @@ int ctl_webhooks(int argc, char **argv)
     int rc = CTL_EX_FAILED;
     char *schema_q = NULL;
     integ_row *row = NULL;
-    kvc k;
+    kv_cli k;
     bool kv_open = false;
     kvs_err e;
     kvs_err_clear(&e);
@@ -274,7 +196,7 @@ int ctl_webhooks(int argc, char **argv)
     schema_q = db_quote_ident(cfg->db_schema);
     row = find_row(pg, schema_q, name);
     if (!row) goto cleanup;
-    if (kvc_open(&k, cfg, row, &e)) {
+    if (kv_cli_open(&k, cfg, row, &e)) {
         fprintf(stderr, "kiotviet-syncd webhooks: integration %s is not usable: %s\n", name,
                 e.msg);
         goto cleanup;
@@ -304,13 +226,16 @@ int ctl_webhooks(int argc, char **argv)
         r = do_list(&k, name);
     }
     if (r) {
-        fprintf(stderr, "kiotviet-syncd webhooks %s %s: %s%s%s\n", action, name, k.err,
-                k.status ? " (HTTP " : "", k.status ? "status)" : "");
+        if (k.status)
+            fprintf(stderr, "kiotviet-syncd webhooks %s %s: %s (HTTP %ld)\n", action, name,
+                    k.err, k.status);
+        else
+            fprintf(stderr, "kiotviet-syncd webhooks %s %s: %s\n", action, name, k.err);
         goto cleanup;
     }
     rc = CTL_EX_OK;
 cleanup:
-    if (kv_open) kvc_close(&k);
+    if (kv_open) kv_cli_close(&k);
     integ_row_free(row);
     free(schema_q);
     if (pg) PQfinish(pg);

@@ -3,8 +3,8 @@
  * This is a CLI path that runs instead of the daemon, never inside it:
  * - the database is read with BLOCKING libpq (db_connect_blocking, PQexecParams): there is no
  *   daemon loop to stall here, and a few statements do not justify a state machine;
- * - HTTP goes through the project's http client (curl multi on libuv) on a PRIVATE uv loop
- *   created and closed here, so no blocking (easy-interface) transfer exists anywhere in src/,
+ * - HTTP goes through a kiotviet_cli session: the project's http client (curl multi on libuv)
+ *   on a PRIVATE uv loop, so no blocking (easy-interface) transfer exists anywhere in src/,
  *   and TLS, timeouts and the body cap behave exactly as in a sync.
  * The requests are kiotviet.c's (kv_client, kv_get_raw: the daemon's token, headers and 401
  * refresh), without retries of transient failures: at most three requests (token, product, and
@@ -19,119 +19,53 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <uv.h>
 
 #include "db.h"
 #include "http.h"
 #include "kiotviet.h"
+#include "kiotviet_cli.h"
 #include "kvjson.h"
 #include "log.h"
 #include "mapping.h"
 #include "store.h"
 
-#define TOKEN_MARGIN_S 60 /* a stored token this close to expiry is not worth trying */
-
-/* One product request, on a private loop. */
-typedef struct ex {
-    uv_loop_t loop;
-    http_client *http;        /* owned; closed before the loop */
-    const integ_row *row;     /* borrowed */
-    const char *code;         /* borrowed */
-    bool done;
-    int rc;                   /* 0 found, 1 not found / error */
-    char *body;               /* owned: the product answer */
-    size_t body_len;
-    char err[700];
-} ex;
-
-static void product_cb(int rc, long status, char *body, size_t len, const char *error, void *arg)
-{
-    ex *x = arg;
-    x->done = true;
-    if (rc == KV_OK && body && len) {
-        x->body = body;
-        x->body_len = len;
-        x->rc = 0;
-        return;
-    }
-    free(body);
-    if (rc == KV_OK)
-        snprintf(x->err, sizeof x->err, "KiotViet answered 200 with an empty body");
-    else if (status == 404)
-        snprintf(x->err, sizeof x->err, "product code '%s' not found in KiotViet (retailer %s)",
-                 x->code, x->row->retailer);
-    else
-        snprintf(x->err, sizeof x->err, "%s", error ? error : "KiotViet request failed");
-    log_redact(x->err, sizeof x->err);
-}
-
-/* Runs the private loop until the one request has called back. Blocking on purpose: a CLI
- * path that runs instead of the daemon (see the top of this file). */
-static void ex_wait(ex *x)
-{
-    while (!x->done && uv_run(&x->loop, UV_RUN_ONCE)) {
-    }
-}
-
-/* Fetches the product with kiotviet.c's client (token, headers, the 401 refresh) on a private
- * loop; 0 with x->body set, or 1 with x->err. Transient failures are not retried (max_retries
- * 0), no budget is taken and a new token is not stored (no on_token). */
-static int fetch_product(const kvs_config *cfg, const integ_row *row, const char *code, ex *x)
+/* Fetches the product through a kiotviet_cli session (the daemon's token, headers and 401
+ * refresh on a private loop; transient failures not retried, no budget, no token stored).
+ * Returns 0 with *body (caller frees) and *len, or 1 with err. */
+static int fetch_product(const kvs_config *cfg, const integ_row *row, const char *code,
+                         char **body, size_t *len, char *err, size_t cap)
 {
     kvs_err e;
     kvs_err_clear(&e);
-    x->row = row;
-    x->code = code;
-    x->rc = 1;
-    snprintf(x->err, sizeof x->err, "no answer from KiotViet");
-    if (uv_loop_init(&x->loop)) {
-        snprintf(x->err, sizeof x->err, "cannot create an event loop");
+    kv_cli c;
+    if (kv_cli_open(&c, cfg, row, &e)) {
+        snprintf(err, cap, "%s", e.msg);
         return 1;
     }
-    http_opts ho;
-    kv_http_opts_from_config(cfg, &ho);
-    if (http_client_init(&x->http, &x->loop, &ho, &e)) {
-        snprintf(x->err, sizeof x->err, "cannot start the HTTP client: %s", e.msg);
-        uv_loop_close(&x->loop);
-        return 1;
-    }
-    log_ctx lc = {.integration = row->name};
-    kv_client_opts o = {
-        .loop = &x->loop,
-        .http = x->http,
-        .lctx = &lc,
-        .api_url = row->api_url,
-        .token_url = row->token_url,
-        .client_id = row->client_id,
-        .client_secret = row->client_secret,
-        .retailer = row->retailer,
-        .allowed_hosts = cfg->allowed_hosts ? cfg->allowed_hosts : "",
-        .access_token = row->access_token,
-        .token_expires_wall_s = row->token_expires_us / 1000000,
-        .token_margin_s = TOKEN_MARGIN_S,
-        .max_retries = 0,
-    };
-    kv_client *kv = kv_client_new(&o, &e);
-    if (!kv) {
-        snprintf(x->err, sizeof x->err, "%s", e.msg);
+    char *enc = http_urlencode(code);
+    kvs_buf path;
+    kvs_buf_init(&path);
+    /* priceBooks when [mapping] price_book is set: its choice is explained from them */
+    REQUIRE(kvs_buf_printf(&path, "/products/code/%s?IncludeSerials=true&includeInventory=true%s",
+                           enc, cfg->price_book ? "&includePricebook=true" : "") == 0);
+    int rc = 1;
+    if (kv_cli_call(&c, NULL, kvs_buf_cstr(&path), NULL) == KV_OK && c.body && c.len) {
+        *body = c.body; /* taken from the session */
+        *len = c.len;
+        c.body = NULL;
+        rc = 0;
+    } else if (c.rc == KV_OK) {
+        snprintf(err, cap, "KiotViet answered 200 with an empty body");
+    } else if (c.status == 404) {
+        snprintf(err, cap, "product code '%s' not found in KiotViet (retailer %s)", code,
+                 row->retailer);
     } else {
-        char *enc = http_urlencode(code);
-        kvs_buf path;
-        kvs_buf_init(&path);
-        /* priceBooks when [mapping] price_book is set: its choice is explained from them */
-        REQUIRE(kvs_buf_printf(&path, "/products/code/%s?IncludeSerials=true&includeInventory=true%s",
-                               enc, cfg->price_book ? "&includePricebook=true" : "") == 0);
-        kv_get_raw(kv, kvs_buf_cstr(&path), product_cb, x);
-        kvs_buf_free(&path);
-        free(enc);
-        ex_wait(x);
-        kv_client_free(kv);
+        snprintf(err, cap, "%s", c.err[0] ? c.err : "KiotViet request failed");
     }
-    http_client_close(x->http);
-    x->http = NULL;
-    uv_run(&x->loop, UV_RUN_DEFAULT); /* lets the client's handles close */
-    if (uv_loop_close(&x->loop)) log_warn("explain: event loop not empty at exit");
-    return x->rc;
+    kvs_buf_free(&path);
+    free(enc);
+    kv_cli_close(&c);
+    return rc;
 }
 
 /* The product inside the answer: the object itself (the documented form), {"data": {...}}, or
@@ -193,14 +127,14 @@ int explain_product_run(const kvs_config *cfg, const char *only, const char *cod
     store *st = NULL;
     integ_row *row = NULL;
     char *warnings = NULL, err[700] = "";
-    ex *x = kvs_xcalloc(1, sizeof *x);
+    char *body = NULL;
+    size_t body_len = 0;
     kvjson_doc doc = {0};
     kvs_buf text;
     kvs_buf_init(&text);
 
     if (map_opts_from_config(cfg, &mo, &e)) {
         fprintf(stderr, "kiotviet-syncd: configuration error: %s\n", e.msg);
-        free(x);
         return KVS_EX_CONFIG;
     }
     if (!code || !*code) {
@@ -238,11 +172,8 @@ int explain_product_run(const kvs_config *cfg, const char *only, const char *cod
         snprintf(err, sizeof err, "integration %s is not usable: %s", row->name, e.msg);
         goto done;
     }
-    if (fetch_product(cfg, row, code, x)) {
-        snprintf(err, sizeof err, "%s", x->err);
-        goto done;
-    }
-    if (kvjson_parse(x->body, x->body_len, &doc, &e)) {
+    if (fetch_product(cfg, row, code, &body, &body_len, err, sizeof err)) goto done;
+    if (kvjson_parse(body, body_len, &doc, &e)) {
         snprintf(err, sizeof err, "KiotViet's answer is not JSON: %s", e.msg);
         goto done;
     }
@@ -266,8 +197,7 @@ done:
     }
     kvs_buf_free(&text);
     kvjson_doc_free(&doc);
-    free(x->body);
-    free(x);
+    free(body);
     integ_row_free(row);
     free(warnings);
     store_free(st);
