@@ -377,16 +377,7 @@ bool inbox_next(sync_run *r)
         }
         case IB_RELINK:
             ib->stage = IB_PRODUCTS;
-            if (r->counts.categories_created || r->counts.categories_updated) {
-                if (store_categories_relink_sql(r->env.store)) {
-                    r->jobs++;
-                    writer_put_relink(r->w, WRITER_CATEGORIES);
-                }
-                if (store_products_relink_sql(r->env.store)) {
-                    r->jobs++;
-                    writer_put_relink(r->w, WRITER_PRODUCTS);
-                }
-            }
+            sync_relink_changed(r);
             break;
         case IB_PRODUCTS:
             ib->stage = IB_STOCK;

@@ -559,6 +559,19 @@ static void claim_cb(db_result *res, void *arg)
     db_submit(r->db, b, log_start_cb, r);
 }
 
+void sync_relink_changed(sync_run *r)
+{
+    if (!r->counts.categories_created && !r->counts.categories_updated) return;
+    if (store_categories_relink_sql(r->env.store)) {
+        r->jobs++;
+        writer_put_relink(r->w, WRITER_CATEGORIES);
+    }
+    if (store_products_relink_sql(r->env.store)) {
+        r->jobs++;
+        writer_put_relink(r->w, WRITER_PRODUCTS);
+    }
+}
+
 void sync_phase_next(sync_run *r)
 {
     if (sync_stopping(r)) {
@@ -582,16 +595,7 @@ void sync_phase_next(sync_run *r)
         break;
     case PH_CATEGORIES:
         r->phase = PH_RELINK;
-        if (r->counts.categories_created || r->counts.categories_updated) {
-            if (store_categories_relink_sql(r->env.store)) {
-                r->jobs++;
-                writer_put_relink(r->w, WRITER_CATEGORIES);
-            }
-            if (store_products_relink_sql(r->env.store)) {
-                r->jobs++;
-                writer_put_relink(r->w, WRITER_PRODUCTS);
-            }
-        }
+        sync_relink_changed(r);
         if (r->jobs == 0) sync_phase_next(r);
         break;
     case PH_RELINK:

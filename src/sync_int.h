@@ -145,6 +145,9 @@ struct sync_run {
  * finishes. */
 void sync_fail(sync_run *r, const char *fmt, ...) KVS_PRINTF(2, 3);
 static inline bool sync_stopping(const sync_run *r) { return r->failing || r->cancelled; }
+/* After categories were created or changed: hands the writer the re-link of parents and
+ * categories from the kiotviet_* ids (each counted in jobs). */
+void sync_relink_changed(sync_run *r);
 /* Moves the run to its next phase (or to its end, when stopping and nothing is pending). */
 void sync_phase_next(sync_run *r);
 
