@@ -100,9 +100,15 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
  * SYNC_SKIPPED with held_ms), writes a sync_logs row of sync_type 'webhook', applies the
  * unprocessed kiotviet_webhook_events through the writer and marks them processed, then
  * releases the lease without touching the schedule (last_sync_at, cursors, failures). See
- * src/inbox.c. budget: for the refetches of stock changes. */
+ * src/inbox.c. budget: for the refetches of stock changes. memo: what the integration's
+ * inbox runs carry from one to the next (borrowed; the caller keeps one per integration). */
+typedef struct inbox_memo {
+    /* KiotViet's "timestamp" of the last complete /productOnHands read of an inbox run whose
+     * stock pages were all written (0: none yet): stock changed before it is stored. */
+    int64_t stock_read_kv_us;
+} inbox_memo;
 sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
-                               kv_budget *budget, sync_done_cb cb, void *arg);
+                               kv_budget *budget, inbox_memo *memo, sync_done_cb cb, void *arg);
 /* Asks the run to stop: in-flight page transactions finish, nothing new starts, the log row
  * says 'cancelled', the lease is released; cb is still called. */
 void sync_run_cancel(sync_run *r);

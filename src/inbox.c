@@ -6,7 +6,10 @@
  *   -> stock.update: GET /productOnHands since a little before the oldest stock event (one GET
  *   per 100 products whose stock changed: every branch of each, which a notification naming one
  *   branch cannot give), written as a poll's stock pages (WRITER_STOCK); a product it did not
- *   list is refetched alone (GET /products/{id}, at most INBOX_REFETCH_MAX per run)
+ *   list is refetched alone (GET /products/{id}, at most INBOX_REFETCH_MAX per run). When the
+ *   previous inbox run's read was complete and written, this one starts where that one ended
+ *   (the integration's inbox_memo), less STOCK_READ_OVERLAP_S: a burst's runs then do not read
+ *   one another's products again (15 s of a busy shop's sales are several pages)
  *   -> mark every event read processed with its result, and delete
  *   processed events past [webhook] retention_days (ST_INBOX_MARK, ST_INBOX_PRUNE).
  *
@@ -31,6 +34,9 @@
 #define STOCK_OVERLAP_S 15    /* /productOnHands from this long before the oldest stock event
                                  arrived: the change happened before it, on KiotViet's clock
                                  (NTP-synchronised servers: well under a second apart) */
+#define STOCK_READ_OVERLAP_S 1 /* ... or from this long before KiotViet's time at the previous
+                                  complete read: a change committed at KiotViet later than its
+                                  modifiedDate says (a refetch catches a longer lag) */
 #define STOCK_PAGE 100
 #define STOCK_PAGES_MAX 50    /* a burst of 5,000 stock changes in one run, at most */
 
@@ -45,6 +51,9 @@ struct inbox {
     int64_t stock_from_us;    /* the oldest stock.update event's arrival, 0 when none */
     int stock_pages;          /* /productOnHands pages read */
     kvs_idset stock_seen;     /* products those pages listed */
+    int64_t stock_read_kv_us; /* KiotViet's "timestamp" at the first of them (0: none) */
+    bool stock_incomplete;    /* a page failed, was not written, or pages were left unread */
+    inbox_memo *memo;         /* the integration's, borrowed */
 };
 
 typedef struct refetch {
@@ -52,9 +61,10 @@ typedef struct refetch {
     int64_t id;
 } refetch;
 
-inbox *inbox_new(void)
+inbox *inbox_new(inbox_memo *memo)
 {
     inbox *ib = kvs_xcalloc(1, sizeof *ib);
+    ib->memo = memo;
     wh_batch_init(&ib->b);
     map_page_init(&ib->products);
     return ib;
@@ -258,12 +268,18 @@ static void onhands_cb(int rc, kv_page *page, const char *error, void *arg)
         map_page_init(&p);
         map_stock(page->data, r->env.mopts, &p);
         for (int i = 0; i < p.nrows; i++) kvs_idset_add(&ib->stock_seen, p.row[i].id);
+        if (p.nfailed) ib->stock_incomplete = true;
+        if (ib->stock_pages == 1) ib->stock_read_kv_us = page->timestamp_us;
         if (!sync_stopping(r)) put_page(r, WRITER_STOCK, &p);
         map_page_free(&p);
-        if (cJSON_GetArraySize(page->data) >= STOCK_PAGE && ib->stock_pages < STOCK_PAGES_MAX &&
-            !sync_stopping(r))
-            onhands_get(r);
+        if (cJSON_GetArraySize(page->data) >= STOCK_PAGE && !sync_stopping(r)) {
+            if (ib->stock_pages < STOCK_PAGES_MAX)
+                onhands_get(r);
+            else
+                ib->stock_incomplete = true;
+        }
     } else if (rc != KV_E_CANCELLED) {
+        ib->stock_incomplete = true;
         /* Not fatal: the products are refetched one by one, and the polls read stock too. */
         rlog_warn(&r->lctx, "could not read /productOnHands for the stock changes: %s",
                   error ? error : "?");
@@ -276,7 +292,11 @@ static void onhands_get(sync_run *r)
 {
     inbox *ib = r->inbox;
     char from[KVTIME_BUFSZ], q[256];
-    kvtime_format_vn_local(ib->stock_from_us - (int64_t)STOCK_OVERLAP_S * 1000000, from);
+    int64_t from_us = ib->stock_from_us - (int64_t)STOCK_OVERLAP_S * 1000000;
+    int64_t prev_us = ib->memo ? ib->memo->stock_read_kv_us : 0;
+    if (prev_us && prev_us - (int64_t)STOCK_READ_OVERLAP_S * 1000000 > from_us)
+        from_us = prev_us - (int64_t)STOCK_READ_OVERLAP_S * 1000000;
+    kvtime_format_vn_local(from_us, from);
     snprintf(q, sizeof q,
              "/productOnHands?pageSize=%d&currentItem=%d&orderBy=id&orderDirection=Asc"
              "&lastModifiedFrom=%s",
@@ -296,6 +316,10 @@ static void stage_stock(sync_run *r)
 static void stage_mark(sync_run *r)
 {
     inbox *ib = r->inbox;
+    /* Every stock page has been written (or refused) by now: a complete read is where the
+     * next run's read may start. */
+    if (ib->memo && ib->stock_read_kv_us && !ib->stock_incomplete)
+        ib->memo->stock_read_kv_us = ib->stock_read_kv_us;
     kvs_buf j;
     kvs_buf_init(&j);
     REQUIRE(kvs_buf_puts(&j, "[") == 0);
@@ -334,6 +358,7 @@ void inbox_written(sync_run *r, const writer_outcome *o)
             wh_batch_fail_id(&ib->b, &ib->b.products, o->failed[i].id, msg);
         if (o->ent == WRITER_PRODUCTS || o->ent == WRITER_STOCK)
             wh_batch_fail_id(&ib->b, &ib->b.stock, o->failed[i].id, msg);
+        if (o->ent == WRITER_STOCK) ib->stock_incomplete = true;
     }
 }
 

@@ -55,8 +55,11 @@ struct integ {
     int64_t run_request_us;    /* the request this run serves (0 = none) */
     uint64_t run_started_ms;
     kv_budget budget;
+    inbox_memo memo;           /* carried between its inbox runs */
     bool inbox_pending;        /* webhook events wait: an inbox run starts when it is free */
     bool inbox_run;            /* run is an inbox run (sync_run_start_inbox) */
+    bool inbox_gathering;      /* the listener's kicks are gathered before a run starts */
+    uint64_t inbox_first_ms, inbox_last_ms; /* loop time of the first and the last such kick */
 };
 
 struct sched {
@@ -90,6 +93,7 @@ struct sched {
     unsigned long auth_seen;   /* db_auth_refusals() when we last looked */
     bool auth_waiting;         /* auth_timer runs: no database work until it fires */
     uv_timer_t auth_timer;
+    uv_timer_t inbox_timer;    /* the earliest end of an integration's gathering of kicks */
     sched_done_cb done;
     void *arg;
     int handles_open;
@@ -129,6 +133,7 @@ void integ_run_start(integ *it, bool inbox);
 void inbox_maybe_start(integ *it);
 void inbox_run_done(integ *it, const sync_result *res);
 void inbox_pending_check(sched *s);
+void inbox_timer_cb(uv_timer_t *t);
 
 /* scheduler_poll.c */
 bool auth_refused_wait(sched *s, const db_result *res, const char *msg);

@@ -112,8 +112,10 @@ sched *sched_new(uv_loop_t *loop, kvs_config *cfg, http_client *http, const sche
     uv_timer_init(loop, &s->grace_timer);
     uv_timer_init(loop, &s->retry_timer);
     uv_timer_init(loop, &s->auth_timer);
+    uv_timer_init(loop, &s->inbox_timer);
     s->poll_timer.data = s->grace_timer.data = s->retry_timer.data = s->auth_timer.data = s;
-    s->handles_open = 4;
+    s->inbox_timer.data = s;
+    s->handles_open = 5;
     s->last_prune_ms = kvs_now_mono_ms() - PRUNE_EVERY_MS; /* prune at the first poll */
     s->last_abandoned_ms = kvs_now_mono_ms();
     db_opts d = {
@@ -256,7 +258,9 @@ void sched_maybe_finish(sched *s)
         uv_timer_stop(&s->grace_timer);
         uv_timer_stop(&s->retry_timer);
         uv_timer_stop(&s->auth_timer);
+        uv_timer_stop(&s->inbox_timer);
         uv_close((uv_handle_t *)&s->auth_timer, closed_cb);
+        uv_close((uv_handle_t *)&s->inbox_timer, closed_cb);
         uv_close((uv_handle_t *)&s->poll_timer, closed_cb);
         uv_close((uv_handle_t *)&s->grace_timer, closed_cb);
         uv_close((uv_handle_t *)&s->retry_timer, closed_cb);
@@ -283,6 +287,7 @@ void sched_stop(sched *s)
     uv_timer_stop(&s->poll_timer);
     uv_timer_stop(&s->retry_timer);
     uv_timer_stop(&s->auth_timer);
+    uv_timer_stop(&s->inbox_timer);
     s->auth_waiting = false;
     for (integ *it = s->integs; it; it = it->next) {
         uv_timer_stop(&it->timer);

@@ -205,7 +205,8 @@ void integ_run_start(integ *it, bool inbox)
     env.force_deletes = s->o.once && s->o.full && s->o.force_deletes;
     it->run_started_ms = kvs_now_mono_ms();
     it->inbox_run = inbox;
-    it->run = inbox ? sync_run_start_inbox(&env, it->id, it->name, &it->budget, run_done, it)
+    it->run = inbox ? sync_run_start_inbox(&env, it->id, it->name, &it->budget, &it->memo,
+                                           run_done, it)
                     : sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
 }
 

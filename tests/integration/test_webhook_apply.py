@@ -9,6 +9,7 @@ import json
 import re
 import sys
 import urllib.request
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -150,6 +151,56 @@ def test_duplicate_and_older_notification_change_nothing(shop):
     rows = wait_until(lambda: all_processed(db, 3), what="the copy processed")
     assert rows[2][3] == "duplicate", rows
     assert product(db, pid)["name"] == "newer" and product(db, pid)["updated_at"] == before
+
+
+def webhook_runs_closed(db):
+    """The webhook runs' sync_logs rows, once none is still running."""
+    rows = db.sql("SELECT status FROM public.sync_logs WHERE sync_type = 'webhook'")
+    return rows and all(r[0] != "running" for r in rows) and rows
+
+
+def kv_local(text):
+    """A lastModifiedFrom value (KiotViet's local time, up to 7 fraction digits)."""
+    head, _, frac = text.partition(".")
+    return datetime.fromisoformat(head + ("." + frac[:6] if frac else ""))
+
+
+def sell_burst(db, sim, k, total):
+    """k counter sales, their notifications delivered back to back once all are made; waits
+    until the inbox holds `total` events, all processed. Returns the products sold."""
+    sim.webhook_config(paused=True)
+    sold = sim.mutate(sell=k)["sold"]
+    sim.reset_stats()
+    sim.webhook_config(paused=False)
+    wait_until(lambda: delivered(sim), what="deliveries")
+    rows = wait_until(lambda: all_processed(db, total), timeout=60, what="the sales applied")
+    assert {r[3] for r in rows} == {"applied"}, rows
+    return sold
+
+
+def test_a_burst_of_stock_changes_is_gathered_into_one_read(shop):
+    """Ten counter sales notified back to back: the listener's kicks are gathered, so a few
+    inbox runs apply them (one per notification before), each with one GET /productOnHands and
+    no refetch. A later burst's read starts where the earlier complete read ended (less 1 s),
+    not 15 s before its own notifications, where it would list the earlier burst again."""
+    db, sim = shop.db, shop.sim
+    register(sim, shop.url, ("stock.update",))
+    sold = sell_burst(db, sim, 10, 10)
+    runs = wait_until(lambda: webhook_runs_closed(db), timeout=60, what="the runs' ends")
+    st = sim.stats()
+    assert len(runs) <= 3, (runs, shop.d.log())
+    assert set(st["by_path"]) == {"/productOnHands"} and st["gets"] <= len(runs), st
+    first = kv_local(st["last_query"]["/productOnHands"]["lastmodifiedfrom"])
+    truth = {p["id"]: p for p in sim.catalog()["products"]}
+    for pid in sold:
+        if "stock_quantity" in product(db, pid):
+            want = sum(Decimal(str(i["onHand"])) for i in truth[pid]["inventories"])
+            assert Decimal(str(product(db, pid)["stock_quantity"])) == want, pid
+    sell_burst(db, sim, 5, 15)
+    st = sim.stats()
+    assert set(st["by_path"]) == {"/productOnHands"}, st
+    second = kv_local(st["last_query"]["/productOnHands"]["lastmodifiedfrom"])
+    assert second - first >= timedelta(seconds=12), (first, second)
 
 
 def test_notification_answered_then_daemon_killed_is_applied_on_restart(shop):

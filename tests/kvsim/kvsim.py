@@ -58,7 +58,7 @@ class ApiError(Exception):
 
 def _new_stats():
     return {"requests": 0, "token_requests": 0, "gets": 0, "by_path": {}, "status": {},
-            "status_429": 0, "cpu_seconds": 0.0, "bytes_sent": 0}
+            "status_429": 0, "cpu_seconds": 0.0, "bytes_sent": 0, "last_query": {}}
 
 
 class Retailer:
@@ -201,7 +201,7 @@ class State:
 
     # ---- stats ----------------------------------------------------------------------------
 
-    def count(self, ret, field, path_key=None):
+    def count(self, ret, field, path_key=None, query=None):
         with self.lock:
             for s in (self.totals, ret.stats if ret else None):
                 if s is None:
@@ -209,6 +209,8 @@ class State:
                 s[field] += 1
                 if path_key:
                     s["by_path"][path_key] = s["by_path"].get(path_key, 0) + 1
+                    if query is not None:  # the last request's query names (lower case)
+                        s["last_query"][path_key] = dict(query)
 
     def account(self, ret, status, nbytes, cpu):
         with self.lock:
@@ -230,6 +232,7 @@ class State:
                 st = dict(self.retailer(name).stats)
                 st["by_path"] = dict(st["by_path"])
                 st["status"] = dict(st["status"])
+                st["last_query"] = dict(st["last_query"])
                 return st
             out = json.loads(json.dumps(self.totals))
             out["cpu_seconds"] = time.process_time() - self.cpu_base
@@ -467,7 +470,7 @@ class Handler(BaseHTTPRequestHandler):
         self._ret = ret
         route, arg = self._route(path, lpath)
         if method == "GET":
-            state.count(ret, "gets", route)
+            state.count(ret, "gets", route, q)
         fault = state.pick_fault(lpath, ret.name.lower() if ret else None)
         if fault is not None and fault["kind"] in PRE_KINDS:
             if self._pre_fault(fault, ret):
