@@ -51,14 +51,18 @@
  * switches a prepared page upsert to its generic plan (~30% less server CPU per page), by then
  * made while products already holds those pages; forcing generic plans from the first
  * execution cached a plan made on a near-empty table that seq-scanned it for every page row (a
- * first sync of 100,000 rows: 24 s of server CPU instead of 3.5). */
+ * first sync of 100,000 rows: 24 s of server CPU instead of 3.5). jit is off (where the server
+ * has it): a page statement runs in milliseconds, and when its estimate passed jit_above_cost
+ * (json_to_recordset counts 100 rows per nested stock list) compiling it cost 60-110 ms. */
 static const char setup_sql[] =
     "SELECT s.direct, s.sess,"
     " CASE WHEN s.sess THEN pg_catalog.set_config('search_path',"
     "  pg_catalog.concat_ws(', ', $1::text, pg_catalog.current_setting('search_path')), false) END,"
     " CASE WHEN s.sess THEN pg_catalog.set_config('statement_timeout', $2, false) END,"
     " CASE WHEN s.sess THEN pg_catalog.set_config('timezone', 'UTC', false) END,"
-    " CASE WHEN s.sess THEN pg_catalog.set_config('application_name', $5, false) END"
+    " CASE WHEN s.sess THEN pg_catalog.set_config('application_name', $5, false) END,"
+    " CASE WHEN s.sess AND pg_catalog.current_setting('jit', true) IS NOT NULL THEN"
+    "  pg_catalog.set_config('jit', 'off', false) END"
     " FROM (SELECT d.direct, ($4::text = 'session' OR ($4::text = 'auto' AND d.direct)) AS sess"
     "  FROM (SELECT pg_catalog.pg_backend_pid() = $3::int AS direct) d) s";
 
@@ -68,7 +72,9 @@ static const char local_sql[] =
     "  pg_catalog.concat_ws(', ', $1::text, pg_catalog.current_setting('search_path')), true),"
     " pg_catalog.set_config('statement_timeout', $2, true),"
     " pg_catalog.set_config('timezone', 'UTC', true),"
-    " pg_catalog.set_config('application_name', $3, true)";
+    " pg_catalog.set_config('application_name', $3, true),"
+    " CASE WHEN pg_catalog.current_setting('jit', true) IS NOT NULL THEN"
+    "  pg_catalog.set_config('jit', 'off', true) END";
 
 /* Connection attempts the server (or a pooler) refused as a login failure, process-wide: the
  * scheduler backs off for minutes on them (see db_auth_refusals). Loop thread only. */
