@@ -138,8 +138,9 @@ check-fuzz: deps-test
 demo: deps-test $(BIN)
 	$(PYTHON) scripts/demo.py --bin $(abspath $(BIN))
 
+BENCH_ARGS ?=
 bench: deps-test $(BIN)
-	$(PYTHON) scripts/bench.py --bin $(abspath $(BIN))
+	$(PYTHON) scripts/bench.py --bin $(abspath $(BIN)) $(BENCH_ARGS)
 
 # The soak of issue 5 (a day in miniature): several integrations every few seconds against a
 # simulator injecting random faults, for SOAK_SECONDS (default 300). Not part of `make check`.

@@ -325,7 +325,7 @@ def copy_ceiling(db):
 
 # ---- the steps ----------------------------------------------------------------------------
 
-def step_full(b, sim, products, label):
+def step_full(b, sim, products, label, binary=None):
     """A full sync into a fresh database; returns (db, figures). The caller drops db."""
     db = b.new_db()
     b.add_integration(db, sim, "bench", "kiotviet-bench")
@@ -333,7 +333,7 @@ def step_full(b, sim, products, label):
     db.sql("CHECKPOINT")
     sim.reset_stats()
     cpu0 = b.server_cpu()
-    res = run_daemon_once(b.a.bin, cfg, b.work)
+    res = run_daemon_once(binary or b.a.bin, cfg, b.work)
     must_succeed(res, f"full sync ({label})")
     wait_backends_gone(db)
     # Gone from pg_stat_activity is not yet reaped: a backend reaped while server_cpu() reads
@@ -557,8 +557,9 @@ def step_freshness(b, products=3000, changes=1000, burst=50, pause_s=0.3):
             "results": results, "webhook_runs": runs}
 
 
-def report_depth(t, n, full, depth):
-    """Section 8 (issue 16): stock by branch and serials written with every products page."""
+def report_depth(t, n, full, depth, base=(), base_bin=None):
+    """Section 8 (issue 16): stock by branch and serials written with every products page;
+    against this binary's full sync (step 1) and, with --baseline-bin, an earlier binary's."""
     fps = median([r["products_per_s"] for r in full])
     dps = median([r["products_per_s"] for r in depth])
     t.head(f"8. full sync, {fmt_n(n)} products, 2 branches, a third serialised (median of"
@@ -569,6 +570,12 @@ def report_depth(t, n, full, depth):
           f"{fmt_n(depth[-1]['stock_rows'])}, {fmt_n(depth[-1]['serial_rows'])}"
           f" ({fmt_n(depth[-1]['serialised'])})")
     t.row("products/s against step 1", f"{dps / fps * 100:.0f} %", ">= 70 %", dps >= 0.7 * fps)
+    if base:
+        bps = median([r["products_per_s"] for r in base])
+        t.row(f"baseline full sync ({os.path.basename(base_bin)}), wall time",
+              f"{median([r['wall_s'] for r in base]):.2f} s")
+        t.row("products/s against the baseline's full sync", f"{dps / bps * 100:.0f} %",
+              ">= 70 %", dps >= 0.7 * bps)
 
 
 def report_freshness(t, fr):
@@ -812,11 +819,18 @@ def main():
     ap.add_argument("--latency-products", type=int, default=10000)
     ap.add_argument("--json", default=str(ROOT / "build" / "bench.json"))
     ap.add_argument("--no-check", action="store_true", help="exit 0 even when a target is missed")
+    ap.add_argument("--baseline-bin", default=None,
+                    help="absolute path of an earlier kiotviet-syncd: section 8 also compares"
+                         " with its full sync of N, run here on the same catalogue (issue 16's"
+                         " target is set against the throughput of the day it was filed)")
     ap.add_argument("--freshness-only", action="store_true",
                     help="only the webhook freshness figures (section 7)")
     a = ap.parse_args()
     if not os.path.isabs(a.bin) or not os.access(a.bin, os.X_OK):
         ap.error("--bin must be the absolute path of an executable kiotviet-syncd")
+    if a.baseline_bin and (not os.path.isabs(a.baseline_bin) or
+                           not os.access(a.baseline_bin, os.X_OK)):
+        ap.error("--baseline-bin must be the absolute path of an executable kiotviet-syncd")
     a.products = a.products or (10000 if a.quick else 100000)
     a.repeat = a.repeat or (1 if a.quick else 3)
     a.idle_seconds = a.idle_seconds or (10.0 if a.quick else 60.0)
@@ -876,6 +890,15 @@ def main():
         lat = step_latency(b, small_sim, a.latency_ms)
         lat["catalogue"] = small_n
         log(f"  {lat['wall_s']:.2f} s against {lat['sequential_lower_bound_s']:.2f} s")
+        base = []
+        if a.baseline_bin:
+            for i in range(a.repeat):
+                log(f"baseline full sync {i + 1}/{a.repeat} of {a.products} products"
+                    f" ({a.baseline_bin})")
+                db, res = step_full(b, big, a.products, f"base{i}", binary=a.baseline_bin)
+                log(f"  {res['wall_s']:.2f} s, {res['products_per_s']:,.0f} products/s")
+                base.append(res)
+                b.drop_db(db)
         if big is not small_sim:
             big.close()
         depth = step_depth(b, a.products, a.repeat)
@@ -890,7 +913,7 @@ def main():
     m["loadavg_start"], m["loadavg_end"] = load_start, os.getloadavg()[0]
     t = report(a, m, full, copy, inc, small, lat, idle, so)
     report_freshness(t, fr)
-    report_depth(t, a.products, full, depth)
+    report_depth(t, a.products, full, depth, base, a.baseline_bin)
     print(f"\nkiotviet-syncd benchmark: {m['cpus']} cores ({m['cpu']}), {m['os']},"
           f" PostgreSQL {b.server_version} (fsync, synchronous_commit, full_page_writes on;"
           f" shared_buffers {b.shared_buffers}), loopback HTTP; load average"
@@ -925,6 +948,7 @@ def main():
         "idle": idle,
         "freshness": fr,
         "depth": [strip(r) for r in depth],
+        "baseline_full": [strip(r) for r in base],
         "targets": {name: ok for name, ok in t.checks},
         "all_met": not missed,
     }
