@@ -94,8 +94,8 @@ const char store_t_poll[] =
     "SELECT (extract(epoch from i.\"sync_requested_at\") * 1000000)::bigint,"
     " (extract(epoch from now()) * 1000000)::bigint, r.* FROM @.\"third_party_integrations\" i"
     " LEFT JOIN LATERAL (" LOG_SELECT " WHERE l.\"integration_id\" = i.\"id\" AND"
-    " l.\"started_at\" >= $2::timestamptz ORDER BY l.\"id\" DESC LIMIT 1) r ON true"
-    " WHERE i.\"id\" = $1::uuid";
+    " l.\"started_at\" >= $2::timestamptz AND l.\"sync_type\" IS DISTINCT FROM 'webhook'"
+    " ORDER BY l.\"id\" DESC LIMIT 1) r ON true WHERE i.\"id\" = $1::uuid";
 
 const char store_t_daemons[] =
     "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = current_database() AND"

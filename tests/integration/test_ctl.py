@@ -226,6 +226,34 @@ def test_sync_run_now_and_full_through_the_daemon(shop_db, sim, tmp_path):
     assert after_full["sync_requested_at"] is None and after_full["sync_request_full"] is False
 
 
+def test_sync_reports_the_run_it_asked_for_not_a_webhook_run(shop_db, sim, tmp_path):
+    """An inbox run (sync_type 'webhook') that started after the requested run is not the run
+    `sync` asked for: it reports the poll's row. The daemon's part is played by SQL here, so
+    the order of the two rows is certain."""
+    cfg = kvsd.write_config(tmp_path / "c.conf", shop_db.dsn)
+    integ_id = kvsd.setup_integration(shop_db, sim)
+    p = subprocess.Popen([kvsd.BIN, "sync", "kiotviet", "-c", cfg, "--timeout", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        kvsd.wait_until(lambda: integ(shop_db)["sync_requested_at"] is not None,
+                        what="the request")
+        row = shop_db.value(
+            "INSERT INTO public.sync_logs (integration_id, sync_type, status, products_synced,"
+            " completed_at) VALUES (%s, 'incremental', 'success', 3, now()) RETURNING id", integ_id)
+        shop_db.sql("INSERT INTO public.sync_logs (integration_id, sync_type, status,"
+                    " products_synced, completed_at) VALUES (%s, 'webhook', 'success', 1, now())",
+                    integ_id)
+        shop_db.sql("UPDATE public.third_party_integrations SET sync_requested_at = NULL"
+                    " WHERE id = %s", integ_id)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 0, (out, err)
+    m = RESULT_RE.match(out)
+    assert m, out
+    assert (m["type"], int(m["id"]), int(m["prods"])) == ("incremental", row, 3)
+
+
 def test_status_shows_a_running_sync_with_progress(shop_db, sim, tmp_path):
     # One page at a time, each 700 ms: the run lasts long enough to be seen running by two
     # status commands in a row (each a process of its own: slow to start under ASan).
