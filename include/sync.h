@@ -92,23 +92,33 @@ typedef struct sync_result {
 /* Called once when the run is over; the run is freed right after it returns. */
 typedef void (*sync_done_cb)(const sync_result *res, void *arg);
 
+/* What an integration's runs carry from one to the next (the caller keeps one per
+ * integration, zeroed at first; a run borrows it). */
+#define SYNC_MEMO_BOOK_MAX 256
+typedef struct sync_memo {
+    /* KiotViet's "timestamp" of the last complete /productOnHands read of an inbox run whose
+     * stock pages were all written (0: none yet): stock changed before it is stored. */
+    int64_t stock_read_kv_us;
+    /* A [mapping] price_book given by name, as GET /pricebooks last resolved it (book_id 0:
+     * not yet). Runs that do not read /branches reuse it, so an unchanged incremental run
+     * stays at 3 GETs; every run that reads /branches (full runs, else hourly) resolves the
+     * name again. */
+    char book_name[SYNC_MEMO_BOOK_MAX];
+    int64_t book_id;
+} sync_memo;
+
 /* Starts a run of integration `id` (name for logs). force_full ignores cursors. budget is the
- * integration's hourly GET budget (borrowed). */
+ * integration's hourly GET budget, memo what its runs carry over (both borrowed; memo may be
+ * NULL: nothing carried over). */
 sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
-                         kv_budget *budget, sync_done_cb cb, void *arg);
+                         kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg);
 /* Starts an inbox run of integration `id`: claims it as a poll does (a live holder makes it
  * SYNC_SKIPPED with held_ms), writes a sync_logs row of sync_type 'webhook', applies the
  * unprocessed kiotviet_webhook_events through the writer and marks them processed, then
  * releases the lease without touching the schedule (last_sync_at, cursors, failures). See
- * src/inbox.c. budget: for the refetches of stock changes. memo: what the integration's
- * inbox runs carry from one to the next (borrowed; the caller keeps one per integration). */
-typedef struct inbox_memo {
-    /* KiotViet's "timestamp" of the last complete /productOnHands read of an inbox run whose
-     * stock pages were all written (0: none yet): stock changed before it is stored. */
-    int64_t stock_read_kv_us;
-} inbox_memo;
+ * src/inbox.c. budget: for the refetches of stock changes; memo as for sync_run_start. */
 sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
-                               kv_budget *budget, inbox_memo *memo, sync_done_cb cb, void *arg);
+                               kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg);
 /* Asks the run to stop: in-flight page transactions finish, nothing new starts, the log row
  * says 'cancelled', the lease is released; cb is still called. */
 void sync_run_cancel(sync_run *r);

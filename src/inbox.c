@@ -8,7 +8,7 @@
  *   branch cannot give), written as a poll's stock pages (WRITER_STOCK); a product it did not
  *   list is refetched alone (GET /products/{id}, at most INBOX_REFETCH_MAX per run). When the
  *   previous inbox run's read was complete and written, this one starts where that one ended
- *   (the integration's inbox_memo), less STOCK_READ_OVERLAP_S: a burst's runs then do not read
+ *   (the integration's sync_memo), less STOCK_READ_OVERLAP_S: a burst's runs then do not read
  *   one another's products again (15 s of a busy shop's sales are several pages)
  *   -> mark every event read processed with its result, and delete
  *   processed events past [webhook] retention_days (ST_INBOX_MARK, ST_INBOX_PRUNE).
@@ -53,7 +53,7 @@ struct inbox {
     kvs_idset stock_seen;     /* products those pages listed */
     int64_t stock_read_kv_us; /* KiotViet's "timestamp" at the first of them (0: none) */
     bool stock_incomplete;    /* a page failed, was not written, or pages were left unread */
-    inbox_memo *memo;         /* the integration's, borrowed */
+    sync_memo *memo;         /* the integration's, borrowed */
 };
 
 typedef struct refetch {
@@ -61,7 +61,7 @@ typedef struct refetch {
     int64_t id;
 } refetch;
 
-inbox *inbox_new(inbox_memo *memo)
+inbox *inbox_new(sync_memo *memo)
 {
     inbox *ib = kvs_xcalloc(1, sizeof *ib);
     ib->memo = memo;

@@ -55,7 +55,7 @@ struct integ {
     int64_t run_request_us;    /* the request this run serves (0 = none) */
     uint64_t run_started_ms;
     kv_budget budget;
-    inbox_memo memo;           /* carried between its inbox runs */
+    sync_memo memo;            /* carried between its runs */
     bool inbox_pending;        /* webhook events wait: an inbox run starts when it is free */
     bool inbox_run;            /* run is an inbox run (sync_run_start_inbox) */
     bool inbox_gathering;      /* the listener's kicks are gathered before a run starts */

@@ -207,7 +207,8 @@ void integ_run_start(integ *it, bool inbox)
     it->inbox_run = inbox;
     it->run = inbox ? sync_run_start_inbox(&env, it->id, it->name, &it->budget, &it->memo,
                                            run_done, it)
-                    : sync_run_start(&env, it->id, it->name, full, &it->budget, run_done, it);
+                    : sync_run_start(&env, it->id, it->name, full, &it->budget, &it->memo,
+                                     run_done, it);
 }
 
 static void claim_cb(db_result *res, void *arg)

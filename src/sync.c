@@ -642,10 +642,12 @@ void sync_phase_next(sync_run *r)
 }
 
 static sync_run *run_start(const sync_env *env, const char *id, const char *name, bool force_full,
-                           kv_budget *budget, sync_done_cb cb, void *arg, inbox *ib)
+                           kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg,
+                           inbox *ib)
 {
     sync_run *r = kvs_xcalloc(1, sizeof *r);
     r->inbox = ib;
+    r->memo = memo;
     r->env = *env;
     r->id = kvs_strdup(id);
     r->name = kvs_strdup(name);
@@ -700,15 +702,15 @@ static sync_run *run_start(const sync_env *env, const char *id, const char *name
 }
 
 sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, bool force_full,
-                         kv_budget *budget, sync_done_cb cb, void *arg)
+                         kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg)
 {
-    return run_start(env, id, name, force_full, budget, cb, arg, NULL);
+    return run_start(env, id, name, force_full, budget, memo, cb, arg, NULL);
 }
 
 sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
-                               kv_budget *budget, inbox_memo *memo, sync_done_cb cb, void *arg)
+                               kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg)
 {
-    return run_start(env, id, name, false, budget, cb, arg, inbox_new(memo));
+    return run_start(env, id, name, false, budget, memo, cb, arg, inbox_new(memo));
 }
 
 void sync_run_cancel(sync_run *r)

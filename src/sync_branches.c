@@ -3,6 +3,8 @@
  * the hourly budget (an unchanged incremental run costs at most 3 GETs, issue 14): a full run
  * always reads them, an incremental one when the integration's last read is more than
  * SYNC_BRANCHES_EVERY_MIN old, from the newest branch change stored minus overlap_minutes.
+ * A [mapping] price_book given by name is resolved (GET /pricebooks) by the runs that read
+ * /branches; the others take the id from the integration's sync_memo.
  * A branch in removedIds was made inactive: its row stays, is_active false. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,12 +19,18 @@
 static void fetch_branches(sync_run *r);
 static void fetch_books(sync_run *r);
 
-/* Branches read (or not due): then the price book's id, when it was given by name. */
+/* Branches read (or not due): then the price book's id, when it was given by name. A run that
+ * did not read /branches takes the id an earlier run resolved (sync_memo). */
 static void branches_finished(sync_run *r)
 {
     if (r->mopts.book_name && !r->mopts.book_id) {
-        fetch_books(r);
-        return;
+        const sync_memo *m = r->memo;
+        if (!r->br.read && m && m->book_id && !strcmp(m->book_name, r->mopts.book_name)) {
+            r->mopts.book_id = m->book_id;
+        } else {
+            fetch_books(r);
+            return;
+        }
     }
     r->br.done = true;
     if (r->jobs == 0) sync_phase_next(r);
@@ -73,6 +81,10 @@ static void books_cb(int rc, kv_page *page, const char *err, void *arg)
     if (r->mopts.book_id) {
         rlog_info(&r->lctx, "[mapping] price_book '%s' is price book %" PRId64,
                   r->mopts.book_name, r->mopts.book_id);
+        if (r->memo && strlen(r->mopts.book_name) < sizeof r->memo->book_name) {
+            snprintf(r->memo->book_name, sizeof r->memo->book_name, "%s", r->mopts.book_name);
+            r->memo->book_id = r->mopts.book_id;
+        }
         branches_finished(r);
     } else if (got >= r->psize && r->br.book_offset / r->psize < BRANCH_PAGES_MAX) {
         r->br.book_offset += got;

@@ -163,7 +163,8 @@ def prices(db):
 
 def test_price_book_by_name_with_dates(shop_db, make_sim, workdir):
     """products.price is the book's price while its entry is active and today is within its
-    dates, else basePrice; a book given by name is resolved once per run."""
+    dates, else basePrice; a book given by name is resolved once per run, and a daemon's runs
+    that do not read /branches reuse the id."""
     sim = make_sim(products=60, seed=5)
     kvsd.setup_integration(shop_db, sim)
     cfg = kvsd.write_config(workdir / "kvs.conf", shop_db.dsn,
@@ -186,6 +187,24 @@ def test_price_book_by_name_with_dates(shop_db, make_sim, workdir):
     res = kvsd.run_once(cfg)
     assert res.rc == 0 and "kiotviet: success" in res.out, res
     assert kvsd.last_log(shop_db)["sync_type"] == "incremental"
+    assert prices(shop_db) == base
+
+    # A daemon resolves the name in its first run; its later runs that do not read /branches
+    # take the id it found: an unchanged incremental run stays at 3 GETs (issue 14).
+    cfgd = kvsd.write_config(workdir / "kvsd.conf", shop_db.dsn, sync={"poll_interval": 1},
+                             mapping={"price_book": "giá vip"})
+    d = kvsd.Daemon(cfgd)
+    try:
+        r1 = kvsd.ctl("sync", "kiotviet", "-c", cfgd, "--timeout", "30")
+        assert r1.rc == 0, r1
+        assert "[mapping] price_book 'giá vip' is price book 90002" in d.log()
+        sim.reset_stats()
+        r2 = kvsd.ctl("sync", "kiotviet", "-c", cfgd, "--timeout", "30")
+        assert r2.rc == 0, r2
+    finally:
+        d.stop()
+    st = sim.stats()
+    assert "/pricebooks" not in st["by_path"] and st["gets"] <= 3, st
     assert prices(shop_db) == base
 
     # An unknown name fails the run and says so (prices untouched).
