@@ -133,7 +133,6 @@ void integ_run_start(integ *it, bool inbox);
 void inbox_maybe_start(integ *it);
 void inbox_run_done(integ *it, const sync_result *res);
 void inbox_pending_check(sched *s);
-void inbox_timer_cb(uv_timer_t *t);
 
 /* scheduler_poll.c */
 bool auth_refused_wait(sched *s, const db_result *res, const char *msg);

@@ -18,6 +18,8 @@
 #define INBOX_QUIET_MS 40
 #define INBOX_GATHER_MAX_MS 250
 
+static void inbox_timer_cb(uv_timer_t *t);
+
 static uint64_t gather_due(const integ *it)
 {
     uint64_t quiet = it->inbox_last_ms + INBOX_QUIET_MS;
@@ -43,7 +45,7 @@ static void inbox_timer_arm(sched *s)
 
 /* Gatherings that are over start their runs (or leave the events pending for whatever keeps
  * the integration from a run now: the end of its run, its lease, the database). */
-void inbox_timer_cb(uv_timer_t *t)
+static void inbox_timer_cb(uv_timer_t *t)
 {
     sched *s = t->data;
     uint64_t now = uv_now(s->loop);
