@@ -57,4 +57,12 @@ uint64_t sched_once_wait_ms(int64_t held_ms);
 /* Not before this moment: when another daemon's lease, lease_left_ms from now, is over. */
 uint64_t sched_not_before_ms(uint64_t now, uint64_t lease_left_ms);
 
+/* Webhook notifications come in bursts (one per change): an inbox run starts once none came
+ * for SCHED_INBOX_QUIET_MS, and at the latest SCHED_INBOX_GATHER_MAX_MS after the first, so a
+ * burst is one run with one GET /productOnHands (issue 14's GET budget). */
+#define SCHED_INBOX_QUIET_MS 40
+#define SCHED_INBOX_GATHER_MAX_MS 250
+/* When the gathering of notifications that came first at first_ms and last at last_ms ends. */
+uint64_t sched_inbox_gather_due_ms(uint64_t first_ms, uint64_t last_ms);
+
 #endif

@@ -69,3 +69,9 @@ uint64_t sched_not_before_ms(uint64_t now, uint64_t lease_left_ms)
 {
     return now + lease_left_ms + SCHED_LEASE_MARGIN_MS;
 }
+
+uint64_t sched_inbox_gather_due_ms(uint64_t first_ms, uint64_t last_ms)
+{
+    uint64_t quiet = last_ms + SCHED_INBOX_QUIET_MS, most = first_ms + SCHED_INBOX_GATHER_MAX_MS;
+    return quiet < most ? quiet : most;
+}

@@ -3,11 +3,10 @@
  * the integrations when events wait (a crash after the answer, another daemon's listener, a run
  * that failed), and at the end of a run of the same integration.
  *
- * The listener's kicks are gathered first: KiotViet sends one notification per change, so a
- * counter sale or a price list edit arrives as a burst. A run starts once no notification came
- * for INBOX_QUIET_MS, or INBOX_GATHER_MAX_MS after the burst's first; one run then applies the
- * burst with one GET /productOnHands for its stock changes, where a run per notification spent
- * a GET each (issue 14's budget: 50 GETs for 1,000 changes). */
+ * The listener's kicks are gathered first (sched_inbox_gather_due_ms): KiotViet sends one
+ * notification per change, so a counter sale or a price list edit arrives as a burst, and one
+ * run then applies it with one GET /productOnHands for its stock changes, where a run started
+ * at the first notification left the rest of the burst to another run and another GET. */
 #include "log.h"
 #include "sched_int.h"
 
@@ -15,16 +14,11 @@
 
 #include "store.h"
 
-#define INBOX_QUIET_MS 40
-#define INBOX_GATHER_MAX_MS 250
-
 static void inbox_timer_cb(uv_timer_t *t);
 
 static uint64_t gather_due(const integ *it)
 {
-    uint64_t quiet = it->inbox_last_ms + INBOX_QUIET_MS;
-    uint64_t most = it->inbox_first_ms + INBOX_GATHER_MAX_MS;
-    return quiet < most ? quiet : most;
+    return sched_inbox_gather_due_ms(it->inbox_first_ms, it->inbox_last_ms);
 }
 
 /* The inbox timer at the earliest end of a gathering (stopped when none gathers). */

@@ -125,12 +125,23 @@ static void test_waits(void **state)
     assert_int_equal(sched_not_before_ms(1000, 0), 1250);
 }
 
+/* A burst is gathered until it is quiet for 40 ms, and never longer than 250 ms. */
+static void test_inbox_gather(void **state)
+{
+    (void)state;
+    assert_int_equal(sched_inbox_gather_due_ms(1000, 1000), 1040);  /* one notification */
+    assert_int_equal(sched_inbox_gather_due_ms(1000, 1100), 1140);  /* still coming */
+    assert_int_equal(sched_inbox_gather_due_ms(1000, 1210), 1250);  /* capped */
+    assert_int_equal(sched_inbox_gather_due_ms(1000, 5000), 1250);  /* a steady stream */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jitter),   cmocka_unit_test(test_interval_backoff),
         cmocka_unit_test(test_due),      cmocka_unit_test(test_delay),
         cmocka_unit_test(test_synced_mono), cmocka_unit_test(test_waits),
+        cmocka_unit_test(test_inbox_gather),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
