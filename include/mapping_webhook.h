@@ -14,7 +14,8 @@
  * Handled types: product.update (upsert from the payload itself, no GET), product.delete and
  * category.delete (a "RemoveId" list or a bare list of ids: marked as removedIds are),
  * category.update (upsert; IsDeleted true is a removal), stock.update (the product ids whose
- * stock changed). Others (customer.update, order.update, ...) are "ignored".
+ * stock changed, and each record's figures for wh_batch_stock_direct). Others
+ * (customer.update, order.update, ...) are "ignored".
  *
  * Coalescing: one row per id, the newest ModifiedDate winning (a tie: the later event); an
  * older or equal record of the same batch is "stale" or "duplicate" for its event. Against the
@@ -46,6 +47,7 @@ typedef struct wh_event {
     kvjson_doc doc;        /* owned; valid when parsed */
     bool parsed;
     int applied, stale, duplicate; /* its records by fate */
+    int attempt;           /* the envelope's Attempt (1 when absent): above 1, a redelivery */
     unsigned types;        /* bit per enum wh_type present */
     char error[160];       /* "" or why it failed */
 } wh_event;
@@ -69,6 +71,7 @@ typedef struct wh_batch {
     wh_items categories;   /* category.update records, one per id (the newest) */
     wh_items removed[2];   /* ids removed: [0] categories, [1] products (writer_entity order) */
     wh_items stock;        /* product ids of stock.update, once each */
+    wh_items stock_recs;   /* every stock.update record (a product at one branch each) */
     cJSON *owned;          /* owned: adapted category objects (referencing the docs) */
 } wh_batch;
 
@@ -86,6 +89,24 @@ void wh_batch_versions(wh_batch *b, const int64_t *ids, const int64_t *modified_
 /* Maps what is left into pages (each initialised by the caller) through mapping.c; counts the
  * records handed on as applied and records that cannot be mapped as their events' errors. */
 void wh_batch_pages(wh_batch *b, const map_opts *o, map_page *categories, map_page *products);
+
+/* A stored row of kiotviet_product_stock (text as the database gave it; borrowed). */
+typedef struct wh_stock_row {
+    int64_t product, branch;
+    const char *on_hand, *reserved;
+} wh_stock_row;
+
+/* stock.update applied from the notifications' own figures, without a GET (issue 16): a
+ * product qualifies when each of its stock records in the batch came in a first delivery
+ * (Attempt 1: a redelivery may be older than what is stored), names a branch and its OnHand,
+ * no two name the same branch (their order is unknown), the batch neither edits nor deletes
+ * the product, and `stored` (its rows of kiotviet_product_stock) holds every branch named:
+ * the stored rows are the other branches' figures. Its record, every stored branch with the
+ * notified figures in place, is mapped into `page` as /productOnHands records are (map_stock:
+ * the totals over the counted branches), and its id added to `done`. The rest are left to the
+ * run's /productOnHands read. */
+void wh_batch_stock_direct(const wh_batch *b, const map_opts *o, const wh_stock_row *stored,
+                           int nstored, map_page *page, kvs_idset *done);
 
 /* A product.delete of the batch names product id. */
 bool wh_batch_removed(const wh_batch *b, int64_t id);

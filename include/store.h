@@ -165,6 +165,8 @@ void integ_row_hold_secrets(integ_row *r);
  * ST_INBOX_READ      $1 id, $2 limit -> (id, body, types, received_at us) of its unprocessed
  *                    events, oldest first
  * ST_INBOX_VERSIONS  $1 bigint[] product kiotviet ids -> (kiotviet_id, kiotviet_modified_at us)
+ * ST_INBOX_STOCK     $1 bigint[] product kiotviet ids -> their kiotviet_product_stock rows
+ *                    (product, branch, on_hand text, reserved text)
  * ST_INBOX_MARK      $1 id, $2 json [{"id","result"}], $3 lease owner: marks them processed
  * ST_INBOX_PRUNE     $1 id, $2 days: deletes processed events older than that -> count
  * ST_INBOX_PENDING   -> integration ids with unprocessed events
@@ -205,6 +207,7 @@ enum store_stmt {
     ST_HEALTH,
     ST_INBOX_READ,
     ST_INBOX_VERSIONS,
+    ST_INBOX_STOCK,
     ST_INBOX_MARK,
     ST_INBOX_PRUNE,
     ST_INBOX_PENDING,

@@ -3,6 +3,9 @@
  *
  *   read events (ST_INBOX_READ, up to INBOX_BATCH, oldest first) -> stored versions of their
  *   products (ST_INBOX_VERSIONS) -> categories page -> relink -> products page and removals
+ *   -> stock.update from the notifications' own figures where their order is certain
+ *   (wh_batch_stock_direct: a first delivery, one per branch, the other branches' stored rows
+ *   known; ST_INBOX_STOCK), written as a stock page with no GET; for the others
  *   -> stock.update: GET /productOnHands since a little before the oldest stock event (one GET
  *   per 100 products whose stock changed: every branch of each, which a notification naming one
  *   branch cannot give), written as a poll's stock pages (WRITER_STOCK); a product it did not
@@ -40,8 +43,8 @@
 #define STOCK_PAGE 100
 #define STOCK_PAGES_MAX 50    /* a burst of 5,000 stock changes in one run, at most */
 
-enum ib_stage { IB_READ, IB_VERSIONS, IB_CATEGORIES, IB_RELINK, IB_PRODUCTS, IB_STOCK,
-                IB_REFETCH, IB_MARK, IB_DONE };
+enum ib_stage { IB_READ, IB_VERSIONS, IB_CATEGORIES, IB_RELINK, IB_PRODUCTS, IB_STOCK_DIRECT,
+                IB_STOCK, IB_REFETCH, IB_MARK, IB_DONE };
 
 struct inbox {
     enum ib_stage stage;
@@ -50,7 +53,8 @@ struct inbox {
     int results[WH_ERROR + 1]; /* events by result, once marked */
     int64_t stock_from_us;    /* the oldest stock.update event's arrival, 0 when none */
     int stock_pages;          /* /productOnHands pages read */
-    kvs_idset stock_seen;     /* products those pages listed */
+    kvs_idset stock_seen;     /* products those pages listed, or written from their
+                                 notifications' figures (IB_STOCK_DIRECT) */
     int64_t stock_read_kv_us; /* KiotViet's "timestamp" at the first of them (0: none) */
     bool stock_incomplete;    /* a page failed, was not written, or pages were left unread */
     sync_memo *memo;         /* the integration's, borrowed */
@@ -306,11 +310,65 @@ static void onhands_get(sync_run *r)
     kv_get(r->kv, q, onhands_cb, r);
 }
 
+/* The stored stock rows of the batch's stock products: those whose notifications can be
+ * applied as they are go out as one stock page (no GET). */
+static void stock_rows_cb(db_result *res, void *arg)
+{
+    sync_run *r = arg;
+    inbox *ib = r->inbox;
+    if (res->status != DB_OK) {
+        /* Not fatal: the /productOnHands read covers them. */
+        if (res->status != DB_E_CANCELLED)
+            rlog_warn(&r->lctx, "could not read the stored stock of the notified products: %s",
+                      res->message ? res->message : "?");
+    } else if (!sync_stopping(r)) {
+        PGresult *pr = res->results[0];
+        int n = PQntuples(pr);
+        wh_stock_row *rows = kvs_xcalloc((size_t)n + 1, sizeof *rows);
+        for (int i = 0; i < n; i++)
+            rows[i] = (wh_stock_row){.product = strtoll(PQgetvalue(pr, i, 0), NULL, 10),
+                                     .branch = strtoll(PQgetvalue(pr, i, 1), NULL, 10),
+                                     .on_hand = PQgetvalue(pr, i, 2),
+                                     .reserved = PQgetvalue(pr, i, 3)};
+        map_page p;
+        map_page_init(&p);
+        wh_batch_stock_direct(&ib->b, r->env.mopts, rows, n, &p, &ib->stock_seen);
+        for (int i = 0; i < p.nfailed; i++) /* our own records of checked numbers: unlikely */
+            wh_batch_fail_id(&ib->b, &ib->b.stock, p.failure[i].id,
+                             "could not map the notified stock");
+        if (p.nrows) rlog_info(&r->lctx, "%d product(s) of stock notifications applied from"
+                                         " their figures", p.nrows);
+        put_page(r, WRITER_STOCK, &p);
+        map_page_free(&p);
+        free(rows);
+    }
+    jobs_dec(r);
+}
+
+static void stage_stock_direct(sync_run *r)
+{
+    inbox *ib = r->inbox;
+    if (!ib->b.stock.n) return;
+    kvs_buf ids;
+    kvs_buf_init(&ids);
+    ids_text(&ib->b.stock, &ids);
+    const char *p[1] = {ids.data};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, ST_INBOX_STOCK), 1, p, stock_rows_cb, r);
+    kvs_buf_free(&ids);
+}
+
+/* The read, when a stock product was not written from its notifications' figures. */
 static void stage_stock(sync_run *r)
 {
     inbox *ib = r->inbox;
-    for (int i = 0; i < ib->b.stock.n; i++) ib->b.ev[ib->b.stock.v[i].ev].applied++;
-    if (ib->b.stock.n && ib->stock_from_us) onhands_get(r);
+    bool left = false;
+    for (int i = 0; i < ib->b.stock.n; i++) {
+        ib->b.ev[ib->b.stock.v[i].ev].applied++;
+        left = left || (!kvs_idset_has(&ib->stock_seen, ib->b.stock.v[i].id) &&
+                        !wh_batch_removed(&ib->b, ib->b.stock.v[i].id));
+    }
+    if (left && ib->stock_from_us) onhands_get(r);
 }
 
 static void stage_mark(sync_run *r)
@@ -405,10 +463,14 @@ bool inbox_next(sync_run *r)
             sync_relink_changed(r);
             break;
         case IB_PRODUCTS:
-            ib->stage = IB_STOCK;
+            ib->stage = IB_STOCK_DIRECT;
             put_page(r, WRITER_PRODUCTS, &ib->products);
             put_removed(r, WRITER_PRODUCTS, &ib->b.removed[WRITER_PRODUCTS]);
             put_removed(r, WRITER_CATEGORIES, &ib->b.removed[WRITER_CATEGORIES]);
+            break;
+        case IB_STOCK_DIRECT:
+            ib->stage = IB_STOCK;
+            stage_stock_direct(r);
             break;
         case IB_STOCK:
             ib->stage = IB_REFETCH;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "decimal.h"
 #include "kvtime.h"
 #include "util.h"
 
@@ -60,6 +61,7 @@ void wh_batch_free(wh_batch *b)
     free(b->removed[0].v);
     free(b->removed[1].v);
     free(b->stock.v);
+    free(b->stock_recs.v);
     cJSON_Delete(b->owned); /* references only: the docs' items are untouched */
     memset(b, 0, sizeof *b);
 }
@@ -208,6 +210,7 @@ static void add_notification(wh_batch *b, int ev, const cJSON *n)
             continue;
         }
         if (t == WH_STOCK_UPDATE) {
+            items_push(&b->stock_recs, (wh_item){.rec = rec, .id = id, .ev = ev});
             if (items_find(&b->stock, id) < 0)
                 items_push(&b->stock, (wh_item){.rec = rec, .id = id, .ev = ev});
             else
@@ -251,6 +254,11 @@ int wh_batch_add(wh_batch *b, int64_t row_id, const char *body, size_t len)
         return i;
     }
     e->parsed = true;
+    int64_t attempt = 1;
+    if (kvjson_get_int64(e->doc.root, "Attempt", &attempt) == 0 && attempt > 1)
+        e->attempt = attempt > 1000 ? 1000 : (int)attempt;
+    else
+        e->attempt = 1;
     const cJSON *ns = kvjson_get(e->doc.root, "Notifications");
     if (!cJSON_IsArray(ns)) {
         ev_error(e, "no Notifications list", NULL);
@@ -311,6 +319,103 @@ void wh_batch_pages(wh_batch *b, const map_opts *o, map_page *categories, map_pa
         cJSON_Delete(arr);
         page_failures(b, lists[k], pages[k]);
     }
+}
+
+/* A number's text fit to stand in a JSON record: what dec_parse reads (the database's numeric
+ * text can also be NaN or Infinity). */
+static bool number_ok(const char *s)
+{
+    kvs_dec d;
+    return s && *s && dec_parse(s, false, &d) == 0;
+}
+
+/* The record of product id for wh_batch_stock_direct, appended to out; false when the product
+ * does not qualify. recs/nrecs: its stock records in the batch; rows/nrows: its stored rows. */
+static bool stock_direct_record(const wh_batch *b, int64_t id, const wh_item *const *recs,
+                                int nrecs, const wh_stock_row *const *rows, int nrows,
+                                kvs_buf *out)
+{
+    if (!nrows || !nrecs || wh_batch_removed(b, id) || items_find(&b->products, id) >= 0)
+        return false;
+    /* The records' branches and figures (heap: a body may hold thousands of records). */
+    int64_t *branch = kvs_xmalloc((size_t)nrecs * sizeof *branch);
+    const char **q = kvs_xmalloc((size_t)nrecs * sizeof *q);
+    const char **r = kvs_xmalloc((size_t)nrecs * sizeof *r);
+    bool ok = true;
+    for (int i = 0; i < nrecs && ok; i++) {
+        const cJSON *rec = recs[i]->rec;
+        ok = b->ev[recs[i]->ev].attempt == 1 &&
+             kvjson_get_int64(rec, "BranchId", &branch[i]) == 0 && branch[i] > 0 &&
+             kvjson_get_num_text(rec, "OnHand", &q[i]) == 0 && number_ok(q[i]);
+        if (ok && kvjson_get_num_text(rec, "Reserved", &r[i])) r[i] = NULL;
+        if (ok && r[i] && !number_ok(r[i])) ok = false;
+        for (int k = 0; k < i && ok; k++) ok = branch[k] != branch[i];
+        bool known = false;
+        for (int k = 0; k < nrows && ok; k++) known = known || rows[k]->branch == branch[i];
+        ok = ok && known;
+    }
+    kvs_buf one;
+    kvs_buf_init(&one);
+    REQUIRE(kvs_buf_printf(&one, "{\"id\":%lld,\"inventories\":[", (long long)id) == 0);
+    for (int k = 0; k < nrows && ok; k++) {
+        const char *oq = rows[k]->on_hand, *orr = rows[k]->reserved;
+        for (int i = 0; i < nrecs; i++)
+            if (branch[i] == rows[k]->branch) {
+                oq = q[i];
+                if (r[i]) orr = r[i];
+            }
+        ok = number_ok(oq) && number_ok(orr);
+        REQUIRE(kvs_buf_printf(&one, "%s{\"branchId\":%lld,\"onHand\":%s,\"reserved\":%s}",
+                               k ? "," : "", (long long)rows[k]->branch, oq, orr) == 0);
+    }
+    REQUIRE(kvs_buf_puts(&one, "]}") == 0);
+    if (ok) REQUIRE(kvs_buf_append(out, one.data, one.len) == 0);
+    kvs_buf_free(&one);
+    free(branch);
+    free(q);
+    free(r);
+    return ok;
+}
+
+void wh_batch_stock_direct(const wh_batch *b, const map_opts *o, const wh_stock_row *stored,
+                           int nstored, map_page *page, kvs_idset *done)
+{
+    kvs_buf text;
+    kvs_buf_init(&text);
+    REQUIRE(kvs_buf_puts(&text, "[") == 0);
+    int n = 0;
+    const wh_item **recs = kvs_xmalloc((size_t)(b->stock_recs.n + 1) * sizeof *recs);
+    const wh_stock_row **rows = kvs_xmalloc((size_t)(nstored + 1) * sizeof *rows);
+    for (int p = 0; p < b->stock.n; p++) {
+        int64_t id = b->stock.v[p].id;
+        int nrecs = 0, nrows = 0;
+        for (int i = 0; i < b->stock_recs.n; i++)
+            if (b->stock_recs.v[i].id == id) recs[nrecs++] = &b->stock_recs.v[i];
+        for (int k = 0; k < nstored; k++)
+            if (stored[k].product == id) rows[nrows++] = &stored[k];
+        size_t mark = text.len;
+        if (n) REQUIRE(kvs_buf_puts(&text, ",") == 0);
+        if (stock_direct_record(b, id, recs, nrecs, rows, nrows, &text)) {
+            n++;
+            kvs_idset_add(done, id);
+        } else {
+            text.len = mark; /* not this one: back to before its comma */
+            text.data[mark] = '\0';
+        }
+    }
+    free(recs);
+    free(rows);
+    REQUIRE(kvs_buf_puts(&text, "]") == 0);
+    if (n) {
+        kvjson_doc doc;
+        kvs_err err;
+        kvs_err_clear(&err);
+        /* Our own text of checked numbers: it parses. */
+        REQUIRE(kvjson_parse(text.data, text.len, &doc, &err) == 0);
+        map_stock(doc.root, o, page);
+        kvjson_doc_free(&doc);
+    }
+    kvs_buf_free(&text);
 }
 
 bool wh_batch_removed(const wh_batch *b, int64_t id)

@@ -17,6 +17,12 @@ const char store_t_inbox_versions[] =
     " FROM @.\"products\" WHERE \"kiotviet_id\" = ANY($1::bigint[]) AND"
     " \"kiotviet_modified_at\" IS NOT NULL";
 
+/* The stored stock by branch of the products of stock.update notifications: the other
+ * branches' figures when a notification names one (wh_batch_stock_direct). */
+const char store_t_inbox_stock[] =
+    "SELECT \"product_kiotviet_id\", \"branch_kiotviet_id\", \"on_hand\"::text, \"reserved\"::text"
+    " FROM @.\"kiotviet_product_stock\" WHERE \"product_kiotviet_id\" = ANY($1::bigint[])";
+
 /* Marks only while the run still holds the lease ($3 its owner): a run taken over leaves its
  * events for the new holder. */
 const char store_t_inbox_mark[] =

@@ -41,7 +41,8 @@ extern const char store_t_log_start[], store_t_log_progress[], store_t_log_finis
 extern const char store_t_webhook_find[], store_t_webhook_store[], store_t_webhook_check[],
     store_t_health[];
 /* store_inbox.c: the webhook inbox. */
-extern const char store_t_inbox_read[], store_t_inbox_versions[], store_t_inbox_mark[],
+extern const char store_t_inbox_read[], store_t_inbox_versions[], store_t_inbox_stock[],
+    store_t_inbox_mark[],
     store_t_inbox_prune[], store_t_inbox_pending[], store_t_webhook_secret_set[];
 /* store.c: the catalogue. */
 extern const char store_t_any_products[];

@@ -42,6 +42,7 @@ static const char *const templates[ST__COUNT] = {
     [ST_HEALTH] = store_t_health,
     [ST_INBOX_READ] = store_t_inbox_read,
     [ST_INBOX_VERSIONS] = store_t_inbox_versions,
+    [ST_INBOX_STOCK] = store_t_inbox_stock,
     [ST_INBOX_MARK] = store_t_inbox_mark,
     [ST_INBOX_PRUNE] = store_t_inbox_prune,
     [ST_INBOX_PENDING] = store_t_inbox_pending,

@@ -1,4 +1,5 @@
-/* libFuzzer target: the webhook's envelope parse and X-Hub-Signature check (webhook_parse.c).
+/* libFuzzer target: the webhook's envelope parse and X-Hub-Signature check (webhook_parse.c),
+ * and the inbox run's mapping of the same body (mapping_webhook.c).
  *
  * The whole input is a notification body. Properties checked, beyond sanitizers:
  *   envelope  event_id is 1..WEBHOOK_ID_MAX printable ASCII bytes (the inbox's key: text
@@ -7,7 +8,10 @@
  *             fits its buffer; a body whose Id is absent gets the same id when parsed twice.
  *   signature the HMAC-SHA256 of the body (computed here) verifies under every accepted
  *             prefix and case; the same value with one digit changed, or under another key,
- *             does not; the first bytes of the input used as a header never crash it. */
+ *             does not; the first bytes of the input used as a header never crash it.
+ *   mapping   the body as an inbox row maps into pages, and its stock.update records, with
+ *             stored rows made from their own products and branches, into a stock page whose
+ *             every row is a product wh_batch_stock_direct reports done. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdint.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "mapping_webhook.h"
 #include "webhook.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -81,6 +86,38 @@ static void check_signature(const uint8_t *data, size_t size)
     (void)webhook_signature_ok(hdr, key, data, size);
 }
 
+static void check_batch(const uint8_t *data, size_t size)
+{
+    wh_batch b;
+    wh_batch_init(&b);
+    wh_batch_add(&b, 1, (const char *)data, size);
+    map_opts o = {0};
+    map_page cats, prods, stock;
+    map_page_init(&cats);
+    map_page_init(&prods);
+    map_page_init(&stock);
+    wh_batch_pages(&b, &o, &cats, &prods);
+    wh_stock_row *rows = calloc((size_t)b.stock_recs.n + 1, sizeof *rows);
+    FUZZ_CHECK(rows != NULL, "calloc");
+    int n = 0;
+    for (int i = 0; i < b.stock_recs.n; i++) {
+        int64_t br;
+        if (kvjson_get_int64(b.stock_recs.v[i].rec, "BranchId", &br) == 0)
+            rows[n++] = (wh_stock_row){b.stock_recs.v[i].id, br, "1", "0.5"};
+    }
+    kvs_idset done = {0};
+    wh_batch_stock_direct(&b, &o, rows, n, &stock, &done);
+    for (int i = 0; i < stock.nrows; i++)
+        FUZZ_CHECK(kvs_idset_has(&done, stock.row[i].id), "row %lld not done",
+                   (long long)stock.row[i].id);
+    kvs_idset_free(&done);
+    free(rows);
+    map_page_free(&cats);
+    map_page_free(&prods);
+    map_page_free(&stock);
+    wh_batch_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     webhook_envelope e, again;
@@ -96,5 +133,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    !memcmp(&e, &again, sizeof e),
                "two parses differ");
     check_signature(data, size);
+    check_batch(data, size);
     return 0;
 }

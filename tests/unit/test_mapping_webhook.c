@@ -233,6 +233,62 @@ static void test_stock_and_categories(void **state)
     wh_batch_free(&b);
 }
 
+/* stock.update from the notification's own figures: the other branches from the stored rows,
+ * the total over the counted branches; not when the order is unsure or a branch is unknown. */
+static void stock_direct_case(const char *const *bodies, int nbodies, const wh_stock_row *rows,
+                              int nrows, const map_opts *o, const char *want_stock)
+{
+    wh_batch b;
+    wh_batch_init(&b);
+    for (int i = 0; i < nbodies; i++) add(&b, i + 1, bodies[i]);
+    map_page p;
+    map_page_init(&p);
+    kvs_idset done = {0};
+    wh_batch_stock_direct(&b, o, rows, nrows, &p, &done);
+    if (!want_stock) {
+        assert_int_equal(p.nrows, 0);
+        assert_false(kvs_idset_has(&done, 30118801));
+    } else {
+        assert_int_equal(p.nrows, 1);
+        assert_int_equal(p.nfailed, 0);
+        assert_true(kvs_idset_has(&done, 30118801));
+        kvjson_doc d;
+        assert_string_equal(row_get(&d, &p, 0, "stock"), want_stock);
+        kvjson_doc_free(&d);
+    }
+    kvs_idset_free(&done);
+    map_page_free(&p);
+    wh_batch_free(&b);
+}
+
+static void test_stock_direct(void **state)
+{
+    (void)state;
+    /* Branch 61202 from the notification (OnHand 1), 61203 as stored (2.5). */
+    const wh_stock_row two[] = {{30118801, 61202, "3", "0"}, {30118801, 61203, "2.5", "1"}};
+    const char *one_body[] = {stock_update};
+    map_opts all = {0};
+    stock_direct_case(one_body, 1, two, 2, &all, "3.5");
+    /* Only 61203 counts ([mapping] branches): the notified branch adds nothing. */
+    int64_t counted[] = {61203};
+    map_opts some = {.branches = counted, .nbranches = 1};
+    stock_direct_case(one_body, 1, two, 2, &some, "2.5");
+    /* The notified branch is not stored: the other branches are not known. */
+    stock_direct_case(one_body, 1, two + 1, 1, &all, NULL);
+    stock_direct_case(one_body, 1, NULL, 0, &all, NULL);
+    /* A redelivery may be older than what is stored. */
+    char again[sizeof stock_update + 8];
+    snprintf(again, sizeof again, "%s", stock_update);
+    char *a = strstr(again, "\"Attempt\":1");
+    assert_non_null(a);
+    a[10] = '2';
+    const char *redelivered[] = {again};
+    stock_direct_case(redelivered, 1, two, 2, &all, NULL);
+    /* Two notifications of the same branch: which is newer is unknown. */
+    const char *twice[] = {stock_update, stock_update};
+    stock_direct_case(twice, 2, two, 2, &all, NULL);
+}
+
 /* A burst: the newest version wins whatever the order of arrival; the older is stale, the same
  * version again a duplicate; a stored newer version makes the payload stale. */
 static void test_coalesce(void **state)
@@ -311,7 +367,7 @@ int main(void)
         cmocka_unit_test(test_types),          cmocka_unit_test(test_product_update),
         cmocka_unit_test(test_inactive),       cmocka_unit_test(test_removals),
         cmocka_unit_test(test_stock_and_categories), cmocka_unit_test(test_coalesce),
-        cmocka_unit_test(test_bad_bodies),
+        cmocka_unit_test(test_bad_bodies),     cmocka_unit_test(test_stock_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
