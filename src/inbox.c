@@ -345,17 +345,22 @@ static void stock_rows_cb(db_result *res, void *arg)
     jobs_dec(r);
 }
 
+/* A read of the run's database about the ids of l ($1 bigint[]), answered to cb. */
+static void exec_ids(sync_run *r, enum store_stmt st, const wh_items *l, db_batch_cb cb)
+{
+    kvs_buf ids;
+    kvs_buf_init(&ids);
+    ids_text(l, &ids);
+    const char *p[1] = {ids.data};
+    r->jobs++;
+    db_exec(r->db, store_sql(r->env.store, st), 1, p, cb, r);
+    kvs_buf_free(&ids);
+}
+
 static void stage_stock_direct(sync_run *r)
 {
     inbox *ib = r->inbox;
-    if (!ib->b.stock.n) return;
-    kvs_buf ids;
-    kvs_buf_init(&ids);
-    ids_text(&ib->b.stock, &ids);
-    const char *p[1] = {ids.data};
-    r->jobs++;
-    db_exec(r->db, store_sql(r->env.store, ST_INBOX_STOCK), 1, p, stock_rows_cb, r);
-    kvs_buf_free(&ids);
+    if (ib->b.stock.n) exec_ids(r, ST_INBOX_STOCK, &ib->b.stock, stock_rows_cb);
 }
 
 /* The read, when a stock product was not written from its notifications' figures. */
@@ -439,15 +444,7 @@ bool inbox_next(sync_run *r)
         case IB_VERSIONS:
             if (ib->b.nev == 0) return true; /* another run took them: nothing to log */
             ib->stage = IB_CATEGORIES;
-            if (ib->b.products.n) {
-                kvs_buf ids;
-                kvs_buf_init(&ids);
-                ids_text(&ib->b.products, &ids);
-                const char *p[1] = {ids.data};
-                r->jobs++;
-                db_exec(r->db, store_sql(r->env.store, ST_INBOX_VERSIONS), 1, p, versions_cb, r);
-                kvs_buf_free(&ids);
-            }
+            if (ib->b.products.n) exec_ids(r, ST_INBOX_VERSIONS, &ib->b.products, versions_cb);
             break;
         case IB_CATEGORIES: {
             map_page cats;
