@@ -57,7 +57,6 @@ struct inbox {
                                  notifications' figures (IB_STOCK_DIRECT) */
     int64_t stock_read_kv_us; /* KiotViet's "timestamp" at the first of them (0: none) */
     bool stock_incomplete;    /* a page failed, was not written, or pages were left unread */
-    sync_memo *memo;         /* the integration's, borrowed */
 };
 
 typedef struct refetch {
@@ -65,10 +64,9 @@ typedef struct refetch {
     int64_t id;
 } refetch;
 
-inbox *inbox_new(sync_memo *memo)
+inbox *inbox_new(void)
 {
     inbox *ib = kvs_xcalloc(1, sizeof *ib);
-    ib->memo = memo;
     wh_batch_init(&ib->b);
     map_page_init(&ib->products);
     return ib;
@@ -297,7 +295,7 @@ static void onhands_get(sync_run *r)
     inbox *ib = r->inbox;
     char from[KVTIME_BUFSZ], q[256];
     int64_t from_us = ib->stock_from_us - (int64_t)STOCK_OVERLAP_S * 1000000;
-    int64_t prev_us = ib->memo ? ib->memo->stock_read_kv_us : 0;
+    int64_t prev_us = r->memo ? r->memo->stock_read_kv_us : 0;
     if (prev_us && prev_us - (int64_t)STOCK_READ_OVERLAP_S * 1000000 > from_us)
         from_us = prev_us - (int64_t)STOCK_READ_OVERLAP_S * 1000000;
     kvtime_format_vn_local(from_us, from);
@@ -381,8 +379,8 @@ static void stage_mark(sync_run *r)
     inbox *ib = r->inbox;
     /* Every stock page has been written (or refused) by now: a complete read is where the
      * next run's read may start. */
-    if (ib->memo && ib->stock_read_kv_us && !ib->stock_incomplete)
-        ib->memo->stock_read_kv_us = ib->stock_read_kv_us;
+    if (r->memo && ib->stock_read_kv_us && !ib->stock_incomplete)
+        r->memo->stock_read_kv_us = ib->stock_read_kv_us;
     kvs_buf j;
     kvs_buf_init(&j);
     REQUIRE(kvs_buf_puts(&j, "[") == 0);

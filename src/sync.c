@@ -710,7 +710,7 @@ sync_run *sync_run_start(const sync_env *env, const char *id, const char *name, 
 sync_run *sync_run_start_inbox(const sync_env *env, const char *id, const char *name,
                                kv_budget *budget, sync_memo *memo, sync_done_cb cb, void *arg)
 {
-    return run_start(env, id, name, false, budget, memo, cb, arg, inbox_new(memo));
+    return run_start(env, id, name, false, budget, memo, cb, arg, inbox_new());
 }
 
 void sync_run_cancel(sync_run *r)

@@ -174,7 +174,7 @@ static inline bool sync_ent_products(enum writer_entity ent)
 /* "products", "categories", "stock": for messages. */
 const char *sync_entity_name(enum writer_entity ent);
 /* inbox.c: the inbox run's stages (a run started by sync_run_start_inbox). */
-inbox *inbox_new(sync_memo *memo);
+inbox *inbox_new(void);
 void inbox_free(inbox *ib);
 /* Hands out the next stage's work; true when the run is over (nothing pending, all done). */
 bool inbox_next(sync_run *r);
